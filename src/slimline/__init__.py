@@ -1,0 +1,3 @@
+"""slimline: reproducible model compression."""
+
+__version__ = "0.1.0"

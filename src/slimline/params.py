@@ -61,9 +61,7 @@ class Paths(_Section):
         bad = [
             f"paths.{name}: a relative path inside the project (got {value!r})"
             for name, value in self
-            if not value
-            or PurePosixPath(value).is_absolute()
-            or ".." in PurePosixPath(value).parts
+            if not value or PurePosixPath(value).is_absolute() or ".." in PurePosixPath(value).parts
         ]
         if bad:
             raise ValueError("\n".join(bad))
@@ -317,8 +315,13 @@ def input_ndim(data: Data, base: Path) -> int | None:
         import numpy as np
 
         with zipfile.ZipFile(path) as z, z.open("x.npy") as f:
-            version = np.lib.format.read_magic(f)
-            shape, _, _ = np.lib.format._read_array_header(f, version)
+            major, _ = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if major == 1
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, _ = read_header(f)
         return len(shape)
     except Exception:  # missing/corrupt data is the prepare stage's error, with its own message
         return None

@@ -81,19 +81,30 @@ def _suites(num_classes: int, n_values: int, min_per_class: int) -> dict[str, li
     return {
         "samples": [
             gxe.ExpectTableColumnsToMatchSet(
-                column_set=["split", "y", "x_dtype", "n_values", "x_min", "x_max", "x_mean",
-                            "sample_hash"],
+                column_set=[
+                    "split",
+                    "y",
+                    "x_dtype",
+                    "n_values",
+                    "x_min",
+                    "x_max",
+                    "x_mean",
+                    "sample_hash",
+                ],
                 exact_match=True,
             ),
             gxe.ExpectColumnValuesToBeInSet(column="x_dtype", value_set=["float32"]),
-            gxe.ExpectColumnValuesToBeBetween(column="n_values", min_value=n_values,
-                                              max_value=n_values),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="n_values", min_value=n_values, max_value=n_values
+            ),
             # NaN is invisible to range checks: NotBeNull catches it, Between catches inf
             *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("x_min", "x_max", "x_mean")],
-            gxe.ExpectColumnValuesToBeBetween(column="x_min", min_value=-MAX_ABS_VALUE,
-                                              max_value=MAX_ABS_VALUE),
-            gxe.ExpectColumnValuesToBeBetween(column="x_max", min_value=-MAX_ABS_VALUE,
-                                              max_value=MAX_ABS_VALUE),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="x_min", min_value=-MAX_ABS_VALUE, max_value=MAX_ABS_VALUE
+            ),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="x_max", min_value=-MAX_ABS_VALUE, max_value=MAX_ABS_VALUE
+            ),
             gxe.ExpectColumnValuesToNotBeNull(column="y"),
             gxe.ExpectColumnValuesToBeInSet(column="y", value_set=list(range(num_classes))),
             gxe.ExpectColumnDistinctValuesToBeInSet(column="split", value_set=list(SPLITS)),
@@ -103,8 +114,9 @@ def _suites(num_classes: int, n_values: int, min_per_class: int) -> dict[str, li
             gxe.ExpectColumnValuesToBeBetween(column="count", min_value=min_per_class),
         ],
         "train": [
-            gxe.ExpectColumnMeanToBeBetween(column="x_mean", min_value=-MAX_TRAIN_MEAN,
-                                            max_value=MAX_TRAIN_MEAN),
+            gxe.ExpectColumnMeanToBeBetween(
+                column="x_mean", min_value=-MAX_TRAIN_MEAN, max_value=MAX_TRAIN_MEAN
+            ),
         ],
         "leakage": [gxe.ExpectColumnValuesToBeUnique(column="sample_hash")],
     }

@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny data made here, a params file per test, telemetry off."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from slimline.env import quiet_telemetry
+
+quiet_telemetry()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_images(n_per_class: int = 12, classes: int = 3, size: int = 8, seed: int = 0):
+    """Separable (N, 1, size, size) images: class k lights a band of rows."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 0.2, (n_per_class * classes, 1, size, size)).astype(np.float32)
+    y = np.repeat(np.arange(classes), n_per_class)
+    band = size // classes
+    for i, k in enumerate(y):
+        x[i, 0, k * band : (k + 1) * band] += 0.8
+    return x, y.astype(np.int64)
+
+
+@pytest.fixture
+def npz_file(tmp_path: Path) -> Path:
+    x, y = make_images()
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x=x, y=y, class_names=np.array(["a", "b", "c"]))
+    return path
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    x, y = make_images(n_per_class=10, size=12)
+    root = tmp_path / "images"
+    for i, (img, label) in enumerate(zip(x, y, strict=True)):
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((img[0] * 255).astype(np.uint8), mode="L").save(folder / f"{i}.png")
+    return root
+
+
+def write_params(path: Path, **sections) -> Path:
+    """A valid params file: the project's params.yaml with `sections` merged in."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            raw.setdefault(key, {}).update(value)
+        else:
+            raw[key] = value
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def run_stage(stage: str, params: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CI": "true"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "stages" / f"{stage}.py"), "--params", str(params)],
+        cwd=params.parent,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )

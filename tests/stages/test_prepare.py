@@ -1,0 +1,136 @@
+"""The prepare stage as DVC runs it: a subprocess, exit codes, outputs kept on failure."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slimline.data import load_split
+from tests.conftest import run_stage, write_params
+
+OUTPUTS = [
+    "data/prepared/train.npz",
+    "data/prepared/val.npz",
+    "data/prepared/test.npz",
+    "reports/data_validation.json",
+]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {name: (root / name).read_bytes() for name in OUTPUTS}
+
+
+@pytest.fixture(scope="module")
+def prepared_once(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("prepared")
+    result = run_stage("prepare", write_params(root / "params.yaml"))
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.fixture
+def prepared_digits(prepared_once, tmp_path) -> Path:
+    """A project with a good prepare result, copied fresh for each test."""
+    shutil.copytree(prepared_once, tmp_path, dirs_exist_ok=True)
+    return tmp_path / "params.yaml"
+
+
+def test_digits_prepared_and_reported(prepared_digits):
+    root = prepared_digits.parent
+    train, test = (
+        load_split(root / "data/prepared", "train"),
+        load_split(root / "data/prepared", "test"),
+    )
+    assert train.x.dtype == np.float32 and train.y.dtype == np.int64
+    assert train.input_shape == (1, 8, 8) and train.num_classes == 10
+    assert abs(float(train.x.mean())) < 1e-4
+    assert len(train.y) + len(test.y) + len(load_split(root / "data/prepared", "val").y) == 1797
+    report = json.loads((root / "reports/data_validation.json").read_text())
+    assert report["success"] and len(report["sha256"]) == 64
+    assert all(e["success"] for e in report["expectations"])
+    assert report["splits"]["test"]["samples"] == len(test.y)
+
+
+def test_rerun_gives_identical_bytes(prepared_digits):
+    before = snapshot(prepared_digits.parent)
+    assert run_stage("prepare", prepared_digits).returncode == 0
+    assert snapshot(prepared_digits.parent) == before
+
+
+def bad_npz(path: Path, kind: str) -> None:
+    x = np.random.default_rng(0).uniform(size=(60, 1, 8, 8)).astype(np.float32)
+    y = np.arange(60) % 3
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        np.savez(path, x=x, y=y)
+        path.write_bytes(path.read_bytes()[:500])
+    elif kind == "no_y":
+        np.savez(path, x=x)
+    elif kind == "nan":
+        x[5, 0, 2, 2] = np.nan
+        np.savez(path, x=x, y=y)
+    elif kind == "label_out_of_range":
+        np.savez(path, x=x, y=y, class_names=np.array(["a", "b"]))
+    elif kind == "length_mismatch":
+        np.savez(path, x=x, y=y[:-1])
+    elif kind == "float_labels":
+        np.savez(path, x=x, y=y.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("missing", "file not found"),
+        ("empty", "not a readable .npz"),
+        ("truncated", "not a readable .npz"),
+        ("no_y", "missing array 'y'"),
+        ("nan", "expect_column_values_to_not_be_null"),
+        ("label_out_of_range", "expect_column_values_to_be_in_set on y"),
+        ("length_mismatch", "same length"),
+        ("float_labels", "integer labels"),
+    ],
+)
+def test_bad_data_exits_2_and_keeps_last_good_outputs(prepared_digits, kind, message):
+    root = prepared_digits.parent
+    before = snapshot(root)
+    data_file = root / "user.npz"
+    if kind != "missing":
+        bad_npz(data_file, kind)
+    params = write_params(root / "params.yaml", data={"source": "npz", "path": "user.npz"})
+    result = run_stage("prepare", params)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "user.npz" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert snapshot(root) == before
+    assert not list((root / "data/prepared").glob(".*"))  # no temp files left behind
+
+
+def test_image_folder_source_through_the_stage(tmp_path, image_folder):
+    params = write_params(
+        tmp_path / "params.yaml",
+        data={
+            "source": "image-folder",
+            "path": "images",
+            "image_size": 8,
+            "val_fraction": 0.2,
+            "test_fraction": 0.2,
+        },
+    )
+    result = run_stage("prepare", params)
+    assert result.returncode == 0, result.stderr
+    split = load_split(tmp_path / "data/prepared", "val")
+    assert split.class_names == ["class_0", "class_1", "class_2"]
+    assert split.scale == 255.0 and split.input_shape == (1, 8, 8)
+
+
+def test_bad_params_exit_2_with_one_message(tmp_path):
+    params = write_params(tmp_path / "params.yaml", distill={"alpha": 2})
+    result = run_stage("prepare", params)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {params}: invalid params",
+        "  distill.alpha: less than or equal to 1 (got 2)",
+    ]

@@ -1,0 +1,124 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from slimline.params import ParamsError, load_params, to_flat_dict, write_params
+from tests.conftest import ROOT
+from tests.conftest import write_params as make_params
+
+
+def problems(tmp_path: Path, overrides: list[str], **sections) -> list[str]:
+    path = make_params(tmp_path / "params.yaml", **sections)
+    with pytest.raises(ParamsError) as info:
+        load_params(path, overrides)
+    return info.value.problems
+
+
+def test_project_params_are_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert params.teacher.arch == "resnet"
+    assert params.paths.prepared == "data/prepared"
+    assert params.gates.min_compression == 50
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("teacher.lr=-1", "teacher.lr: greater than 0 (got -1)"),
+        ("student.epochs=0", "student.epochs: greater than or equal to 1 (got 0)"),
+        ("distill.temperature=0", "distill.temperature: greater than 0 (got 0)"),
+        ("distill.alpha=1.5", "distill.alpha: less than or equal to 1 (got 1.5)"),
+        ("prune.ratio=1.0", "prune.ratio: less than 1 (got 1.0)"),
+        ("data.test_fraction=0", "data.test_fraction: greater than 0 (got 0)"),
+        ("gates.min_accuracy=1.2", "gates.min_accuracy: less than or equal to 1 (got 1.2)"),
+        ("quantize.mode=fast", "quantize.mode: 'static' or 'dynamic' (got 'fast')"),
+        ("teacher.arch=vit", "teacher.arch: 'mlp', 'cnn' or 'resnet' (got 'vit')"),
+    ],
+)
+def test_out_of_range_values_name_field_and_value(tmp_path, override, expected):
+    assert expected in problems(tmp_path, [override])
+
+
+def test_unknown_key_suggests_closest(tmp_path):
+    assert problems(tmp_path, ["distill.temprature=3"]) == [
+        "distill.temprature: unknown key; did you mean 'temperature'?"
+    ]
+    assert "unknown key; expected one of: seed, threads" in problems(tmp_path, ["zzz=1"])[0]
+
+
+def test_every_problem_reported_at_once(tmp_path):
+    found = problems(
+        tmp_path, ["teacher.lr=-1", "distill.temperature=0", "distill.alpha=1.5", "prune.ratio=1"]
+    )
+    assert [p.split(":")[0] for p in found] == [
+        "teacher.lr",
+        "distill.temperature",
+        "distill.alpha",
+        "prune.ratio",
+    ]
+
+
+def test_splits_must_leave_a_train_split(tmp_path):
+    found = problems(tmp_path, ["data.val_fraction=0.5", "data.test_fraction=0.45"])
+    assert found == [
+        "data.val_fraction: val_fraction + test_fraction below 0.9, leaving a train split "
+        "(got 0.5 + 0.45)"
+    ]
+
+
+@pytest.mark.parametrize("source", ["npz", "image-folder"])
+def test_path_required_for_file_sources(tmp_path, source):
+    found = problems(tmp_path, [f"data.source={source}", "data.path="])
+    assert found == [f"data.path: a file or folder for source {source!r} (got None)"]
+
+
+def test_static_quantization_needs_calibration(tmp_path):
+    found = problems(tmp_path, ["quantize.calibration_samples=0"])
+    assert "or set mode: dynamic" in found[0]
+    path = make_params(tmp_path / "ok.yaml")
+    assert load_params(path, ["quantize.calibration_samples=0", "quantize.mode=dynamic"])
+
+
+def test_conv_arch_on_tabular_npz_is_a_params_error(tmp_path):
+    np.savez(tmp_path / "tab.npz", x=np.zeros((30, 5), np.float32), y=np.arange(30) % 3)
+    found = problems(tmp_path, ["data.source=npz", "data.path=tab.npz", "student.arch=mlp"])
+    assert found == ["teacher.arch: mlp for tabular (N, F) data in tab.npz (got 'resnet')"]
+
+
+def test_paths_cannot_escape_the_project(tmp_path):
+    found = problems(tmp_path, ["paths.teacher=../../etc/x.pt", "paths.dist=/tmp/dist"])
+    assert "paths.teacher: a relative path inside the project (got '../../etc/x.pt')" in found
+    assert "paths.dist: a relative path inside the project (got '/tmp/dist')" in found
+
+
+def test_missing_section_and_bad_files(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del raw["student"]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match="student: required section or field is missing"):
+        load_params(tmp_path / "p.yaml")
+    with pytest.raises(ParamsError, match="file not found"):
+        load_params(tmp_path / "absent.yaml")
+    (tmp_path / "bad.yaml").write_text("seed: [1,\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "bad.yaml")
+    with pytest.raises(ParamsError, match="key=value"):
+        load_params(ROOT / "params.yaml", ["prune.ratio"])
+
+
+def test_overrides_are_parsed_as_yaml_and_flattened():
+    params = load_params(ROOT / "params.yaml", ["prune.ratio=0.3", "quantize.per_channel=false"])
+    flat = to_flat_dict(params)
+    assert flat["prune.ratio"] == 0.3
+    assert flat["quantize.per_channel"] is False
+    assert params.digest() != load_params(ROOT / "params.yaml").digest()
+
+
+def test_write_params_keeps_comments_and_applies_overrides(tmp_path):
+    target = tmp_path / "params.yaml"
+    write_params(target, ROOT / "params.yaml", ["prune.ratio=0.25"])
+    text = target.read_text()
+    assert "# per-layer channel ratio" in text
+    assert load_params(target).prune.ratio == 0.25

@@ -29,6 +29,10 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temp path next to `target`; on success it replaces `target`, else it is removed."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # A killed run leaves its temp file behind; inside a DVC directory output it would
+    # change the directory's hash, so the next write of the same target removes it.
+    for stale in target.parent.glob(f".{target.name}.*"):
+        stale.unlink(missing_ok=True)
     # keep the suffix: some writers (np.savez, onnx, matplotlib) choose a format from it
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
     os.close(fd)

@@ -235,3 +235,9 @@ def load_split(prepared: str | Path, name: str) -> Split:
         raise DataError(f"{path}: prepared split not found; run the prepare stage first") from None
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as e:
         raise DataError(f"{path}: unreadable prepared split ({e}); rerun prepare") from None
+
+
+def load_splits(prepared: str | Path) -> tuple[Split, Split, Split]:
+    """(train, val, test)."""
+    train, val, test = (load_split(prepared, name) for name in SPLITS)
+    return train, val, test

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +77,11 @@ class CNN(nn.Module):
     def layer_config(self) -> dict[str, Any]:
         mods = list(self.features)
         convs = [i for i, m in enumerate(mods) if isinstance(m, nn.Conv2d)]
-        ends = [*convs[1:], len(mods)]
-        pool = [any(isinstance(m, nn.MaxPool2d) for m in mods[a:b]) for a, b in zip(convs, ends)]
+        ends = [*convs[1:], len(mods)]  # each conv's layers run up to the next conv
+        pool = [
+            any(isinstance(m, nn.MaxPool2d) for m in mods[a:b])
+            for a, b in zip(convs, ends, strict=True)
+        ]
         return {"channels": [mods[i].out_channels for i in convs], "pool": pool}
 
 
@@ -224,8 +229,7 @@ def load_checkpoint(path: str | Path) -> nn.Module:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many kinds for corrupt or refused input
-        what = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise CheckpointError(f"{path}: unreadable or unsafe checkpoint ({what}); {expected}") from e
+        raise CheckpointError(f"{path}: {_load_failure(e)}; {expected}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path}: wrong checkpoint format {got!r}; {expected}")
@@ -238,3 +242,16 @@ def load_checkpoint(path: str | Path) -> nn.Module:
             f"{path}: config and weights do not match ({type(e).__name__}: {what}); {expected}"
         ) from e
     return model.eval()
+
+
+def _load_failure(error: Exception) -> str:
+    # torch's refusal advises weights_only=False: say only what was refused, never that
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    if isinstance(error, pickle.UnpicklingError) and refused:
+        return (
+            "unsafe checkpoint refused: it pickles Python objects, not only tensors "
+            f"(found {refused.group(1)})"
+        )
+    first = str(error).splitlines()[0].split(". ")[0][:160] if str(error) else ""
+    detail = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    return f"unreadable checkpoint, not a complete torch.save file ({detail})"

@@ -173,7 +173,7 @@ class Params(_Section):
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
     # torch intra-op threads: the thread count changes float reduction order, so it is part
     # of what makes a run bit-reproducible.
-    threads: Annotated[int, Field(ge=1, le=256)] = 2
+    threads: Annotated[int, Field(ge=1, le=256)] = 1
     paths: Paths = Paths()
     data: Data = Data()
     teacher: ModelSpec

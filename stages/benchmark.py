@@ -1,0 +1,69 @@
+"""DVC stage benchmark: every variant through onnxruntime, same inputs, interleaved.
+
+Also measures the pruned model quantized dynamically, for comparison with the static INT8
+model, and reads the speed-up gate (teacher / final batch-1 latency) from the figures.
+"""
+
+import tempfile
+from pathlib import Path
+
+from slimline.atomic import atomic_paths, read_json, write_json
+from slimline.bench import markdown_table, measure_many, tradeoff_plot
+from slimline.data import load_split
+from slimline.evaluate import accuracy, confusion_matrix, plot_confusion, predictions
+from slimline.gates import Gate
+from slimline.onnx_io import run_logits, session
+from slimline.params import Params
+from slimline.quantize import quantize
+from slimline.stage import run_stage
+
+
+def main(params: Params, root: Path) -> str:
+    paths, b = params.paths, params.benchmark
+    test = load_split(root / paths.prepared, "test")
+    metrics = {role: read_json(root / getattr(paths, f"{role}_metrics"))
+               for role in ("teacher", "student", "pruned")}  # fmt: skip
+    models = {
+        "teacher_fp32": (root / paths.teacher_onnx, metrics["teacher"]["params"]),
+        "student_fp32": (root / paths.student_onnx, metrics["student"]["params"]),
+        "pruned_fp32": (root / paths.pruned_onnx, metrics["pruned"]["params"]),
+        "final_int8": (root / paths.dist / "model.onnx", metrics["pruned"]["params"]),
+    }
+    with tempfile.TemporaryDirectory(prefix="slimline-bench-") as tmp:
+        dynamic = Path(tmp) / "pruned_int8_dynamic.onnx"
+        quantize(models["pruned_fp32"][0], dynamic, calib_x=test.x[:0], val_x=test.x,
+                 val_y=test.y, test_x=test.x, test_y=test.y,
+                 q=params.quantize.model_copy(update={"mode": "dynamic"}))  # fmt: skip
+        models["pruned_int8_dynamic"] = (dynamic, metrics["pruned"]["params"])
+        timings = measure_many(
+            {name: path for name, (path, _) in models.items()}, test.x[:1],
+            test.x[: b.throughput_batch], threads=b.threads, warmup=b.warmup, runs=b.runs,
+            throughput_runs=b.throughput_runs,
+        )  # fmt: skip
+        logits = {name: run_logits(session(path), test.x) for name, (path, _) in models.items()}
+        variants = [
+            {"name": name, "accuracy": accuracy(logits[name], test.y),
+             "size_bytes": path.stat().st_size, "params": n_params} | timings[name]
+            for name, (path, n_params) in models.items()
+        ]  # fmt: skip
+    speedup = (
+        timings["teacher_fp32"]["latency_ms_b1_p50"] / timings["final_int8"]["latency_ms_b1_p50"]
+    )
+    gate = Gate("min_speedup", speedup, params.gates.min_speedup, "min")
+    cm = confusion_matrix(test.y, predictions(logits["final_int8"]), test.num_classes)
+    targets = [root / p for p in (paths.benchmark_report, paths.benchmark_table,
+                                  paths.tradeoff_plot, paths.confusion_plot)]  # fmt: skip
+    with atomic_paths(targets) as (report_tmp, table_tmp, tradeoff_tmp, confusion_tmp):
+        write_json(report_tmp, {"threads": b.threads, "variants": variants,
+                                "speedup": speedup, "speedup_gate": gate.as_dict()})  # fmt: skip
+        title = f"# Benchmark ({b.threads} thread(s), batch-1 latency after {b.warmup} warm-ups)"
+        table_tmp.write_text(f"{title}\n\n{markdown_table(variants)}")
+        tradeoff_plot(variants, tradeoff_tmp)
+        plot_confusion(cm, test.class_names, confusion_tmp)
+    return f"benchmark: final INT8 {speedup:.2f}x faster than the teacher at batch 1" + (
+        "" if gate.passed else f" (gate min_speedup {gate.threshold:g} FAILED)"
+    )
+
+
+if __name__ == "__main__":
+    run_stage("benchmark", main)

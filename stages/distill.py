@@ -1,0 +1,63 @@
+"""DVC stage distill: the student learns from the teacher's soft targets (and labels).
+
+The same student (same seed, init and epochs) is also trained from labels alone, so every run
+records whether distillation helped (kd_gain).
+"""
+
+from pathlib import Path
+
+from slimline.atomic import write_json
+from slimline.data import load_splits
+from slimline.evaluate import accuracy, agreement
+from slimline.models import build_model, load_checkpoint
+from slimline.params import Params
+from slimline.publish import finish_model, model_outputs
+from slimline.stage import run_stage
+from slimline.train import CsvCurve, fit_spec, make_kd_loss, predict_logits, seed_everything
+
+
+def main(params: Params, root: Path) -> str:
+    seed_everything(params.seed, params.threads)
+    train, val, test = load_splits(root / params.paths.prepared)
+    teacher = load_checkpoint(root / params.paths.teacher)
+    # offline KD: the teacher's logits are computed once, looked up per batch by sample index
+    soft_targets = predict_logits(teacher, train.x)
+    spec = params.student
+
+    def new_student():
+        seed_everything(params.seed, params.threads)  # identical init for both students
+        return build_model(spec, train.input_shape, train.num_classes)
+
+    baseline = new_student()
+    base_history = fit_spec(baseline, spec, train, val, seed=params.seed, desc="student (labels)")
+    base_accuracy = accuracy(predict_logits(baseline, test.x), test.y)
+
+    student = new_student()
+    kd = make_kd_loss(soft_targets, params.distill.temperature, params.distill.alpha)
+    with model_outputs(root, params, "student") as out:
+        history = fit_spec(
+            student, spec, train, val, seed=params.seed, loss_fn=kd,
+            callbacks=[CsvCurve(out.curve)], desc="student (KD)",
+        )  # fmt: skip
+        metrics = finish_model(student, out, test, params)
+        metrics |= {
+            "val_accuracy": history.best.val_accuracy,
+            "best_epoch": history.best_epoch,
+            "baseline_accuracy": base_accuracy,
+            "baseline_val_accuracy": base_history.best.val_accuracy,
+            "kd_gain": metrics["accuracy"] - base_accuracy,
+            "teacher_agreement": agreement(
+                predict_logits(student, test.x), predict_logits(teacher, test.x)
+            ),
+            "temperature": params.distill.temperature,
+            "alpha": params.distill.alpha,
+        }
+        write_json(out.metrics, metrics)
+    return (
+        f"student: test accuracy {metrics['accuracy']:.4f} with KD, "
+        f"{base_accuracy:.4f} from labels alone (gain {metrics['kd_gain']:+.4f})"
+    )
+
+
+if __name__ == "__main__":
+    run_stage("distill", main)

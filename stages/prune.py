@@ -1,0 +1,38 @@
+"""DVC stage prune: structured channel pruning in steps, each fine-tuned with KD."""
+
+from pathlib import Path
+
+from slimline.atomic import write_json
+from slimline.data import load_splits
+from slimline.models import load_checkpoint
+from slimline.params import Params
+from slimline.prune import prune_and_finetune
+from slimline.publish import finish_model, model_outputs
+from slimline.stage import run_stage
+from slimline.train import CsvCurve, predict_logits, seed_everything
+
+
+def main(params: Params, root: Path) -> str:
+    seed_everything(params.seed, params.threads)
+    train, val, test = load_splits(root / params.paths.prepared)
+    student = load_checkpoint(root / params.paths.student)
+    teacher = load_checkpoint(root / params.paths.teacher)
+    soft_targets = predict_logits(teacher, train.x)
+    with model_outputs(root, params, "pruned") as out:
+        curve = CsvCurve(out.curve)
+        pruned, report = prune_and_finetune(
+            student, soft_targets, train, val, params.prune, params.distill,
+            batch_size=params.student.batch_size, weight_decay=params.student.weight_decay,
+            seed=params.seed, callbacks=[curve],
+        )  # fmt: skip
+        curve.flush()  # ratio 0 fine-tunes nothing: the curve is then a header alone
+        metrics = report | finish_model(pruned, out, test, params)
+        write_json(out.metrics, metrics)
+    return (
+        f"pruned: {metrics['params_before']:,} -> {metrics['params_after']:,} params, "
+        f"test accuracy {metrics['accuracy']:.4f}"
+    )
+
+
+if __name__ == "__main__":
+    run_stage("prune", main)

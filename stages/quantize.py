@@ -1,0 +1,31 @@
+"""DVC stage quantize: INT8 post-training quantization of the pruned model, accuracy-aware."""
+
+from pathlib import Path
+
+from slimline.atomic import atomic_paths, write_json
+from slimline.data import load_splits
+from slimline.params import Params
+from slimline.quantize import quantize, stratified_sample
+from slimline.stage import run_stage
+
+
+def main(params: Params, root: Path) -> str:
+    paths, q = params.paths, params.quantize
+    train, val, test = load_splits(root / paths.prepared)
+    calib_x, _ = stratified_sample(train.x, train.y, q.calibration_samples, params.seed)
+    targets = [root / paths.quantized_onnx, root / paths.quantize_metrics]
+    with atomic_paths(targets) as (model_tmp, metrics_tmp):
+        report = quantize(
+            root / paths.pruned_onnx, model_tmp, calib_x=calib_x, val_x=val.x, val_y=val.y,
+            test_x=test.x, test_y=test.y, q=q,
+        )  # fmt: skip
+        write_json(metrics_tmp, report)
+    return (
+        f"quantize ({q.mode}): {report['fp32_size_bytes']:,} -> {report['int8_size_bytes']:,} "
+        f"bytes, test accuracy {report['fp32_accuracy']:.4f} -> {report['int8_accuracy']:.4f}, "
+        f"{len(report['excluded_nodes'])} node(s) kept in FP32"
+    )
+
+
+if __name__ == "__main__":
+    run_stage("quantize", main)

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from slimline.atomic import atomic_path
+from slimline.errors import InputError
 
 INPUT, OUTPUT = "input", "logits"
 
 
-class OnnxError(ValueError):
+class OnnxError(InputError):
     """A missing, corrupt or unloadable ONNX file; the message names the file."""
 
 

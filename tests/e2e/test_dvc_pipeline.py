@@ -1,0 +1,98 @@
+"""The real pipeline through `dvc repro`, on tiny params, in a temp copy of the project."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from slimline.models import load_checkpoint
+from slimline.onnx_io import read_metadata
+from tests.project import dvc_repro, make_project
+
+pytestmark = pytest.mark.slow
+
+DETERMINISTIC = [
+    "metrics/teacher.json", "metrics/student.json", "metrics/pruned.json",
+    "metrics/quantize.json", "reports/gates.json", "reports/data_validation.json",
+    "plots/teacher_curve.csv", "plots/student_curve.csv", "plots/pruned_curve.csv",
+    "models/onnx/teacher.onnx", "models/onnx/student.onnx", "models/onnx/pruned.onnx",
+    "models/onnx/pruned_int8.onnx",
+]  # fmt: skip
+
+
+def digest(root: Path, names: list[str]) -> dict[str, str]:
+    return {n: hashlib.sha256((root / n).read_bytes()).hexdigest() for n in names}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("e2e") / "project")
+    result = dvc_repro(project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return project
+
+
+def test_every_output_is_written_and_loads(first_run):
+    root = first_run
+    for role in ("teacher", "student", "pruned"):
+        model = load_checkpoint(root / f"models/{role}.pt")
+        assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+        onnx.checker.check_model(str(root / f"models/onnx/{role}.onnx"), full_check=True)
+    student = json.loads((root / "metrics/student.json").read_text())
+    assert {"baseline_accuracy", "kd_gain", "teacher_agreement"} <= student.keys()
+    pruned = json.loads((root / "metrics/pruned.json").read_text())
+    assert pruned["params_after"] < pruned["params_before"]
+    meta = read_metadata(root / "dist/model.onnx")
+    assert json.loads(meta["class_names"]) == [str(i) for i in range(10)]
+    assert json.loads(meta["input_shape"]) == [1, 8, 8]
+    assert {"normalization", "params_sha256", "git_commit"} <= meta.keys()
+    assert "## Limits" in (root / "dist/model_card.md").read_text()
+    settings = json.loads((root / "dist/settings.json").read_text())
+    assert settings["params"]["prune"]["ratio"] == 0.5
+    gates = json.loads((root / "reports/gates.json").read_text())
+    assert set(gates) == {"passed", "gates"} and gates["passed"] is True
+    assert [g["name"] for g in gates["gates"]] == [
+        "min_accuracy", "max_accuracy_drop", "min_agreement", "max_size_bytes", "min_compression"
+    ]  # fmt: skip
+    bench = json.loads((root / "reports/benchmark.json").read_text())
+    names = [v["name"] for v in bench["variants"]]
+    assert names[:4] == ["teacher_fp32", "student_fp32", "pruned_fp32", "final_int8"]
+    for v in bench["variants"]:
+        assert {"accuracy", "size_bytes", "params", "latency_ms_b1_p50", "latency_ms_b1_p95",
+                "throughput_b64"} <= v.keys()  # fmt: skip
+        assert v["latency_ms_b1_p50"] > 0 and v["throughput_b64"] > 0
+    for png in ("plots/tradeoff.png", "plots/confusion.png"):
+        assert (root / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| final_int8 |" in (root / "reports/benchmark.md").read_text()
+
+
+def test_second_repro_is_a_no_op(first_run):
+    result = dvc_repro(first_run)
+    assert result.returncode == 0
+    assert "Data and pipelines are up to date" in result.stdout
+    assert "Running stage" not in result.stdout
+
+
+def test_two_cold_runs_give_identical_metrics_and_models(first_run, tmp_path):
+    second = make_project(tmp_path / "project")
+    assert dvc_repro(second).returncode == 0
+    assert digest(second, DETERMINISTIC) == digest(first_run, DETERMINISTIC)
+
+
+def test_failing_gate_is_a_result_not_a_crash(first_run):
+    params = first_run / "params.yaml"
+    text = params.read_text()
+    params.write_text(text.replace("min_compression: 1.0", "min_compression: 100000.0"))
+    try:
+        result = dvc_repro(first_run, "-s", "validate")
+        assert result.returncode == 0, result.stderr
+        gates = json.loads((first_run / "reports/gates.json").read_text())
+        assert gates["passed"] is False
+        failed = [g for g in gates["gates"] if not g["passed"]]
+        assert [g["name"] for g in failed] == ["min_compression"]
+        assert failed[0]["threshold"] == 100000.0 and failed[0]["value"] < 100000.0
+    finally:
+        params.write_text(text)

@@ -1,0 +1,53 @@
+"""A throwaway copy of the project, with tiny params, for end-to-end runs of the real pipeline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, write_params
+
+# Small enough that the whole chain runs in well under a minute, big enough to exercise every
+# code path (residual blocks, pruning steps, calibration, the fallback's sensitivity ranking).
+TINY = {
+    "teacher": {"arch": "resnet", "width": 8, "depth": 1, "epochs": 2, "batch_size": 128},
+    "student": {"arch": "cnn", "width": 4, "depth": 2, "epochs": 2, "batch_size": 128},
+    "prune": {"ratio": 0.5, "steps": 1, "finetune_epochs": 1, "round_to": 1},
+    "quantize": {"calibration_samples": 32, "max_excluded_nodes": 2},
+    "export": {"parity_samples": 16},
+    "gates": {"min_accuracy": 0.0, "max_accuracy_drop": 1.0, "min_agreement": 0.0,
+              "max_size_bytes": 10_000_000, "min_compression": 1.0, "min_speedup": 0.01},
+    "benchmark": {"warmup": 2, "runs": 10, "throughput_runs": 2},
+}  # fmt: skip
+COPIED = ["dvc.yaml", "params.yaml", "stages", "src", "data/raw", ".dvc/config", ".dvcignore",
+          ".gitignore", "flows", "prefect.yaml"]  # fmt: skip
+
+
+def make_project(dest: Path, **sections) -> Path:
+    """Copy the project's pipeline files into a fresh git+DVC workspace at `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    write_params(dest / "params.yaml", **(TINY | sections))
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest
+
+
+def run(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a command in the project with the venv's tools first on PATH, as `make` does."""
+    env = {**os.environ, "CI": "true",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+                          check=False)  # fmt: skip
+
+
+def dvc_repro(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "dvc", "repro", *args], project)

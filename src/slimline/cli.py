@@ -66,9 +66,126 @@ def _dvc_repro() -> int:
     return 2 if re.search(r"exited with 2\b", proc.stderr) else 1
 
 
+def _project(params_file: Path):
+    """(Params, project root): the root is the folder of the params file, as for `run`."""
+    from slimline.params import load_params
+
+    try:
+        return load_params(params_file), params_file.resolve().parent
+    except InputError as e:
+        fail(str(e), 2)
+
+
+def _registry(call):
+    """Run a registry call: bad input exits 2, an unreachable MLflow exits 1."""
+    from slimline.tracking import TrackingError
+
+    try:
+        return call()
+    except InputError as e:
+        fail(str(e), 2)
+    except TrackingError as e:
+        fail(str(e), 1)
+
+
+@app.command()
+def models(params: ParamsOpt = Path("params.yaml")) -> None:
+    """List the registered model's versions with their aliases and figures."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from slimline.aliases import list_versions
+
+    p, root = _project(params)
+    table = Table(title=f"registered model {p.tracking.model_name}")
+    for column in ("version", "aliases", "accuracy", "size", "latency", "commit", "created (UTC)"):
+        table.add_column(column)
+    for v in _registry(lambda: list_versions(root, p)):
+        table.add_row(
+            v.version,
+            ", ".join(v.aliases),
+            "-" if v.accuracy is None else f"{v.accuracy:.4f}",
+            "-" if v.size_bytes is None else f"{v.size_bytes / 1000:.1f} KB",
+            "-" if v.latency_ms is None else f"{v.latency_ms:.3f} ms",
+            v.commit[:7],
+            v.created.strftime("%Y-%m-%d %H:%M"),
+        )
+    Console().print(table)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Registered version, as `slimline models` lists.")],
+    alias: Annotated[str, typer.Option("--alias", help="Alias to move.")] = "champion",
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Point an alias (champion by default) at a version whose gates all passed."""
+    from slimline.aliases import promote as move
+
+    p, root = _project(params)
+    _registry(lambda: move(root, p, version, alias))
+    typer.echo(f"{p.tracking.model_name}@{alias} -> version {version}")
+
+
+@app.command()
+def rollback(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Give champion back to the version that held it before."""
+    from slimline.aliases import rollback as restore
+
+    p, root = _project(params)
+    version = _registry(lambda: restore(root, p))
+    typer.echo(f"{p.tracking.model_name}@champion -> version {version}")
+
+
+@app.command()
+def ui(port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 5000) -> None:
+    """Open the MLflow UI over the project's tracking store (Ctrl+C stops it)."""
+    import os
+    import subprocess
+
+    from slimline.tracking import tracking_uri, ui_command
+
+    argv = ui_command(Path.cwd(), port)
+    if argv is None:
+        typer.echo(f"MLflow at {tracking_uri(Path.cwd())} serves its own UI: open it there")
+        return
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} (Ctrl+C stops it)")
+    # the job runner adds ~10 processes and 1.2 GB that a local UI never uses
+    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    raise typer.Exit(subprocess.call(argv, env=env))
+
+
+@app.command()
+def predict(
+    model: Annotated[
+        Path, typer.Argument(help="An ONNX model made by slimline (dist/model.onnx).")
+    ],
+    file: Annotated[Path, typer.Argument(help="An image (.png/.jpg) or an .npz with x (and y).")],
+    limit: Annotated[int, typer.Option(help="Rows to print for an .npz.")] = 20,
+) -> None:
+    """Classify an image or an npz with the deployable model (onnxruntime and numpy only)."""
+    from slimline.predict import predict as classify
+
+    try:
+        result = classify(model, file)
+    except InputError as e:
+        fail(str(e), 2)
+    rows = zip(result.names[:limit], result.confidence[:limit], strict=True)
+    for i, (name, confidence) in enumerate(rows):
+        typer.echo(f"{i}\t{name}\t{confidence:.4f}")
+    if len(result.names) > limit:
+        typer.echo(f"... {len(result.names) - limit} more")
+    if result.accuracy is not None:
+        typer.echo(f"accuracy {result.accuracy:.4f} on {len(result.labels)} labelled samples")
+
+
 def main() -> None:
     quiet_telemetry()
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

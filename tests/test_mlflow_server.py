@@ -1,0 +1,96 @@
+"""Tracking and promotion against a real `mlflow server` on 127.0.0.1, and against none."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from slimline.aliases import rollback
+from slimline.registry import decide_and_promote
+from slimline.tracking import TrackingError, log_pipeline_run
+from tests.servers import free_port, start, stop
+from tests.workspace import STAGES, build, scored_accuracy
+
+NAME = "slimline-test"
+STAGE_LIST = [{"name": s, "status": "ran", "seconds": 1.0} for s in STAGES]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    store = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{store}/mlflow.db",
+        "--artifacts-destination", str(store / "artifacts"), "--workers", "1",
+    ]  # fmt: skip
+    started = time.monotonic()
+    proc = start(command, port, store / "server.log")
+    print(f"mlflow server healthy in {time.monotonic() - started:.1f} s")
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)
+
+
+def aliases(server: str) -> dict[str, str]:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = mlflow.MlflowClient(server, server).get_registered_model(NAME)
+    except MlflowException:  # not registered yet
+        return {}
+    return {a: str(v) for a, v in model.aliases.items()}
+
+
+def recorded(root, **outcome):
+    params = build(root, **outcome)
+    return params, log_pipeline_run(root, params, STAGE_LIST)
+
+
+def test_tracking_and_promotion_over_http(tmp_path, server, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    started = time.monotonic()
+    params, record = recorded(tmp_path / "first", accuracy=0.97)
+    verdict = decide_and_promote(tmp_path / "first", params, record.run_id)
+    print(f"tracking + registration over HTTP: {time.monotonic() - started:.1f} s")
+    assert verdict.champion and record.tracking_uri == server
+    client = mlflow.MlflowClient(server, server)
+    assert len(client.search_runs([record.experiment_id])) == len(STAGES) + 1
+    assert aliases(server)["champion"] == verdict.version
+    second = tmp_path / "second"
+    params, record = recorded(second)
+    better = decide_and_promote(second, params, record.run_id)
+    assert better.champion and better.previous_champion == verdict.version
+    (tmp_path / "dl").mkdir()
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion", dst_path=str(tmp_path / "dl"))
+    assert scored_accuracy(second, params, lambda x: model.predict(x)["logits"]) == 1.0
+    assert rollback(second, params) == verdict.version
+    assert (second / ".promotion.lock").exists()  # an HTTP store locks in the project root
+
+
+def test_unreachable_server_fails_fast_naming_the_uri_and_moves_nothing(
+    tmp_path, server, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    root = tmp_path / "ws"
+    params, record = recorded(root, accuracy=0.999)  # would be champion, were MLflow there
+    before = aliases(server)
+    outputs = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
+    calls = {
+        "track": lambda: log_pipeline_run(root, params, STAGE_LIST),
+        "promote": lambda: decide_and_promote(root, params, record.run_id),
+    }
+    for name, call in calls.items():
+        started = time.monotonic()
+        with pytest.raises(TrackingError, match=dead):
+            call()
+        print(f"{name}: TrackingError after {time.monotonic() - started:.1f} s")
+        assert time.monotonic() - started < 15
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == outputs
+    assert aliases(server) == before

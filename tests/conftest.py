@@ -49,6 +49,30 @@ def image_folder(tmp_path: Path) -> Path:
     return root
 
 
+def make_split(n: int, shape=(1, 8, 8), classes: int = 3, seed: int = 0):
+    """A `Split` of noisy copies of one fixed random prototype per class: easy, not trivial."""
+    from slimline.data import Split
+
+    protos = np.random.default_rng(123).normal(size=(classes, *shape)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n).astype(np.int64)
+    x = (protos[y] + rng.normal(scale=0.8, size=(n, *shape))).astype(np.float32)
+    names = [str(k) for k in range(classes)]
+    return Split(x, y, names, np.zeros(1, np.float32), np.ones(1, np.float32), 1.0)
+
+
+@pytest.fixture
+def restore_torch_state():
+    """seed_everything changes process-wide torch settings: give them back to other tests."""
+    import torch
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.set_num_threads(threads)
+    if torch.are_deterministic_algorithms_enabled() != deterministic:  # 1+ s the first time
+        torch.use_deterministic_algorithms(deterministic)
+
+
 def write_params(path: Path, **sections) -> Path:
     """A valid params file: the project's params.yaml with `sections` merged in."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from slimline.data import Split
 from slimline.models import (
     build_model,
     count_params,
@@ -19,27 +18,11 @@ from slimline.models import (
 from slimline.params import Distill, ModelSpec, Prune
 from slimline.prune import prune_and_finetune
 from slimline.train import CsvCurve, fit, predict_logits, seed_everything
+from tests.conftest import make_split
 
 SHAPE = (1, 8, 8)
+pytestmark = pytest.mark.usefixtures("restore_torch_state")
 KD = Distill(temperature=4.0, alpha=0.7)
-
-
-@pytest.fixture(autouse=True)
-def _torch_state():
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    if torch.are_deterministic_algorithms_enabled() != deterministic:
-        torch.use_deterministic_algorithms(deterministic)
-
-
-def make_split(n: int, shape=SHAPE, classes: int = 3, seed: int = 0) -> Split:
-    protos = np.random.default_rng(123).normal(size=(classes, *shape)).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, classes, n).astype(np.int64)
-    x = (protos[y] + rng.normal(scale=0.8, size=(n, *shape))).astype(np.float32)
-    names = [str(k) for k in range(classes)]
-    return Split(x, y, names, np.zeros(1, np.float32), np.ones(1, np.float32), 1.0)
 
 
 TRAIN, VAL = make_split(240, seed=1), make_split(120, seed=2)

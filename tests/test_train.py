@@ -15,7 +15,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slimline.data import Split
 from slimline.models import build_model
 from slimline.params import ModelSpec
 from slimline.train import (
@@ -29,28 +28,10 @@ from slimline.train import (
     predict_logits,
     seed_everything,
 )
+from tests.conftest import make_split
 
 SHAPE = (1, 8, 8)
-
-
-@pytest.fixture(autouse=True)
-def _torch_state():
-    """seed_everything changes process-wide torch settings: give them back to other tests."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    if torch.are_deterministic_algorithms_enabled() != deterministic:  # 1+ s the first time
-        torch.use_deterministic_algorithms(deterministic)
-
-
-def make_split(n: int, shape=SHAPE, classes: int = 3, seed: int = 0) -> Split:
-    """Noisy copies of one fixed random prototype per class: easy, but not trivial."""
-    protos = np.random.default_rng(123).normal(size=(classes, *shape)).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, classes, n).astype(np.int64)
-    x = (protos[y] + rng.normal(scale=0.8, size=(n, *shape))).astype(np.float32)
-    names = [str(k) for k in range(classes)]
-    return Split(x, y, names, np.zeros(1, np.float32), np.ones(1, np.float32), 1.0)
+pytestmark = pytest.mark.usefixtures("restore_torch_state")
 
 
 def train_small(arch="cnn", seed=0, epochs=4, callbacks=(), loss_fn=None, n=240):

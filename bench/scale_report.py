@@ -1,0 +1,135 @@
+"""The tables and the figure of bench/scale.py, from its measurements (no measuring here)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from slimline.atomic import atomic_path
+
+LINEAR, BOUNDED = 4.0 * 1.1, 1.25  # per x4 of data: CPU time within 10% of 4x; RSS under +25%
+
+
+def per_x4(a: float, b: float, ma: int, mb: int) -> float:
+    """Growth of a value per x4 of data between multipliers ma < mb."""
+    return (b / a) ** (math.log(4) / math.log(mb / ma)) if a > 0 else float("nan")
+
+
+def tables(runs: list[dict]) -> str:
+    ms = [r["multiplier"] for r in runs]
+    pairs = list(zip(runs, runs[1:], strict=False))
+    stages = list(runs[0]["stages"])
+
+    def value(run: dict, stage: str, key: str) -> float:
+        if stage == "total":
+            return sum(s[key] for s in run["stages"].values())
+        return run["stages"][stage][key]
+
+    def growth(stage: str, key: str) -> list[str]:
+        out = []
+        for a, b in pairs:
+            ratio = per_x4(
+                value(a, stage, key), value(b, stage, key), a["multiplier"], b["multiplier"]
+            )
+            out.append(f"{ratio:.2f}x")
+        return out
+
+    head = [f"x{m}" for m in ms]
+    span = [f"x{a['multiplier']}->x{b['multiplier']}" for a, b in pairs]
+    lines = [
+        "| multiplier | samples (train/val/test) | x (MB) | teacher acc | final INT8 acc | gates "
+        "| DVC no-op repro (s) | 1-min load during stages |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in runs:
+        o, loads = r["outcome"], [s["load_1min"] for s in r["stages"].values()]
+        split = "/".join(map(str, o["split_samples"].values()))
+        lines.append(
+            f"| x{r['multiplier']} | {r['samples']} ({split}) "
+            f"| {r['x_mb']:.1f} | {o['teacher_accuracy']:.4f} | {o['final_int8_accuracy']:.4f} "
+            f"| {'passed' if o['gates_passed'] else 'FAILED'} | {r['dvc_noop']['wall_s']:.1f} "
+            f"| {min(loads):.1f}-{max(loads):.1f} |"
+        )
+    lines += [
+        "",
+        "Time per stage: wall seconds (CPU seconds of the process tree), growth per x4.",
+        "",
+    ]
+    lines.append(
+        "| stage | "
+        + " | ".join(head)
+        + " | "
+        + " | ".join(f"wall {s}" for s in span)
+        + " | "
+        + " | ".join(f"CPU {s}" for s in span)
+        + " | time |"
+    )
+    lines.append("|" + " --- |" * (2 + len(ms) + 2 * len(pairs)))
+    for stage in [*stages, "total"]:
+        cells = [f"{value(r, stage, 'wall_s'):.1f} ({value(r, stage, 'cpu_s'):.1f})" for r in runs]
+        cpu = [
+            per_x4(
+                value(a, stage, "cpu_s"), value(b, stage, "cpu_s"), a["multiplier"], b["multiplier"]
+            )
+            for a, b in pairs
+        ]
+        verdict = "at most linear" if all(g <= LINEAR for g in cpu) else "SUPERLINEAR"
+        verdict = verdict if pairs else "n/a (one size)"
+        row = [stage, *cells, *growth(stage, "wall_s"), *growth(stage, "cpu_s"), verdict]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "Peak memory per stage: kernel peak RSS of the largest process (MB), the "
+        "sampled peak of the whole tree in brackets, growth per x4.",
+        "",
+    ]
+    lines.append("| stage | " + " | ".join(head) + " | " + " | ".join(span) + " | memory |")
+    lines.append("|" + " --- |" * (2 + len(ms) + len(pairs)))
+    for stage in stages:
+        cells = [
+            f"{r['stages'][stage]['peak_rss_mb']:.0f} ({r['stages'][stage]['tree_rss_mb']:.0f})"
+            for r in runs
+        ]
+        ratios = [
+            per_x4(
+                a["stages"][stage]["peak_rss_mb"],
+                b["stages"][stage]["peak_rss_mb"],
+                a["multiplier"],
+                b["multiplier"],
+            )
+            for a, b in pairs
+        ]
+        verdict = "bounded" if all(g <= BOUNDED for g in ratios) else "GROWS"
+        verdict = verdict if pairs else "n/a (one size)"
+        lines.append(
+            "| " + " | ".join([stage, *cells, *(f"{g:.2f}x" for g in ratios), verdict]) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    """CPU seconds per stage against samples (log-log), with a linear-growth guide."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    n = [r["samples"] for r in runs]
+    for stage in runs[0]["stages"]:
+        ax.plot(n, [r["stages"][stage]["cpu_s"] for r in runs], marker="o", label=stage)
+    total = [sum(s["cpu_s"] for s in r["stages"].values()) for r in runs]
+    ax.plot(n, total, marker="o", color="black", lw=2, label="total")
+    ax.plot(n, [total[0] * k / n[0] for k in n], ls="--", color="gray", label="linear from x1")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="samples (log)",
+        ylabel="CPU seconds (log)",
+        title="pipeline stages: CPU time against data size",
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})

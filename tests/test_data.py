@@ -80,6 +80,7 @@ def test_truncated_real_npz(tmp_path, npz_file):
         ({"x": np.zeros((4, 3)), "y": np.zeros(3, np.int64)}, "same length \\(got 4 and 3\\)"),
         ({"x": np.zeros((4, 3)), "y": np.zeros(4)}, "integer labels \\(got float64"),
         ({"x": np.zeros(4), "y": np.zeros(4, np.int64)}, "x must be numeric"),
+        ({"x": np.zeros((4, 3)), "y": np.array([0, 1, -1, 2])}, "labels 0..2, one per .*got -1"),
     ],
 )
 def test_npz_content_errors(tmp_path, arrays, message):

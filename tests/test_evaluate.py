@@ -57,3 +57,10 @@ def test_plot_confusion_writes_png_atomically(tmp_path):
     with pytest.raises(ValueError, match="does not match 2 class names"):
         plot_confusion(cm, ["zero", "one"], path)
     assert path.read_bytes() == first
+
+
+def test_plot_confusion_takes_class_names_as_plain_text(tmp_path):
+    # image-folder class names are data: "$...$" is not mathtext ("$\frac$" failed to draw)
+    names = ["$\\frac$", "a$b", "$x^$"]
+    plot_confusion(np.eye(3, dtype=np.int64), names, tmp_path / "cm.png")
+    assert (tmp_path / "cm.png").read_bytes()[:8] == PNG

@@ -140,6 +140,13 @@ def test_checkpoint_is_plain_data(tmp_path):
     assert all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values())
 
 
+def test_same_weights_give_the_same_checkpoint_bytes_whatever_the_file_name(tmp_path):
+    model = warmed("cnn", IMAGE)
+    save_checkpoint(tmp_path / "a.pt", model)
+    save_checkpoint(tmp_path / "b" / "other.pt", model)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b" / "other.pt").read_bytes()
+
+
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match=r"nope\.pt: checkpoint not found"):
         load_checkpoint(tmp_path / "nope.pt")

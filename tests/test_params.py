@@ -93,6 +93,24 @@ def test_paths_cannot_escape_the_project(tmp_path):
     assert "paths.dist: a relative path inside the project (got '/tmp/dist')" in found
 
 
+def test_paths_cannot_name_the_project_root_or_its_own_files(tmp_path):
+    found = problems(tmp_path, ["paths.teacher_metrics=params.yaml", "paths.prepared=src/p",
+                                "paths.dist=.", "paths.teacher=models/teacher.pt"])  # fmt: skip
+    assert [p.split(":")[0] for p in found] == ["paths.prepared", "paths.teacher_metrics",
+                                                "paths.dist"]  # fmt: skip
+    assert "not the project root or one of its files and source folders" in found[0]
+
+
+def test_data_shape_rule_is_reported_with_other_problems(tmp_path):
+    np.savez(tmp_path / "tab.npz", x=np.zeros((30, 5), np.float32), y=np.arange(30) % 3)
+    found = problems(tmp_path, ["data.source=npz", "data.path=tab.npz", "teacher.lr=-1"])
+    assert found == [
+        "teacher.lr: greater than 0 (got -1)",
+        "teacher.arch: mlp for tabular (N, F) data in tab.npz (got 'resnet')",
+        "student.arch: mlp for tabular (N, F) data in tab.npz (got 'cnn')",
+    ]
+
+
 def test_missing_section_and_bad_files(tmp_path):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     del raw["student"]

@@ -7,6 +7,7 @@ new one in place, never half of one. Every output slimline writes goes through h
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -22,6 +23,32 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+# Below this many free bytes on the device, a failed write there is blamed on space: torch's
+# and onnx's C++ writers raise RuntimeError with no errno when the disk is full.
+LOW_SPACE = 1 << 20
+
+
+class DiskFullError(OSError):
+    """An output could not be written for lack of room: `DiskFullError(errno.ENOSPC, message)`,
+    the message naming the folder."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _out_of_space(error: BaseException, folder: Path) -> bool:
+    """Whether `error`, raised while an output was written into `folder`, means its device is
+    full. Checked on the device itself: in a group of outputs on several devices, only the
+    full one may be named."""
+    if isinstance(error, DiskFullError) or not isinstance(error, OSError | RuntimeError):
+        return False
+    if isinstance(error, OSError) and error.errno != errno.ENOSPC:
+        return False
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < LOW_SPACE
 
 
 @contextlib.contextmanager
@@ -43,8 +70,15 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         with tmp_path.open("rb+") as f:
             os.fsync(f.fileno())
         tmp_path.replace(target)
-    except BaseException:
+    except BaseException as e:
+        full = _out_of_space(e, target.parent)  # before the unlink frees the partial file's room
         tmp_path.unlink(missing_ok=True)
+        if full:
+            raise DiskFullError(
+                errno.ENOSPC,
+                f"no space left on the device holding {target.parent}/ "
+                f"({type(e).__name__}: {e}); the previous outputs are kept",
+            ) from e
         raise
 
 

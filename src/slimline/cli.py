@@ -36,34 +36,88 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
-def run(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
-    """Run the pipeline on params.yaml (with --params/-S written into it, as `dvc exp run -S`)."""
-    from slimline.params import load_params, write_params
+TimeoutOpt = Annotated[
+    float,
+    typer.Option("--stage-timeout", help="Seconds a stage may run before it is killed."),
+]
 
+
+@app.command()
+def run(
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+    stage_timeout: TimeoutOpt = 3600.0,
+) -> None:
+    """Run the pipeline flow (DVC stages, MLflow, registry verdict) on params.yaml.
+
+    --params and -S are written into params.yaml first, as `dvc exp run -S` does.
+    """
+    from slimline.orchestration import run_pipeline
+    from slimline.params import load_params, write_params
+    from slimline.runlock import workspace_lock
+
+    root = Path.cwd()
     try:
         load_params(params, overrides or [])
-        target = Path("params.yaml")
-        if overrides or params.resolve() != target.resolve():
-            write_params(target, params, overrides or [])
-            typer.echo(f"params.yaml now holds {params} with {overrides or 'no overrides'}")
+        # one run per workspace: a second one stops here, before touching params.yaml
+        with workspace_lock(root, "slimline run"):
+            target = Path("params.yaml")
+            if overrides or params.resolve() != target.resolve():
+                write_params(target, params, overrides or [])
+                typer.echo(f"params.yaml now holds {params} with {overrides or 'no overrides'}")
+            code = run_pipeline(root, stage_timeout)
     except InputError as e:
         fail(str(e), 2)
-    raise typer.Exit(_dvc_repro())
+    raise typer.Exit(code)
 
 
-def _dvc_repro() -> int:
-    """dvc repro; a stage that exited 2 (bad input) keeps its 2, any other failure is 1."""
-    import re
-    import subprocess
+@app.command()
+def schedule(
+    cron: Annotated[str, typer.Option("--cron", help="Cron expression, e.g. '0 3 * * *'.")],
+    name: Annotated[str, typer.Option("--name", help="Deployment name.")] = "scheduled-retraining",
+    stage_timeout: TimeoutOpt = 3600.0,
+) -> None:
+    """Serve the pipeline flow as a cron deployment on PREFECT_API_URL's server (Ctrl+C stops)."""
+    from slimline.orchestration import serve_schedule
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "dvc", "repro"], stderr=subprocess.PIPE, text=True, check=False
-    )
-    sys.stderr.write(proc.stderr)
-    if proc.returncode == 0:
-        return 0
-    return 2 if re.search(r"exited with 2\b", proc.stderr) else 1
+    try:
+        serve_schedule(Path.cwd(), cron, name, stage_timeout)
+    except InputError as e:
+        fail(str(e), 2)
+
+
+@app.command()
+def sweep(
+    grid: Annotated[
+        list[str],
+        typer.Option("-S", "--set", help="A param and its values: -S prune.ratio=0.3,0.5,0.7"),
+    ],
+    dask_address: Annotated[
+        str | None, typer.Option("--dask-address", help="An existing Dask scheduler.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Local Dask workers.")] = 2,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds a candidate may run before it is killed.")
+    ] = 7200.0,
+) -> None:
+    """Run every combination as a DVC experiment in parallel; promote the best that passes.
+
+    Plots the accuracy / latency / size Pareto front to reports/pareto.png.
+    """
+    from slimline.orchestration import run_sweep
+    from slimline.params import load_params
+    from slimline.runlock import workspace_lock
+    from slimline.sweep import grid as combinations
+
+    root = Path.cwd()
+    try:
+        for overrides in combinations(grid):  # every candidate valid before anything runs
+            load_params(root / "params.yaml", overrides)
+        with workspace_lock(root, "slimline sweep"):
+            code = run_sweep(root, grid, workers, dask_address, timeout)
+    except InputError as e:
+        fail(str(e), 2)
+    raise typer.Exit(code)
 
 
 def _project(params_file: Path):

@@ -111,6 +111,12 @@ def _npz(path: Path) -> Dataset:
     if x.ndim == 3:
         x = x[:, None]  # (N, H, W) -> (N, 1, H, W)
     names = _class_names(path, arrays.get("class_names"), y)
+    outside = np.unique(y[(y < 0) | (y >= len(names))])
+    if len(outside):  # GX checks this too, but a stratified split would trip over it first
+        raise DataError(
+            f"{path}: y must hold labels 0..{max(len(names), 1) - 1}, one per class name "
+            f"(got {', '.join(map(str, outside[:5].tolist()))})"
+        )
     return Dataset(x, y.astype(np.int64), names, scale)
 
 
@@ -173,10 +179,11 @@ def split(ds: Dataset, data: Data, seed: int) -> dict[str, tuple[np.ndarray, np.
             rest, test_size=val_share, stratify=ds.y[rest], random_state=seed
         )
     except ValueError as e:
-        counts = np.bincount(ds.y[ds.y >= 0]) if len(ds.y) else []
+        counts = np.bincount(ds.y[ds.y >= 0]).tolist() if len(ds.y) else []
+        where = f"data.path: {data.path}" if data.source != "digits" else "data"
         raise DataError(
-            f"data: cannot split {len(ds.y)} samples stratified into train/val/test ({e}); "
-            f"every class needs several samples (class counts: {list(counts)})"
+            f"{where}: cannot split {len(ds.y)} samples stratified into train/val/test ({e}); "
+            f"every class needs several samples (class counts: {counts})"
         ) from None
     return {name: (ds.x[i], ds.y[i]) for name, i in zip(SPLITS, (train, val, test), strict=True)}
 

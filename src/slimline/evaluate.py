@@ -69,8 +69,10 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | Path)
         ylabel="true",
         title=f"confusion matrix ({int(cm.sum())} samples)",
     )
-    ax.set_xticklabels(class_names, rotation=90 if k > 12 else 0)
-    ax.set_yticklabels(class_names)
+    # class names are data (image folder names): "$" must not be read as mathtext, which
+    # fails to draw on a name like "$\frac$"
+    ax.set_xticklabels(class_names, rotation=90 if k > 12 else 0, parse_math=False)
+    ax.set_yticklabels(class_names, parse_math=False)
     threshold = cm.max() / 2 if cm.size else 0
     for i, j in np.ndindex(cm.shape):
         if cm[i, j]:

@@ -216,8 +216,11 @@ def save_checkpoint(path: str | Path, model: nn.Module) -> None:
         "config": json.dumps(model_config(model), sort_keys=True),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # through a file object: given a path, torch.save names the zip's records after the file
+    # (here a random temp name), so identical weights would give different bytes every run and
+    # DVC would rerun every stage downstream of an unchanged checkpoint
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        torch.save(payload, f)
 
 
 def load_checkpoint(path: str | Path) -> nn.Module:

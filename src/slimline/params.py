@@ -19,6 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from slimline.atomic import atomic_path
 from slimline.errors import InputError
 
+# What an output path may not be or live in: the project's own files and source folders.
+PROJECT_FILES = frozenset(
+    {".git", ".dvc", ".dvcignore", ".gitignore", "dvc.yaml", "dvc.lock", "params.yaml",
+     "pyproject.toml", "Makefile", "README.md", "prefect.yaml", "src", "stages", "flows",
+     "tests", "docker", "docs", "bench"}
+)  # fmt: skip
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -56,13 +62,18 @@ class Paths(_Section):
 
     @model_validator(mode="after")
     def _inside_project(self) -> Paths:
-        # Outputs are deleted and rewritten by DVC: a path that escapes the project could
-        # make a stage overwrite a user's files.
-        bad = [
-            f"paths.{name}: a relative path inside the project (got {value!r})"
-            for name, value in self
-            if not value or PurePosixPath(value).is_absolute() or ".." in PurePosixPath(value).parts
-        ]
+        # Outputs are deleted and rewritten by DVC: a path that escapes the project, or names
+        # one of its own files (params.yaml, src/...), could make a stage overwrite a user's files.
+        bad = []
+        for name, value in self:
+            parts = PurePosixPath(value).parts
+            if PurePosixPath(value).is_absolute() or ".." in parts:
+                bad.append(f"paths.{name}: a relative path inside the project (got {value!r})")
+            elif not parts or parts[0] in PROJECT_FILES:
+                bad.append(
+                    f"paths.{name}: an output path of its own, not the project root or one of its "
+                    f"files and source folders (got {value!r})"
+                )
         if bad:
             raise ValueError("\n".join(bad))
         return self
@@ -216,9 +227,10 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
     try:
         params = Params.model_validate(raw)
     except ValidationError as e:
-        problems += _describe(e)
+        # every problem in one message: the data-shape rule too, read from the raw sections
+        problems += _describe(e) + _data_shape_problems(raw, base=path.parent)
         raise ParamsError(str(path), problems) from None
-    problems += _data_shape_problems(params, base=path.parent)
+    problems += _data_shape_problems(params.model_dump(), base=path.parent)
     if problems:
         raise ParamsError(str(path), problems)
     return params
@@ -292,15 +304,22 @@ def _suggest(loc: tuple) -> str:
     return f"; did you mean {close[0]!r}?" if close else f"; expected one of: {valid}"
 
 
-def _data_shape_problems(params: Params, base: Path) -> list[str]:
-    """Conv families need image data; npz tabular (N, F) data can only feed an mlp."""
-    ndim = input_ndim(params.data, base)
-    if ndim is None or ndim != 2:
+def _data_shape_problems(raw: dict, base: Path) -> list[str]:
+    """Conv families need image data; npz tabular (N, F) data can only feed an mlp.
+
+    Takes the params as a dict, so that it also runs when other fields are invalid."""
+    try:
+        data = Data.model_validate(raw.get("data") or {})
+    except ValidationError:
+        return []  # a bad data section is reported on its own
+    if input_ndim(data, base) != 2:
         return []
+    sections = {role: raw.get(role) for role in ("teacher", "student")}
+    archs = {role: s.get("arch") if isinstance(s, dict) else None for role, s in sections.items()}
     return [
-        f"{role}.arch: mlp for tabular (N, F) data in {params.data.path} (got {spec.arch!r})"
-        for role, spec in (("teacher", params.teacher), ("student", params.student))
-        if spec.arch != "mlp"
+        f"{role}.arch: mlp for tabular (N, F) data in {data.path} (got {arch!r})"
+        for role, arch in archs.items()
+        if arch in ("cnn", "resnet")  # a missing or unknown arch is reported on its own
     ]
 
 

@@ -150,17 +150,19 @@ def _register(client, root: Path, params: Params, run_id: str, figures: dict) ->
     """Log dist/model.onnx (ONNX flavor, signature from test inputs) and register it."""
     import mlflow
     import mlflow.onnx
-    import onnx
-    import onnxruntime as ort
     from mlflow.models import infer_signature
 
     from slimline.data import load_split
+    from slimline.onnx_io import load, session
 
     path = root / params.paths.dist / "model.onnx"
     example = load_split(root / params.paths.prepared, "test").x[:2]
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    signature = infer_signature(example, {"logits": session.run(["logits"], {"input": example})[0]})
-    model = onnx.load(str(path))
+    # checked before it is loaded (onnx.checker; external data must stay inside dist/): a
+    # corrupt or tampered file fails with OnnxError naming it, before anything is registered
+    signature = infer_signature(
+        example, {"logits": session(path).run(["logits"], {"input": example})[0]}
+    )
+    model = load(path)
     run_tags = client.get_run(run_id).data.tags
     tags = {
         "gates": PASSED,

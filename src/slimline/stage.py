@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from slimline.atomic import DiskFullError
 from slimline.env import quiet_telemetry
 from slimline.errors import InputError
 from slimline.params import Params, load_params
 
 log = logging.getLogger("slimline")
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write refused for lack of room
 
 
 def run_stage(name: str, body: Callable[[Params, Path], str]) -> None:
@@ -31,8 +34,18 @@ def run_stage(name: str, body: Callable[[Params, Path], str]) -> None:
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except Exception:
-        traceback.print_exc()
-        print(f"error: stage {name} failed (see the traceback above)", file=sys.stderr)
+    except DiskFullError as e:
+        print(f"error: stage {name}: {e}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as e:
+        if isinstance(e, OSError) and e.errno in NO_ROOM:  # a quota or a file-size limit
+            kept = "the previous outputs are kept"
+            print(
+                f"error: stage {name}: {e.strerror} while writing its outputs; {kept}",
+                file=sys.stderr,
+            )
+        else:
+            traceback.print_exc()
+            print(f"error: stage {name} failed (see the traceback above)", file=sys.stderr)
         sys.exit(1)
     log.info(summary)

@@ -181,6 +181,17 @@ def _jsonable(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
 
 
+def _failure_line(e: dict) -> str:
+    """`samples: expect_..._in_set on y, expected value_set=[0, 1] (got {...})`."""
+    wanted = ", ".join(f"{k}={v}" for k, v in sorted(e["kwargs"].items()) if v is not None)
+    return (
+        f"  {e['batch']}: {e['expectation']}"
+        + (f" on {e['column']}" if e["column"] else "")
+        + (f", expected {wanted}" if wanted else "")
+        + f" (got {e['observed']})"
+    )
+
+
 def validate(parts: Parts, num_classes: int, min_per_class: int, source: str) -> list[dict]:
     """Run the suite; return the entries, or raise DataValidationError naming what failed."""
     n_values = int(np.prod(parts["train"][0].shape[1:]))
@@ -193,12 +204,7 @@ def validate(parts: Parts, num_classes: int, min_per_class: int, source: str) ->
         ) from e
     failed = [e for e in entries if not e["success"]]
     if failed:
-        lines = [
-            f"  {e['batch']}: {e['expectation']}"
-            + (f" on {e['column']}" if e["column"] else "")
-            + f" ({e['observed']})"
-            for e in failed
-        ]
+        lines = [_failure_line(e) for e in failed]
         raise DataValidationError(
             f"{source}: {len(failed)} data expectation(s) failed:\n" + "\n".join(lines),
             {"expectations": entries},

@@ -88,7 +88,7 @@ def bad_npz(path: Path, kind: str) -> None:
         ("truncated", "not a readable .npz"),
         ("no_y", "missing array 'y'"),
         ("nan", "expect_column_values_to_not_be_null"),
-        ("label_out_of_range", "expect_column_values_to_be_in_set on y"),
+        ("label_out_of_range", "y must hold labels 0..1, one per class name (got 2)"),
         ("length_mismatch", "same length"),
         ("float_labels", "integer labels"),
     ],

@@ -1,0 +1,195 @@
+"""DVC as the orchestrator sees it: the stage order, what changed, and one command run safely.
+
+The flows never re-implement the DAG or the cache: the order comes from dvc.yaml (DVC's own
+graph) and every decision to run or skip is DVC's. A command runs in its own session so that a
+timeout or Ctrl+C can kill the whole process group (DVC and the stage's python under it):
+Prefect's own task timeout does not kill a child process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KILL_GRACE = 5.0  # seconds for the group to exit after each signal before the next one
+# DVC's words for a stage it did not execute: unchanged, or restored from the run cache
+SKIPPED = ("didn't change, skipping", "is cached - skipping run")
+ran_line = re.compile(r"^Running stage '([^']+)'")
+
+
+@dataclass
+class Completed:
+    """One finished (or killed) command: its exit code, every output line and its duration."""
+
+    argv: list[str]
+    returncode: int
+    seconds: float
+    lines: list[str] = field(default_factory=list)
+    timed_out: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """The contract's code: 0, 2 when the stage itself exited 2 (bad input), else 1."""
+        if self.returncode == 0 and not self.timed_out:
+            return 0
+        if any(re.search(r"exited with 2\b", line) for line in self.lines):
+            return 2
+        return 1
+
+    def tail(self, n: int = 15) -> str:
+        return "\n".join(self.lines[-n:])
+
+    def stage_error(self) -> str:
+        """The stage's own `error: ...` message (bad input names the field or file), else the
+        last lines of output (a traceback)."""
+        starts = [i for i, line in enumerate(self.lines) if line.startswith("error: ")]
+        if not starts:
+            return self.tail()
+        end = next(
+            (i for i in range(starts[-1], len(self.lines)) if self.lines[i].startswith("ERROR: ")),
+            len(self.lines),
+        )
+        return "\n".join(self.lines[starts[-1] : end]).removeprefix("error: ")
+
+
+def dvc_argv(*args: str) -> list[str]:
+    # the venv's dvc, whatever PATH says: stages then run with the interpreter DVC runs under
+    return [sys.executable, "-m", "dvc", *args]
+
+
+def stage_order(root: Path) -> list[str]:
+    """Pipeline stages in dependency order, ties kept in dvc.yaml's order (DVC's own graph)."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        graph = repo.index.graph  # edges point from a stage to the stages it depends on
+        position = {stage: i for i, stage in enumerate(repo.index.stages)}
+        ordered = nx.lexicographical_topological_sort(graph.reverse(), key=position.get)
+        # `.dvc` files (dvc add) are data, not steps: only stages with a command run
+        return [_address(s, repo.root_dir) for s in ordered if getattr(s, "cmd", None)]
+
+
+def _address(stage, root_dir: str) -> str:
+    # `dvc repro -s` runs in the project root: name a stage as DVC would from there
+    dvcfile = os.path.relpath(stage.path, root_dir)
+    return stage.name if dvcfile == "dvc.yaml" else f"{dvcfile}:{stage.name}"
+
+
+def changed_stages(root: Path, env: dict | None = None) -> set[str] | None:
+    """Stages `dvc status` reports changed; None when DVC cannot say (then run everything)."""
+    proc = subprocess.run(
+        dvc_argv("status", "--json"),
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        return set(json.loads(proc.stdout)) if proc.returncode == 0 else None
+    except ValueError:
+        return None
+
+
+def stage_status(lines: list[str], stage: str) -> str:
+    """ "ran" or "cached", from DVC's own words about `stage` (the last path element of it)."""
+    name = stage.rpartition(":")[2]
+    for line in lines:
+        if (m := ran_line.match(line)) and m.group(1).rpartition(":")[2] == name:
+            return "ran"
+    return "cached"
+
+
+def run(
+    argv: list[str],
+    root: Path,
+    *,
+    timeout: float | None,
+    on_line: Callable[[str], None] = lambda line: None,
+    env: dict | None = None,
+) -> Completed:
+    """Run `argv` in `root`, stream each output line to `on_line` (in the calling thread, so a
+    Prefect run logger works), and kill its process group once `timeout` seconds pass."""
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+    )
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        kill_group(proc)
+
+    timer = threading.Timer(timeout, expire) if timeout else None
+    lines: list[str] = []
+    try:
+        if timer:
+            timer.daemon = True
+            timer.start()
+        assert proc.stdout is not None
+        for raw in proc.stdout:  # ends when every process of the group closed the pipe
+            line = raw.rstrip("\n")
+            lines.append(line)
+            on_line(line)
+        proc.wait()
+    finally:
+        if timer:
+            timer.cancel()
+        if proc.poll() is None:  # interrupted (Ctrl+C, a cancelled flow): take the group down
+            kill_group(proc)
+    return Completed(argv, proc.returncode, time.monotonic() - start, lines, expired.is_set())
+
+
+def kill_group(proc: subprocess.Popen, grace: float = KILL_GRACE) -> None:
+    """Stop the whole process group: SIGINT first (DVC then releases its rwlock entries as on
+    Ctrl+C), SIGTERM, then SIGKILL for whatever is left after `grace` seconds each."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not group_alive(proc.pid):
+                return
+            time.sleep(0.05)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie leader still counts for killpg; it is gone once nothing else is in the group
+    return _members(pgid)
+
+
+def _members(pgid: int) -> bool:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False

@@ -1,0 +1,61 @@
+"""Helpers for the flow tests: `slimline` as a user runs it, in a committed temp project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+SLIMLINE = str(Path(sys.executable).with_name("slimline"))
+# a developer's own Prefect or MLflow server must not receive the tests' runs
+FOREIGN = ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_URI")
+
+
+def env(**extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if k not in FOREIGN}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return base | {"CI": "true", "PATH": path, "COLUMNS": "160"} | extra
+
+
+def slimline(project: Path, *args: str, timeout: float = 600, **extra: str):
+    return subprocess.run(
+        [SLIMLINE, *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env(**extra),
+        check=False,
+    )
+
+
+def commit(project: Path) -> None:
+    """`dvc exp run` needs a commit to base experiments on."""
+    git = ["git", "-c", "user.name=slimline-tests", "-c", "user.email=tests@localhost"]
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True, capture_output=True)
+    subprocess.run(
+        [*git, "commit", "-qm", "test project"], cwd=project, check=True, capture_output=True
+    )
+
+
+def copy_project(src: Path, dest: Path) -> Path:
+    """A private copy (git, DVC cache, outputs) with a fresh MLflow store: the original's
+    experiment points at its own artifact folder by absolute path."""
+    ignore = shutil.ignore_patterns("mlflow.db", "mlflow.db.*", "mlartifacts", ".slimline")
+    return Path(shutil.copytree(src, dest, symlinks=True, ignore=ignore))
+
+
+def mlflow_client(project: Path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{project}/mlflow.db"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def runs(project: Path, experiment: str = "slimline"):
+    """Every run of the project's experiment, newest first."""
+    client = mlflow_client(project)
+    exp = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])

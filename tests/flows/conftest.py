@@ -1,0 +1,30 @@
+"""One cold `slimline run` (the Prefect flow over the real DVC pipeline, tiny params) shared by
+the flow tests; a test that changes the project works on its own copy."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from subprocess import CompletedProcess
+
+import pytest
+
+from tests.flows.cli import commit, slimline
+from tests.project import make_project
+
+
+@dataclass
+class FlowRun:
+    project: Path
+    result: CompletedProcess
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def flow_project(tmp_path_factory) -> FlowRun:
+    project = make_project(tmp_path_factory.mktemp("flows") / "project")
+    commit(project)
+    start = time.monotonic()
+    result = slimline(project, "run")
+    return FlowRun(project, result, time.monotonic() - start)

@@ -1,0 +1,80 @@
+"""`slimline run` is the Prefect flow over the DVC stages: every stage a task, one complete
+MLflow record per run, the registry's verdict, a Prefect artifact, the contract's exit codes."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+
+from slimline.dvc_run import stage_order
+from tests.flows.cli import mlflow_client, runs, slimline
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_cold_run_runs_every_stage_records_it_and_promotes(flow_project):
+    root, result = flow_project.project, flow_project.result
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    stages = stage_order(root)
+    # each stage's output was streamed into its Prefect task's log (Prefect logs to stderr)
+    for stage in stages:
+        assert f"Task run '{stage}' - Running stage '{stage}'" in result.stderr
+    # the summary table and the verdict end the output
+    for variant in ("teacher_fp32", "student_fp32", "pruned_fp32", "final_int8"):
+        assert variant in result.stdout
+    assert "registry: version 1 is champion (was none)" in result.stdout
+
+    client, found = runs(root)
+    parent = next(r for r in found if r.data.tags.get("slimline.ran_stages"))
+    assert parent.data.tags["slimline.ran_stages"] == ",".join(stages)
+    assert parent.data.tags["slimline.promotion"] == "champion"
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert sorted(c.info.run_name for c in children) == sorted(stages)
+    assert {c.data.tags["slimline.stage.status"] for c in children} == {"ran"}
+
+
+def test_the_prefect_ui_gets_the_gates_and_benchmark_as_an_artifact(flow_project):
+    db = flow_project.project / ".prefect" / "prefect.db"  # ephemeral mode, inside the project
+    with sqlite3.connect(db) as con:
+        rows = con.execute("select key, type, data from artifact").fetchall()
+    key, kind, data = rows[-1]
+    assert (key, kind) == ("slimline-pipeline", "markdown")
+    assert "## Gates" in data and "min_accuracy" in data and "final_int8" in data
+
+
+def test_a_run_with_nothing_changed_is_a_quick_recorded_no_op(flow_project):
+    root = flow_project.project
+    client = mlflow_client(root)
+    versions = len(client.search_model_versions("name='slimline-digits'"))
+    start = time.monotonic()
+    result = slimline(root, "run")
+    seconds = time.monotonic() - start
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Running stage" not in result.stderr
+    assert "stages: ran: none; cached: prepare, train_teacher" in result.stdout
+    # one `dvc status` instead of a dvc process per stage: most of it is Prefect and MLflow
+    assert seconds < flow_project.seconds / 2, (seconds, flow_project.seconds)
+    _, found = runs(root)
+    latest = next(r for r in found if "mlflow.parentRunId" not in r.data.tags)
+    assert latest.data.tags.get("slimline.ran_stages", "") == ""
+    assert latest.data.tags["slimline.cached_stages"] == ",".join(stage_order(root))
+    # the same model is not registered again: the earlier verdict is reused and recorded
+    assert latest.data.tags["slimline.promotion"] == "unchanged"
+    assert latest.data.tags["slimline.model_version"] == "1"
+    assert len(client.search_model_versions("name='slimline-digits'")) == versions
+
+
+def test_bad_params_exit_2_before_anything_starts(flow_project):
+    root = flow_project.project
+    before = (root / "params.yaml").read_bytes()
+    start = time.monotonic()
+    result = slimline(root, "run", "-S", "prune.ratio=1.5", "-S", "distill.alpha=2")
+    assert result.returncode == 2
+    assert "prune.ratio" in result.stderr and "distill.alpha" in result.stderr
+    assert "Starting temporary server" not in result.stdout + result.stderr
+    assert time.monotonic() - start < 20
+    assert (root / "params.yaml").read_bytes() == before

@@ -1,0 +1,155 @@
+"""Scheduled retraining against a real `prefect server start` on 127.0.0.1: prefect.yaml's
+work-pool deployment and `slimline schedule --cron` register with their cron schedules, read
+back through the API; one triggered run of the served deployment completes and retrains what
+changed. Every process the test starts is stopped by it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.flows.cli import SLIMLINE, copy_project, env, runs
+from tests.servers import free_port, start, stop
+
+pytestmark = pytest.mark.slow
+
+READ_BACK = textwrap.dedent("""
+    import json, sys
+    from prefect.client.orchestration import get_client
+    with get_client(sync_client=True) as client:
+        d = client.read_deployment_by_name(sys.argv[1])
+        print(json.dumps({"cron": d.schedules[0].schedule.cron if d.schedules else None,
+                          "timezone": d.schedules[0].schedule.timezone if d.schedules else None,
+                          "pool": d.work_pool_name, "entrypoint": d.entrypoint,
+                          "parameters": d.parameters, "paused": d.paused}))
+""")
+TRIGGER = textwrap.dedent("""
+    import sys
+    from prefect.deployments import run_deployment
+    run = run_deployment(name=sys.argv[1], timeout=float(sys.argv[2]))
+    print(run.state.type.value)
+""")
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("prefect")),
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env(PREFECT_HOME=str(home)).items():
+            mp.setenv(key, value)
+        proc = start(command, port, home / "server.log", health="/api/health")
+    yield env(PREFECT_API_URL=f"http://127.0.0.1:{port}/api", PREFECT_HOME=str(home))
+    stop(proc)
+
+
+def python(code: str, *args: str, cwd: Path, client_env: dict, timeout: float = 120) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        env=client_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_prefect_yaml_registers_the_work_pool_deployment(prefect_server, flow_project, tmp_path):
+    root = copy_project(flow_project.project, tmp_path / "project")
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    for argv in (
+        [prefect, "work-pool", "create", "slimline-process", "--type", "process"],
+        [prefect, "--no-prompt", "deploy", "--all"],
+    ):
+        done = subprocess.run(
+            argv,
+            cwd=root,
+            env=prefect_server,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    declared = yaml.safe_load((root / "prefect.yaml").read_text())["deployments"][0]
+    got = json.loads(
+        python(
+            READ_BACK,
+            "slimline-pipeline/scheduled-retraining-pool",
+            cwd=root,
+            client_env=prefect_server,
+        )
+    )
+    assert got["cron"] == declared["schedules"][0]["cron"] and got["timezone"] == "UTC"
+    assert got["pool"] == "slimline-process"
+    assert got["entrypoint"] == "flows/pipeline.py:pipeline"
+
+
+def test_a_served_cron_deployment_runs_the_pipeline(prefect_server, flow_project, tmp_path):
+    root = copy_project(flow_project.project, tmp_path / "project")
+    # a changed benchmark setting: the scheduled run retrains (re-measures) only that stage
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["benchmark"]["runs"] += 1
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    log = (tmp_path / "serve.log").open("w")
+    serve = subprocess.Popen(
+        [SLIMLINE, "schedule", "--cron", "*/30 * * * *"],
+        cwd=root,
+        env=prefect_server,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        name = "slimline-pipeline/scheduled-retraining"
+        got = _wait_for_deployment(name, root, prefect_server, serve, tmp_path / "serve.log")
+        assert (got["cron"], got["timezone"]) == ("*/30 * * * *", "UTC")
+        assert got["parameters"]["project_dir"] == str(root)
+        state = python(TRIGGER, name, "300", cwd=root, client_env=prefect_server, timeout=330)
+        assert state == "COMPLETED", (tmp_path / "serve.log").read_text()[-4000:]
+    finally:
+        stop(serve)  # SIGTERM: serve pauses its deployment on the way out
+        log.close()
+    _, found = runs(root)
+    parent = next(r for r in found if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.data.tags["slimline.ran_stages"] == "benchmark"
+    paused = json.loads(python(READ_BACK, name, cwd=root, client_env=prefect_server))["paused"]
+    assert paused
+
+
+def _wait_for_deployment(name, root, client_env, serve, log_path, timeout=90) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert serve.poll() is None, log_path.read_text()[-3000:]
+        proc = subprocess.run(
+            [sys.executable, "-c", READ_BACK, name],
+            cwd=root,
+            env=client_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if proc.returncode == 0:
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+        time.sleep(1)
+    raise AssertionError(f"{name} never appeared:\n{log_path.read_text()[-3000:]}")

@@ -1,0 +1,59 @@
+"""The reliability tests' shared material: one small but trained pipeline, and the outputs to
+compare before and after a fault.
+
+`make_project` and `dvc_repro` (tests/project.py) build and run the real pipeline; here its
+params are raised just enough that accuracy means something (a quantization collapse or a
+failed gate must be visible), and still the whole chain runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.project import TINY
+
+TRAINED = {
+    "teacher": TINY["teacher"] | {"epochs": 4, "batch_size": 64, "lr": 0.01},
+    "student": TINY["student"] | {"width": 8, "epochs": 6, "batch_size": 64, "lr": 0.02},
+    "prune": TINY["prune"] | {"finetune_epochs": 2, "lr": 0.01},
+}
+# every folder a stage writes into (params.yaml's `paths:`), and DVC's record of the last run
+OUTPUT_DIRS = ("data/prepared", "models", "metrics", "plots", "reports", "dist")
+STAGES = ("prepare", "train_teacher", "distill", "prune", "quantize", "export", "validate",
+          "benchmark")  # fmt: skip
+
+
+def outputs(root: Path) -> dict[str, bytes]:
+    """Every file in the output folders (hidden temp files included: none may be left behind)
+    and dvc.lock, by path relative to the project."""
+    files = {
+        str(path.relative_to(root)): path.read_bytes()
+        for folder in OUTPUT_DIRS
+        for path in sorted((root / folder).rglob("*"))
+        if path.is_file()
+    }
+    return files | {"dvc.lock": (root / "dvc.lock").read_bytes()}
+
+
+def visible(files: dict[str, bytes]) -> dict[str, bytes]:
+    """The outputs themselves, without hidden temp files (`.name.XXXX`) of a killed writer."""
+    return {k: v for k, v in files.items() if not Path(k).name.startswith(".")}
+
+
+def set_params(project: Path, **sections: dict) -> None:
+    """Merge `sections` into the project's own params.yaml (key by key)."""
+    path = project / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def tool_env() -> dict[str, str]:
+    """The environment `tests.project.run` gives its commands: the venv's tools first on PATH."""
+    bin_dir = Path(sys.executable).parent
+    return {**os.environ, "CI": "true", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}

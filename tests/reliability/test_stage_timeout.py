@@ -1,0 +1,63 @@
+"""A stage past its timeout (issue 8, item 22): its whole process group is killed, the flow
+fails cleanly with exit 1 naming the stage, the last good outputs stay, MLflow records the
+failed stage, and DVC is left usable (no stale lock)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.flows.cli import runs, slimline
+from tests.reliability.pipeline import outputs, set_params, tool_env, visible
+
+pytestmark = pytest.mark.slow
+
+
+def processes_in(project: Path) -> list[str]:
+    """Command lines of live processes whose working directory is the project."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if (proc / "cwd").readlink() == project:
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return found
+
+
+def test_a_stage_past_its_timeout_is_killed_and_the_flow_fails_cleanly(project):
+    before = visible(outputs(project))
+    set_params(project, teacher={"epochs": 5})  # train_teacher must run again: slower than 2 s
+    result = slimline(project, "run", "--stage-timeout", "2", timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "stage train_teacher ran past its timeout of 2 s; its processes were killed" in (
+        result.stderr
+    )
+    assert processes_in(project.resolve()) == []
+    after = visible(outputs(project))
+    assert after == before  # the killed stage wrote nothing; dvc.lock is unchanged
+
+    _, found = runs(project)
+    parent = next(r for r in found if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.data.tags["slimline.cached_stages"] == "prepare"
+    children = {
+        r.info.run_name: r
+        for r in found
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+    assert children["train_teacher"].data.tags["slimline.stage.status"] == "failed"
+    assert children["train_teacher"].info.status == "FAILED"
+    assert "slimline.verdict" not in parent.data.tags  # a failed run never reaches the registry
+
+    status = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "train_teacher"],
+        cwd=project,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0 and "Unable to acquire lock" not in status.stderr

@@ -1,0 +1,84 @@
+"""The DVC runner: stage order from dvc.yaml, DVC's words parsed, and a timeout that takes the
+whole process group down (Prefect's own timeout would leave the child running)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from slimline import dvc_run
+from tests.project import make_project
+
+STAGES = [
+    "prepare",
+    "train_teacher",
+    "distill",
+    "prune",
+    "quantize",
+    "export",
+    "validate",
+    "benchmark",
+]
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_timeout_kills_the_command_and_its_children(tmp_path):
+    # the shell's child (a grandchild of ours) is what a plain Popen timeout would leave behind
+    start = time.monotonic()
+    done = dvc_run.run(["sh", "-c", "sleep 60 & echo $!; wait"], tmp_path, timeout=1)
+    assert done.timed_out and done.exit_code == 1
+    # sh ignores SIGINT for its background child: SIGTERM after one grace period gets it
+    assert time.monotonic() - start < 1 + 2 * dvc_run.KILL_GRACE
+    grandchild = int(done.lines[0])
+    deadline = time.monotonic() + 5
+    while alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(grandchild)
+
+
+def test_output_is_streamed_line_by_line_with_stderr_merged(tmp_path):
+    seen: list[str] = []
+    done = dvc_run.run(
+        ["sh", "-c", "echo one; echo two >&2; exit 3"], tmp_path, timeout=10, on_line=seen.append
+    )
+    assert seen == ["one", "two"] == done.lines
+    assert done.returncode == 3 and done.exit_code == 1 and not done.timed_out
+
+
+def test_a_stage_that_exited_2_keeps_its_code_and_its_own_message():
+    lines = [
+        "Running stage 'prepare':",
+        "> python stages/prepare.py",
+        "error: data/raw/x.npz: not a readable .npz; expected numpy.savez output",
+        "ERROR: failed to reproduce 'prepare': failed to run: python stages/prepare.py, "
+        "exited with 2",
+    ]
+    done = dvc_run.Completed(["dvc"], 255, 1.0, lines)
+    assert done.exit_code == 2
+    assert done.stage_error() == "data/raw/x.npz: not a readable .npz; expected numpy.savez output"
+    crash = dvc_run.Completed(["dvc"], 255, 1.0, ["Traceback ...", "exited with 1"])
+    assert crash.exit_code == 1 and "Traceback" in crash.stage_error()
+
+
+def test_ran_or_cached_comes_from_dvc_own_words():
+    assert dvc_run.stage_status(["Running stage 'prune':", "> python"], "prune") == "ran"
+    assert dvc_run.stage_status(["Stage 'prune' didn't change, skipping"], "prune") == "cached"
+    restored = ["Stage 'prune' is cached - skipping run, checking out outputs"]
+    assert dvc_run.stage_status(restored, "prune") == "cached"
+
+
+def test_stage_order_and_status_come_from_dvc(tmp_path):
+    project = make_project(tmp_path / "project")
+    assert dvc_run.stage_order(project) == STAGES
+    # nothing ran yet: DVC reports every stage as changed
+    assert dvc_run.changed_stages(project, env=os.environ | {"DVC_NO_ANALYTICS": "1"}) == set(
+        STAGES
+    )

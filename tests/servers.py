@@ -40,9 +40,10 @@ def start(
     raise RuntimeError(f"no server on port {port}:\n{log.read_text()[-3000:]}")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the group (uvicorn's worker outlives a signal to its parent alone), then KILL."""
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+def stop(proc: subprocess.Popen, grace: float = 15) -> None:
+    """SIGTERM the group (uvicorn's worker outlives a signal to its parent alone), then KILL
+    after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:

@@ -3,16 +3,12 @@ figures, gates, whether it is on the Pareto front), the plot and the table as ar
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 from slimline import gitinfo
 from slimline.params import Params, load_params
 from slimline.sweep import Candidate
-from slimline.tracking import connect, lineage_tags, tracking_errors
-
-BATCH = 100  # MLflow's limit of params (or metrics, tags) per log_batch call
+from slimline.tracking import connect, lineage_tags, log_batches, tracking_errors
 
 
 def log_sweep(
@@ -42,7 +38,7 @@ def log_sweep(
         for c in candidates:
             ids[c.name] = _log_candidate(client, experiment_id, parent, c, trees.get(c.name))
         front = [c for c in candidates if c.pareto]
-        _batch(
+        log_batches(
             client,
             parent,
             params={"sweep.grid": " ".join(specs)},
@@ -86,7 +82,7 @@ def _log_candidate(client, experiment_id: str, parent: str, c: Candidate, tree: 
         "pareto": float(c.pareto),
         "seconds": c.seconds,
     }
-    _batch(
+    log_batches(
         client,
         run_id,
         params=c.params or {o.split("=")[0]: o.split("=", 1)[1] for o in c.overrides},
@@ -94,20 +90,3 @@ def _log_candidate(client, experiment_id: str, parent: str, c: Candidate, tree: 
     )
     client.set_terminated(run_id, "FINISHED" if c.ok else "FAILED")
     return run_id
-
-
-def _batch(client, run_id: str, *, params=None, metrics=None, tags=None) -> None:
-    from mlflow.entities import Metric, Param, RunTag
-
-    now = int(time.time() * 1000)
-    items: list[Any] = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
-    items += [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
-    items += [RunTag(k, str(v)[:8000]) for k, v in (tags or {}).items()]
-    for i in range(0, len(items), BATCH):
-        chunk = items[i : i + BATCH]
-        client.log_batch(
-            run_id,
-            metrics=[x for x in chunk if isinstance(x, Metric)],
-            params=[x for x in chunk if isinstance(x, Param)],
-            tags=[x for x in chunk if isinstance(x, RunTag)],
-        )

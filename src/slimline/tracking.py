@@ -151,7 +151,7 @@ def log_pipeline_run(root: Path, params: Params, stages: list[dict]) -> RunRecor
         )
         run_id = parent.info.run_id
         try:
-            _log_batches(client, run_id, params=to_flat_dict(params))
+            log_batches(client, run_id, params=to_flat_dict(params))
             children, missing = {}, {}
             for stage in stages:
                 children[stage["name"]], missing[stage["name"]] = _log_stage(
@@ -189,7 +189,7 @@ def _log_stage(client, experiment_id, parent_id, root, params, stage) -> tuple[s
         tags["slimline.missing"] = ",".join(missing)
     run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     metrics = {**figures.metrics, "seconds": float(stage.get("seconds", 0.0))}
-    _log_batches(client, run_id, params=figures.text, metrics=metrics, series=figures.series)
+    log_batches(client, run_id, params=figures.text, metrics=metrics, series=figures.series)
     for rel in stage_files(params, name):
         if rel not in missing:
             client.log_artifact(run_id, str(root / rel), artifact_path=str(Path(rel).parent))
@@ -211,7 +211,7 @@ def _log_parent_outputs(client, run_id, root, params, missing) -> None:
         summary["gates_passed"] = gates.metrics["passed"]
     gone = sorted(f for files in missing.values() for f in files)
     tags = {"slimline.missing_outputs": ",".join(gone)} if gone else {}
-    _log_batches(client, run_id, metrics=summary, tags=tags)
+    log_batches(client, run_id, metrics=summary, tags=tags)
     report_dir = Path(params.paths.gates_report).parent
     folders = {report_dir, Path(params.paths.tradeoff_plot).parent, Path(params.paths.dist)}
     for folder in sorted(folders):
@@ -224,13 +224,13 @@ def _log_parent_outputs(client, run_id, root, params, missing) -> None:
             client.log_artifact(run_id, str(root / name))
 
 
-def _log_batches(client, run_id, *, params=None, metrics=None, tags=None, series=None) -> None:
+def log_batches(client, run_id, *, params=None, metrics=None, tags=None, series=None) -> None:
     from mlflow.entities import Metric, Param, RunTag
 
     now = int(time.time() * 1000)
     items: list[Any] = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
     items += [RunTag(k, str(v)[:8000]) for k, v in (tags or {}).items()]
-    items += [Metric(k, v, now, 0) for k, v in (metrics or {}).items()]
+    items += [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
     items += [Metric(k, v, now, step) for k, pts in (series or {}).items() for step, v in pts]
     for i in range(0, len(items), BATCH):
         chunk = items[i : i + BATCH]

@@ -9,17 +9,7 @@ from pathlib import Path
 
 from slimline import dvc_run
 from tests.project import make_project
-
-STAGES = [
-    "prepare",
-    "train_teacher",
-    "distill",
-    "prune",
-    "quantize",
-    "export",
-    "validate",
-    "benchmark",
-]
+from tests.workspace import STAGES
 
 
 def alive(pid: int) -> bool:

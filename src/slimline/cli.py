@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -194,7 +195,6 @@ def rollback(params: ParamsOpt = Path("params.yaml")) -> None:
 @app.command()
 def ui(port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 5000) -> None:
     """Open the MLflow UI over the project's tracking store (Ctrl+C stops it)."""
-    import os
     import subprocess
 
     from slimline.tracking import tracking_uri, ui_command
@@ -233,12 +233,35 @@ def predict(
         typer.echo(f"accuracy {result.accuracy:.4f} on {len(result.labels)} labelled samples")
 
 
+# modules whose teardown at interpreter exit costs ~1 s together (measured: prefect, mlflow,
+# dvc.repo imported: 3.1 s to exit normally, 2.0 s with os._exit)
+HEAVY = ("prefect", "mlflow", "dvc.repo")
+
+
 def main() -> None:
     quiet_telemetry()
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        code: object = 130
+    except SystemExit as e:
+        code = e.code
+    else:
+        code = 0
+    if not any(name in sys.modules for name in HEAVY):
+        sys.exit(code)
+    # The command is done and its files closed; Prefect's queued logs and events are sent now,
+    # as its own exit hooks would. What remains is freeing every module's objects one by one.
+    from slimline.orchestration import drain_prefect
+
+    drain_prefect()
+    if not isinstance(code, int):
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

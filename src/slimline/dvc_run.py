@@ -66,6 +66,22 @@ def dvc_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "dvc", *args]
 
 
+# `slimline run` asks DVC these while Prefect's server boots; the flow takes them once. Safe:
+# the workspace lock is held from before the prefetch until the flow has run.
+_prefetched: dict[tuple[str, Path], object] = {}
+
+
+def prefetch(root: Path) -> None:
+    root = Path(root).resolve()
+    _prefetched[("changed", root)] = changed_stages(root)
+    _prefetched[("order", root)] = stage_order(root)
+
+
+def prefetched(kind: str, root: Path, compute):
+    key = (kind, Path(root).resolve())
+    return _prefetched.pop(key) if key in _prefetched else compute(root)
+
+
 def stage_order(root: Path) -> list[str]:
     """Pipeline stages in dependency order, ties kept in dvc.yaml's order (DVC's own graph)."""
     import networkx as nx

@@ -6,10 +6,13 @@ Prefect reads its settings once, when it is imported: `prefect_environment` runs
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+from slimline import dvc_run
 from slimline.env import quiet_telemetry
 from slimline.errors import InputError
 
@@ -17,59 +20,96 @@ from slimline.errors import InputError
 STARTUP_TIMEOUT = "120"
 
 
-def prefect_environment(root: Path) -> None:
+def prefect_environment(root: Path) -> bool:
     """Ephemeral mode with its state in `<project>/.prefect/`, unless the user chose a home or
-    a server (PREFECT_HOME / PREFECT_API_URL): then their profile and server are used."""
+    a server (PREFECT_HOME / PREFECT_API_URL): then their profile and server are used.
+    True when the choice was ours (and the temporary server is slimline's to start)."""
     quiet_telemetry()
-    if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
-        os.environ["PREFECT_HOME"] = str(Path(root).resolve() / ".prefect")
-        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_ENABLED", "true")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", STARTUP_TIMEOUT)
+    if os.environ.get("PREFECT_API_URL") or os.environ.get("PREFECT_HOME"):
+        return False
+    os.environ["PREFECT_HOME"] = str(Path(root).resolve() / ".prefect")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_ENABLED", "true")
+    return True
+
+
+@contextlib.contextmanager
+def prefect_session(root: Path, *preload: str, warm=None) -> Iterator[None]:
+    """Prefect's settings for one command. In the default mode its temporary server starts
+    now, in its own process, while this one imports Prefect and `preload` and calls `warm`
+    (no wait at all when they take as long as the boot); the server stops with the block."""
+    import importlib
+
+    def prepare() -> None:
+        for name in preload:
+            importlib.import_module(name)
+        if warm is not None:
+            warm()
+
+    if not prefect_environment(root):
+        prepare()
+        yield
+        return
+    from slimline.prefect_server import temporary_server, wait_ready
+
+    with temporary_server(Path(os.environ["PREFECT_HOME"])) as server:
+        os.environ["PREFECT_API_URL"] = server.url
+        try:
+            prepare()
+            wait_ready(
+                server, float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+            )
+            yield
+        finally:
+            drain_prefect()
+            os.environ.pop("PREFECT_API_URL", None)
+
+
+def drain_prefect() -> None:
+    """Send Prefect's queued logs and events now: before a temporary server stops (after it,
+    the client would retry them for a minute at exit), and before the CLI leaves without the
+    interpreter's exit hooks. Best effort, as Prefect's own hooks: the outcome is decided."""
+    if "prefect.logging.handlers" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogHandler
+
+    with contextlib.suppress(Exception):
+        APILogHandler.flush()
+    with contextlib.suppress(Exception):
+        EventsWorker.drain_all(timeout=5)
+
+
+# what the flows' steps import: loaded while the temporary server boots
+PIPELINE_IMPORTS = (
+    "slimline.pipeline_flow",
+    "dvc.repo",
+    "networkx",
+    "mlflow",
+    "slimline.registry",
+    "slimline.verdicts",
+    "slimline.summary",
+)
 
 
 def run_pipeline(root: Path, stage_timeout: float | None) -> int:
     """Run the pipeline flow on `root`; 0 ran, 2 bad input (a stage exited 2), 1 failed."""
-    prefect_environment(root)
+    try:
+        with prefect_session(root, *PIPELINE_IMPORTS, warm=lambda: dvc_run.prefetch(root)):
+            from slimline.pipeline_flow import pipeline
+
+            state = pipeline(project_dir=str(root), stage_timeout=stage_timeout, return_state=True)
+            if not state.is_completed():
+                return report_failure(state)
+            outcome = state.result()
+    except Exception as e:  # Prefect could not start or reach its server
+        print(f"error: the pipeline flow could not run: {e}", file=sys.stderr)
+        return 1
     from slimline.params import load_params
-    from slimline.pipeline_flow import pipeline
     from slimline.summary import print_summary
 
-    try:
-        start_server_and_preload()
-        state = pipeline(project_dir=str(root), stage_timeout=stage_timeout, return_state=True)
-    except Exception as e:  # Prefect itself could not start (e.g. its server did not come up)
-        print(f"error: the pipeline flow could not start: {e}", file=sys.stderr)
-        return 1
-    if state.is_completed():
-        print_summary(root, load_params(root / "params.yaml"), state.result())
-        return 0
-    return report_failure(state)
-
-
-def start_server_and_preload() -> None:
-    """Boot Prefect's ephemeral server (~5-8 s, in its own process) and meanwhile import what
-    the flow's steps need (mlflow, dvc: ~2.5 s), instead of one after the other. The flow's
-    client finds the server running: it is the same per-process instance Prefect would start."""
-    if os.environ.get("PREFECT_API_URL"):
-        return
-    from prefect.server.api.server import SubprocessASGIServer
-
-    _preload()  # after Prefect's server import: two imports at once would share one GIL
-    SubprocessASGIServer().start()
-
-
-def _preload() -> None:
-    import importlib
-    import threading
-
-    def load() -> None:
-        for name in ("dvc.repo", "networkx", "mlflow", "slimline.registry", "slimline.verdicts"):
-            try:
-                importlib.import_module(name)
-            except Exception:  # the step that needs it will raise it properly
-                return
-
-    threading.Thread(target=load, name="slimline-preload", daemon=True).start()
+    print_summary(root, load_params(root / "params.yaml"), outcome)
+    return 0
 
 
 def report_failure(state) -> int:
@@ -124,42 +164,44 @@ def run_sweep(
     root: Path, specs: list[str], workers: int, address: str | None, timeout: float | None
 ) -> int:
     """The sweep flow on a Dask task runner: 0 every candidate ran, 1 one failed, 2 bad input."""
-    prefect_environment(root)
-    from prefect_dask import DaskTaskRunner
-
-    from slimline.sweep_flow import sweep
-
-    if address:
-        runner = DaskTaskRunner(address=address)
-    else:
-        # threads, not processes: each candidate is its own `dvc exp run` process anyway, and a
-        # worker process would boot its own ephemeral Prefect server (STACK.md)
-        # Dask's HTTP servers bind all interfaces even with dashboard_address=None: loopback
-        runner = DaskTaskRunner(
-            cluster_kwargs={
-                "n_workers": workers,
-                "threads_per_worker": 1,
-                "processes": False,
-                "dashboard_address": "127.0.0.1:0",
-                "worker_dashboard_address": "127.0.0.1:0",
-                "local_directory": str(Path(root).resolve() / ".slimline" / "dask"),
-            }
-        )
     try:
-        state = sweep.with_options(task_runner=runner)(
-            project_dir=str(root), specs=specs, timeout=timeout, return_state=True
-        )
+        with prefect_session(root, "slimline.sweep_flow", "prefect_dask", "mlflow"):
+            from slimline.sweep_flow import sweep
+
+            state = sweep.with_options(task_runner=dask_runner(root, workers, address))(
+                project_dir=str(root), specs=specs, timeout=timeout, return_state=True
+            )
+            if not state.is_completed():
+                return report_failure(state)
+            outcome = state.result()
     except Exception as e:
-        print(f"error: the sweep flow could not start: {e}", file=sys.stderr)
+        print(f"error: the sweep flow could not run: {e}", file=sys.stderr)
         return 1
-    if not state.is_completed():
-        return report_failure(state)
-    outcome = state.result()
     print_sweep(outcome)
     failed = [c["name"] for c in outcome["candidates"] if not c["ok"]]
     if failed:
         print(f"error: candidate(s) failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def dask_runner(root: Path, workers: int, address: str | None):
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    # threads, not processes: each candidate is its own `dvc exp run` process anyway, and a
+    # worker process would boot its own ephemeral Prefect server (STACK.md). Dask's HTTP
+    # servers bind every interface even with dashboard_address=None: loopback, any port.
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": workers,
+            "threads_per_worker": 1,
+            "processes": False,
+            "dashboard_address": "127.0.0.1:0",
+            "worker_dashboard_address": "127.0.0.1:0",
+            "local_directory": str(Path(root).resolve() / ".slimline" / "dask"),
+        }
+    )
 
 
 def print_sweep(outcome: dict) -> None:

@@ -156,9 +156,10 @@ def failed(error: StageFailed) -> Failed:
 
 def run_stages(root: Path, timeout: float | None) -> tuple[list[dict], StageFailed | None]:
     """Every stage in DVC's order; stops at the first failure and returns it with the rest."""
-    changed = dvc_run.changed_stages(root)  # one `dvc status` spares a dvc process per stage
+    # one `dvc status` spares a dvc process per unchanged stage
+    changed = dvc_run.prefetched("changed", root, dvc_run.changed_stages)
     stages: list[dict] = []
-    for name in dvc_run.stage_order(root):
+    for name in dvc_run.prefetched("order", root, dvc_run.stage_order):
         unchanged = changed is not None and name not in changed
         state = dvc_stage(root, name, timeout, unchanged, return_state=True)
         if not state.is_completed():

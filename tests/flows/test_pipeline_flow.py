@@ -75,6 +75,6 @@ def test_bad_params_exit_2_before_anything_starts(flow_project):
     result = slimline(root, "run", "-S", "prune.ratio=1.5", "-S", "distill.alpha=2")
     assert result.returncode == 2
     assert "prune.ratio" in result.stderr and "distill.alpha" in result.stderr
-    assert "Starting temporary server" not in result.stdout + result.stderr
+    assert "Beginning flow run" not in result.stdout + result.stderr
     assert time.monotonic() - start < 20
     assert (root / "params.yaml").read_bytes() == before

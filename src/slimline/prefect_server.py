@@ -1,0 +1,110 @@
+"""Prefect's temporary server for one command, started first and in parallel.
+
+Prefect's ephemeral mode starts the same server (uvicorn running Prefect's app with its
+ephemeral set of services, state in PREFECT_HOME) only when the flow first needs it, after
+importing Prefect's server code in this process (~2.6 s), and then waits ~5-8 s for it. Started
+here before anything else, its boot overlaps with what this process imports and asks DVC
+meanwhile: ~5 s less per `slimline run`. It is stopped (its process group) when the block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+# what Prefect's own SubprocessASGIServer sets for its ephemeral server (prefect 3.8)
+EPHEMERAL = {
+    "PREFECT_UI_ENABLED": "0",
+    "PREFECT__SERVER_EPHEMERAL": "1",
+    "PREFECT__SERVER_FINAL": "1",
+}
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+
+@contextlib.contextmanager
+def temporary_server(home: Path) -> Iterator[Server]:
+    """Start the server; yield at once (call `wait_ready` before using it)."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    app_dir = Path(importlib.util.find_spec("prefect").origin).parents[1]  # site-packages
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(app_dir),
+        "--factory",
+        "prefect.server.api.server:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "error",
+        "--lifespan",
+        "on",
+    ]
+    with (home / "server.log").open("ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            cwd=home,
+            env=os.environ | EPHEMERAL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield Server(f"http://127.0.0.1:{port}/api", proc, home / "server.log")
+    finally:
+        _stop(proc)
+
+
+def wait_ready(server: Server, timeout: float) -> None:
+    """Until GET /health answers 200; a server that exited or never answered raises."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and server.proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{server.url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    tail = server.log.read_text(errors="replace")[-2000:] if server.log.exists() else ""
+    raise RuntimeError(
+        f"Prefect's temporary server at {server.url} did not start "
+        f"(exit {server.proc.poll()}):\n{tail}"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    # SIGTERM lets it finish writing its database, as Prefect's own stop does; then KILL
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=wait)
+            return

@@ -19,7 +19,8 @@ Run by hand from the repo root (not by CI):
    from the Prefect log (first `Reproducing experiment` to last `Ran experiment(s)`).
 
 Wall seconds per run, medians reported; the load average is recorded beside each part, since
-this machine is shared. Writes bench/results/orchestration.{json,md}.
+this machine is shared. Writes bench/results/orchestration.{json,md}; `--only` replaces only
+that part's entry.
 """
 
 from __future__ import annotations
@@ -248,24 +249,22 @@ def main() -> None:
     parser.add_argument("--sweep-params", choices=["default", "small"], default="default")
     args = parser.parse_args()
     parts = args.only or ["cold", "noop", "sweep"]
-    results: dict = {"date": datetime.now().isoformat(timespec="seconds"), "cpus": os.cpu_count()}
+    from slimline.atomic import read_json, write_json, write_text
+
+    # one results file; a part that is rerun (`--only`) replaces its own entry, dated
+    path = RESULTS / "orchestration.json"
+    results: dict = read_json(path) if path.exists() else {}
+    stamp = {"date": datetime.now().isoformat(timespec="seconds"), "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="slimline-bench-") as tmp:
         if "cold" in parts:
-            results["cold"] = cold(Path(tmp), args.cold_runs, [])
+            results["cold"] = cold(Path(tmp), args.cold_runs, []) | stamp
         if "noop" in parts:
-            results["noop"] = noop(Path(tmp), args.noop_runs, [])
+            results["noop"] = noop(Path(tmp), args.noop_runs, []) | stamp
         if "sweep" in parts:
             small = SMALL if args.sweep_params == "small" else []
-            results["sweep"] = sweep(Path(tmp), small) | {"params": args.sweep_params}
-    from slimline.atomic import write_json, write_text
-
-    name = (
-        "orchestration"
-        if parts == ["cold", "noop", "sweep"]
-        else "orchestration-" + "-".join(parts)
-    )
-    write_json(RESULTS / f"{name}.json", results)
-    write_text(RESULTS / f"{name}.md", markdown(results))
+            results["sweep"] = sweep(Path(tmp), small) | {"params": args.sweep_params} | stamp
+    write_json(path, results)
+    write_text(RESULTS / "orchestration.md", markdown(results))
     print(markdown(results))
 
 

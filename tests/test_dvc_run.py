@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from slimline import dvc_run
 from tests.project import make_project
 from tests.workspace import STAGES
@@ -72,3 +74,25 @@ def test_stage_order_and_status_come_from_dvc(tmp_path):
     assert dvc_run.changed_stages(project, env=os.environ | {"DVC_NO_ANALYTICS": "1"}) == set(
         STAGES
     )
+
+
+def test_prefetched_answers_are_dvcs_and_are_taken_once(tmp_path):
+    project = make_project(tmp_path / "project")
+    (project / "elsewhere").mkdir()
+    dvc_run.prefetch(project / "elsewhere" / "..")  # the same project, named another way
+
+    def compute(root):
+        raise AssertionError(f"asked again for {root}: the prefetched answer was not used")
+
+    assert dvc_run.prefetched("order", project, compute) == STAGES
+    assert dvc_run.prefetched("changed", project, compute) == set(STAGES)
+    # taken once: a second flow in the same process asks DVC again
+    assert dvc_run.prefetched("order", project, lambda root: ["asked again"]) == ["asked again"]
+
+
+def test_a_prefetch_that_failed_raises_where_its_answer_is_taken(tmp_path):
+    project = make_project(tmp_path / "project")
+    (project / "dvc.yaml").write_text("stages: [not, a, mapping]\n")
+    dvc_run.prefetch(project)
+    with pytest.raises(Exception, match="dvc.yaml"):
+        dvc_run.prefetched("order", project, lambda root: STAGES)

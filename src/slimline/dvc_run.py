@@ -17,8 +17,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 KILL_GRACE = 5.0  # seconds for the group to exit after each signal before the next one
 # DVC's words for a stage it did not execute: unchanged, or restored from the run cache
@@ -68,18 +70,22 @@ def dvc_argv(*args: str) -> list[str]:
 
 # `slimline run` asks DVC these while Prefect's server boots; the flow takes them once. Safe:
 # the workspace lock is held from before the prefetch until the flow has run.
-_prefetched: dict[tuple[str, Path], object] = {}
+_prefetched: dict[tuple[str, Path], Future] = {}
 
 
 def prefetch(root: Path) -> None:
+    """Start `dvc status` (its own process) and the stage order in a thread; return at once."""
     root = Path(root).resolve()
-    _prefetched[("changed", root)] = changed_stages(root)
-    _prefetched[("order", root)] = stage_order(root)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="slimline-dvc")
+    _prefetched[("changed", root)] = pool.submit(changed_stages, root)
+    _prefetched[("order", root)] = pool.submit(stage_order, root)
+    pool.shutdown(wait=False)
 
 
-def prefetched(kind: str, root: Path, compute):
-    key = (kind, Path(root).resolve())
-    return _prefetched.pop(key) if key in _prefetched else compute(root)
+def prefetched(kind: str, root: Path, compute: Callable[[Path], Any]) -> Any:
+    """What `prefetch` found (its error raised here), else `compute(root)` now."""
+    future = _prefetched.pop((kind, Path(root).resolve()), None)
+    return future.result() if future is not None else compute(root)
 
 
 def stage_order(root: Path) -> list[str]:

@@ -7,9 +7,10 @@ Prefect reads its settings once, when it is imported: `prefect_environment` runs
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from slimline import dvc_run
@@ -34,20 +35,12 @@ def prefect_environment(root: Path) -> bool:
 
 
 @contextlib.contextmanager
-def prefect_session(root: Path, *preload: str, warm=None) -> Iterator[None]:
+def prefect_session(root: Path, warm: Callable[[], None]) -> Iterator[None]:
     """Prefect's settings for one command. In the default mode its temporary server starts
-    now, in its own process, while this one imports Prefect and `preload` and calls `warm`
-    (no wait at all when they take as long as the boot); the server stops with the block."""
-    import importlib
-
-    def prepare() -> None:
-        for name in preload:
-            importlib.import_module(name)
-        if warm is not None:
-            warm()
-
+    now, in its own process, while this one calls `warm` to load what the flow will need (no
+    wait at all when that takes as long as the boot); the server stops with the block."""
     if not prefect_environment(root):
-        prepare()
+        warm()
         yield
         return
     from slimline.prefect_server import temporary_server, wait_ready
@@ -55,7 +48,7 @@ def prefect_session(root: Path, *preload: str, warm=None) -> Iterator[None]:
     with temporary_server(Path(os.environ["PREFECT_HOME"])) as server:
         os.environ["PREFECT_API_URL"] = server.url
         try:
-            prepare()
+            warm()
             wait_ready(
                 server, float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
             )
@@ -80,7 +73,7 @@ def drain_prefect() -> None:
         EventsWorker.drain_all(timeout=5)
 
 
-# what the flows' steps import: loaded while the temporary server boots
+# what the pipeline flow's steps import
 PIPELINE_IMPORTS = (
     "slimline.pipeline_flow",
     "dvc.repo",
@@ -92,10 +85,25 @@ PIPELINE_IMPORTS = (
 )
 
 
+def preload(*modules: str) -> None:
+    for name in modules:
+        importlib.import_module(name)
+
+
+def warm_pipeline(root: Path) -> None:
+    """Ask DVC (its `dvc status` process runs beside the imports), import what the steps
+    need, and MLflow's store module for the project's URI (SQLite's alone is ~0.9 s)."""
+    from slimline.tracking import preload_store
+
+    dvc_run.prefetch(root)
+    preload(*PIPELINE_IMPORTS)
+    preload_store(root)
+
+
 def run_pipeline(root: Path, stage_timeout: float | None) -> int:
     """Run the pipeline flow on `root`; 0 ran, 2 bad input (a stage exited 2), 1 failed."""
     try:
-        with prefect_session(root, *PIPELINE_IMPORTS, warm=lambda: dvc_run.prefetch(root)):
+        with prefect_session(root, lambda: warm_pipeline(root)):
             from slimline.pipeline_flow import pipeline
 
             state = pipeline(project_dir=str(root), stage_timeout=stage_timeout, return_state=True)
@@ -165,7 +173,9 @@ def run_sweep(
 ) -> int:
     """The sweep flow on a Dask task runner: 0 every candidate ran, 1 one failed, 2 bad input."""
     try:
-        with prefect_session(root, "slimline.sweep_flow", "prefect_dask", "mlflow"):
+        with prefect_session(
+            root, lambda: preload("slimline.sweep_flow", "prefect_dask", "mlflow")
+        ):
             from slimline.sweep_flow import sweep
 
             state = sweep.with_options(task_runner=dask_runner(root, workers, address))(

@@ -54,6 +54,14 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve()}/mlflow.db"
 
 
+def preload_store(root: Path) -> None:
+    """Import the store MLflow will open for the project, ahead of time: SQLite's takes ~0.9 s
+    (SQLAlchemy's models); an HTTP store needs nothing more."""
+    if sqlite_path(tracking_uri(root)) is not None:
+        import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+
 def sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 

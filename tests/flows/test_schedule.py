@@ -1,7 +1,7 @@
 """Scheduled retraining against a real `prefect server start` on 127.0.0.1: prefect.yaml's
 work-pool deployment and `slimline schedule --cron` register with their cron schedules, read
-back through the API; one triggered run of the served deployment completes and retrains what
-changed. Every process the test starts is stopped by it."""
+back through the API; runs of the served deployment retrain the chain on new data and are
+recorded no-ops on unchanged data. Every process the test starts is stopped by it."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from sklearn.datasets import load_digits
 
 from tests.flows.cli import SLIMLINE, copy_project, env, runs
 from tests.servers import free_port, start, stop
+from tests.workspace import STAGES
 
 pytestmark = pytest.mark.slow
 
@@ -104,11 +107,16 @@ def test_prefect_yaml_registers_the_work_pool_deployment(prefect_server, flow_pr
     assert got["entrypoint"] == "flows/pipeline.py:pipeline"
 
 
-def test_a_served_cron_deployment_runs_the_pipeline(prefect_server, flow_project, tmp_path):
+def test_a_served_cron_deployment_retrains_on_new_data_only(prefect_server, flow_project, tmp_path):
     root = copy_project(flow_project.project, tmp_path / "project")
-    # a changed benchmark setting: the scheduled run retrains (re-measures) only that stage
+    # the user's own data set: 1,200 digits as an npz, the source `prepare` depends on (not all
+    # 1,797: those would be the digits the project was built on, restored from DVC's run cache)
+    x, y = load_digits(return_X_y=True)
+    x = x.reshape(-1, 8, 8)
+    data = root / "data" / "raw" / "digits.npz"
+    np.savez(data, x=x[:1200], y=y[:1200])
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["benchmark"]["runs"] += 1
+    params["data"] |= {"source": "npz", "path": "data/raw/digits.npz"}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = (tmp_path / "serve.log").open("w")
     serve = subprocess.Popen(
@@ -119,21 +127,33 @@ def test_a_served_cron_deployment_runs_the_pipeline(prefect_server, flow_project
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    name = "slimline-pipeline/scheduled-retraining"
+
+    def scheduled_run() -> dict[str, str]:
+        """Trigger one run as the schedule would; the tags of the MLflow run it recorded."""
+        state = python(TRIGGER, name, "300", cwd=root, client_env=prefect_server, timeout=330)
+        assert state == "COMPLETED", (tmp_path / "serve.log").read_text()[-4000:]
+        _, found = runs(root)
+        return next(r for r in found if "mlflow.parentRunId" not in r.data.tags).data.tags
+
     try:
-        name = "slimline-pipeline/scheduled-retraining"
         got = _wait_for_deployment(name, root, prefect_server, serve, tmp_path / "serve.log")
         assert (got["cron"], got["timezone"]) == ("*/30 * * * *", "UTC")
         assert got["parameters"]["project_dir"] == str(root)
-        state = python(TRIGGER, name, "300", cwd=root, client_env=prefect_server, timeout=330)
-        assert state == "COMPLETED", (tmp_path / "serve.log").read_text()[-4000:]
+        first = scheduled_run()  # a new data source: the whole chain
+        assert first["slimline.ran_stages"].split(",") == STAGES
+        same = scheduled_run()  # nothing new: a recorded no-op
+        assert same["slimline.ran_stages"] == ""
+        assert same["slimline.cached_stages"].split(",") == STAGES
+        np.savez(data, x=x[:1500], y=y[:1500])  # 300 more samples arrive
+        grown = scheduled_run()
+        assert grown["slimline.ran_stages"].split(",") == STAGES
+        assert grown["slimline.data_sha256"] != first["slimline.data_sha256"]
     finally:
         # SIGTERM: serve pauses its deployment on the way out, through the API: on a loaded
         # machine that takes longer than a server's shutdown, so it gets a longer grace
         stop(serve, grace=90)
         log.close()
-    _, found = runs(root)
-    parent = next(r for r in found if "mlflow.parentRunId" not in r.data.tags)
-    assert parent.data.tags["slimline.ran_stages"] == "benchmark"
     paused = json.loads(python(READ_BACK, name, cwd=root, client_env=prefect_server))["paused"]
     assert paused
 

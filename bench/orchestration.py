@@ -37,6 +37,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from slimline.env import TELEMETRY_OFF
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
@@ -68,15 +70,7 @@ STAMP = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+) \|")
 
 def env(**extra: str) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if k not in FOREIGN}
-    telemetry = {
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DVC_NO_ANALYTICS": "1",
-        "GX_ANALYTICS_ENABLED": "false",
-        "ORT_DISABLE_TELEMETRY": "1",
-    }
-    return base | telemetry | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"} | extra
+    return base | TELEMETRY_OFF | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"} | extra
 
 
 def workspace(dest: Path, overrides: list[str]) -> Path:

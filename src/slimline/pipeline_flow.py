@@ -44,6 +44,15 @@ def transient(task, task_run, state) -> bool:
     return isinstance(state.result(raise_on_failure=False), TrackingError)
 
 
+# the MLflow and registry steps: retried with back-off, only when `transient` says so
+TRACKING_RETRIES = {
+    "retries": 2,
+    "retry_delay_seconds": RETRY_DELAYS,
+    "retry_condition_fn": transient,
+    "cache_policy": NO_CACHE,
+}
+
+
 @task(name="dvc-stage", task_run_name="{stage}", cache_policy=NO_CACHE)
 def dvc_stage(root: Path, stage: str, timeout: float | None, unchanged: bool) -> dict:
     """`dvc repro -s <stage>`, its output streamed into the run's log; "ran" or "cached"."""
@@ -73,13 +82,7 @@ def dvc_stage(root: Path, stage: str, timeout: float | None, unchanged: bool) ->
     }
 
 
-@task(
-    name="mlflow-record",
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=transient,
-    cache_policy=NO_CACHE,
-)
+@task(name="mlflow-record", **TRACKING_RETRIES)
 def record(root: Path, params_file: str, stages: list[dict]) -> dict:
     """The MLflow parent run (params, lineage, bundle) with a child run per stage."""
     from slimline.tracking import log_pipeline_run
@@ -89,13 +92,7 @@ def record(root: Path, params_file: str, stages: list[dict]) -> dict:
     return {"run_id": rec.run_id, "run_name": rec.run_name, "tracking_uri": rec.tracking_uri}
 
 
-@task(
-    name="registry-verdict",
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=transient,
-    cache_policy=NO_CACHE,
-)
+@task(name="registry-verdict", **TRACKING_RETRIES)
 def promote(root: Path, params_file: str, run_id: str, all_cached: bool) -> dict:
     """The registry's rule; a no-op run reuses the verdict already given to the same model
     instead of registering it once more."""

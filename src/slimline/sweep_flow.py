@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from slimline import dvc_run
 from slimline.atomic import write_json
 from slimline.params import load_params
-from slimline.pipeline_flow import RETRY_DELAYS, StageFailed, transient
+from slimline.pipeline_flow import TRACKING_RETRIES, StageFailed
 from slimline.runlock import lock_path, workspace_lock
 from slimline.sweep import (
     Candidate,
@@ -75,13 +75,7 @@ def run_candidate(
     return round(done.seconds, 3)
 
 
-@task(
-    name="mlflow-sweep",
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=transient,
-    cache_policy=NO_CACHE,
-)
+@task(name="mlflow-sweep", **TRACKING_RETRIES)
 def record_sweep(
     root: Path,
     sweep_name: str,
@@ -97,13 +91,7 @@ def record_sweep(
     )
 
 
-@task(
-    name="registry-verdict",
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=transient,
-    cache_policy=NO_CACHE,
-)
+@task(name="registry-verdict", **TRACKING_RETRIES)
 def promote_best(root: Path, tree: Path, run_id: str) -> dict:
     """The registry's rule on the best candidate, inside its checked-out experiment, with the
     project's tracking store (not one beside the worktree)."""

@@ -147,16 +147,37 @@ def serve_schedule(root: Path, cron: str, name: str, stage_timeout: float | None
     check_cron(cron)
     from prefect.schedules import Cron
 
-    from slimline.pipeline_flow import pipeline
+    from slimline.pipeline_flow import FLOW_NAME, pipeline
 
     # serve() returns on SIGTERM or Ctrl+C and pauses the deployment: no runner, no runs
-    pipeline.serve(
-        name=name,
-        schedules=[Cron(cron, timezone="UTC")],
-        parameters={"project_dir": str(root), "stage_timeout": stage_timeout},
-        description="Scheduled retraining: DVC reruns what changed (new data retrains).",
-        tags=["slimline", "retraining"],
-    )
+    try:
+        pipeline.serve(
+            name=name,
+            schedules=[Cron(cron, timezone="UTC")],
+            parameters={"project_dir": str(root), "stage_timeout": stage_timeout},
+            description="Scheduled retraining: DVC reruns what changed (new data retrains).",
+            tags=["slimline", "retraining"],
+        )
+    finally:
+        pause_deployment(f"{FLOW_NAME}/{name}")
+
+
+def pause_deployment(full_name: str) -> None:
+    """Make sure a stopped `serve` left its deployment paused. Prefect's SIGTERM handler raises
+    SystemExit while its pause is under way, which can cancel the pause half way (seen in CI:
+    'Pausing all deployments...' logged, never finished, when a run had just ended)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name(full_name)
+            if not deployment.paused:
+                client.pause_deployment(deployment.id)
+    except ObjectNotFound:  # serve stopped before it registered the deployment
+        return
+    except Exception as e:  # the server is gone: say so instead of hiding why serve stopped
+        print(f"warning: could not check that {full_name} is paused: {e}", file=sys.stderr)
 
 
 def check_cron(cron: str) -> None:

@@ -107,6 +107,31 @@ def test_prefect_yaml_registers_the_work_pool_deployment(prefect_server, flow_pr
     assert got["entrypoint"] == "flows/pipeline.py:pipeline"
 
 
+PAUSE = textwrap.dedent("""
+    import sys
+    from prefect.schedules import Cron
+    from slimline.orchestration import pause_deployment
+    from slimline.pipeline_flow import FLOW_NAME, pipeline
+    from prefect.client.orchestration import get_client
+    pipeline.to_deployment(name=sys.argv[1], schedules=[Cron("0 3 * * *")]).apply()
+    with get_client(sync_client=True) as client:
+        active = not client.read_deployment_by_name(f"{FLOW_NAME}/{sys.argv[1]}").paused
+    pause_deployment(f"{FLOW_NAME}/{sys.argv[1]}")
+    print(active)
+""")
+
+
+def test_a_stopped_serve_is_paused_even_if_prefect_did_not_finish_pausing(
+    prefect_server, flow_project
+):
+    # what serve_schedule does after serve() returns: an active deployment ends up paused
+    active = python(PAUSE, "left-active", cwd=flow_project.project, client_env=prefect_server)
+    assert active == "True"
+    got = python(READ_BACK, "slimline-pipeline/left-active", cwd=flow_project.project,
+                 client_env=prefect_server)  # fmt: skip
+    assert json.loads(got)["paused"] is True
+
+
 def test_a_served_cron_deployment_retrains_on_new_data_only(prefect_server, flow_project, tmp_path):
     root = copy_project(flow_project.project, tmp_path / "project")
     # the user's own data set: 1,200 digits as an npz, the source `prepare` depends on (not all

@@ -37,9 +37,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from slimline.env import TELEMETRY_OFF
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the test helpers: one way to copy the pipeline, to run servers
+
+from slimline.env import TELEMETRY_OFF  # noqa: E402
+from tests.project import copy_pipeline  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
 # what a workspace needs to run the pipeline and the flows (outputs and stores excluded)
@@ -75,13 +78,7 @@ def env(**extra: str) -> dict[str, str]:
 
 def workspace(dest: Path, overrides: list[str]) -> Path:
     """A fresh git + DVC workspace with the project's pipeline and no outputs."""
-    for name in COPIED:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
+    copy_pipeline(dest, COPIED)
     if overrides:
         from slimline.params import write_params
 
@@ -145,7 +142,6 @@ def noop(tmp: Path, runs: int, overrides: list[str]) -> dict:
 
 
 def served_noop(tmp: Path, built: Path, runs: int) -> float:
-    sys.path.insert(0, str(ROOT))
     from tests.servers import free_port, start, stop
 
     port, home = free_port(), tmp / "prefect-server"

@@ -26,16 +26,21 @@ COPIED = ["dvc.yaml", "params.yaml", "stages", "src", "data/raw", ".dvc/config",
           ".gitignore", "flows", "prefect.yaml"]  # fmt: skip
 
 
-def make_project(dest: Path, **sections) -> Path:
-    """Copy the project's pipeline files into a fresh git+DVC workspace at `dest`."""
+def copy_pipeline(dest: Path, names: list[str] = COPIED) -> None:
+    """Copy these files and folders of the repo (those that exist) into `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in COPIED:
+    for name in names:
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif src.exists():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
+
+
+def make_project(dest: Path, **sections) -> Path:
+    """Copy the project's pipeline files into a fresh git+DVC workspace at `dest`."""
+    copy_pipeline(dest)
     write_params(dest / "params.yaml", **(TINY | sections))
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest

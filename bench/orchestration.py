@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the test helpers: one way to copy the pipeline, to run servers
 
-from slimline.env import TELEMETRY_OFF  # noqa: E402
+from slimline.core.env import TELEMETRY_OFF  # noqa: E402
 from tests.project import copy_pipeline  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -80,7 +80,7 @@ def workspace(dest: Path, overrides: list[str]) -> Path:
     """A fresh git + DVC workspace with the project's pipeline and no outputs."""
     copy_pipeline(dest, COPIED)
     if overrides:
-        from slimline.params import write_params
+        from slimline.core.params import write_params
 
         write_params(dest / "params.yaml", dest / "params.yaml", overrides)
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
@@ -239,7 +239,7 @@ def main() -> None:
     parser.add_argument("--sweep-params", choices=["default", "small"], default="default")
     args = parser.parse_args()
     parts = args.only or ["cold", "noop", "sweep"]
-    from slimline.atomic import read_json, write_json, write_text
+    from slimline.core.atomic import read_json, write_json, write_text
 
     # one results file; a part that is rerun (`--only`) replaces its own entry, dated
     path = RESULTS / "orchestration.json"

@@ -38,15 +38,15 @@ import numpy as np
 import olive_peer
 from peers_report import THREADS, plot, report
 
-from slimline import bench
-from slimline.atomic import write_json, write_text
-from slimline.bench import measure_many
-from slimline.data import load_split
-from slimline.env import quiet_telemetry
-from slimline.evaluate import accuracy
-from slimline.onnx_io import run_logits
-from slimline.params import Params, load_params
-from slimline.quantize import batch_reader, stratified_sample
+from slimline.compression import bench
+from slimline.compression.bench import measure_many
+from slimline.compression.calibration import batch_reader, stratified_sample
+from slimline.compression.data import load_split
+from slimline.compression.evaluate import accuracy
+from slimline.compression.onnx_io import run_logits
+from slimline.core.atomic import write_json, write_text
+from slimline.core.env import quiet_telemetry
+from slimline.core.params import Params, load_params
 
 BENCH = Path(__file__).resolve().parent
 
@@ -116,7 +116,7 @@ def torch_peers(checkpoint: Path, tmp: Path) -> dict[str, tuple[Any, int]]:
     import torch
     from torch import nn
 
-    from slimline.models import load_checkpoint
+    from slimline.compression.models import load_checkpoint
 
     fp32 = load_checkpoint(checkpoint)
     with warnings.catch_warnings():  # torch.ao.quantization is deprecated in 2.13 (still runs)

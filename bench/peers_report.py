@@ -9,8 +9,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from slimline.atomic import atomic_path
-from slimline.bench import markdown_table
+from slimline.compression.bench import markdown_table
+from slimline.core.atomic import atomic_path
 
 THREADS = (1, 2)
 ACCURACY_SLACK = 0.005  # "no less accurate beyond 0.5 point"
@@ -54,10 +54,11 @@ def report(found: dict, b: argparse.Namespace, test_samples: int) -> str:
         "",
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}; {versions}.",
         "The machine is shared with other engineers' test runs, so absolute timings are noisy;",
-        "every variant is timed in one process, round-robin call by call (`slimline.bench."
-        "measure_many`), so the noise hits all of them alike. Absolute latencies depend on the "
-        "round (the multi-ms peers make every round long, and sub-ms ONNX models then read 2-4x "
-        "slower than in `reports/benchmark.md`): compare ratios within a table, not across files.",
+        "every variant is timed in one process, round-robin call by call "
+        "(`slimline.compression.bench.measure_many`), so the noise hits all of them alike. "
+        "Absolute latencies depend on the round (the multi-ms peers make every round long, "
+        "and sub-ms ONNX models then read 2-4x slower than in `reports/benchmark.md`): "
+        "compare ratios within a table, not across files.",
         f"Test split: {test_samples} samples. Calibration: {found['calibration_samples']} "
         "stratified train samples (the quantize stage's). Protocol per thread count: "
         f"{b.warmup} warm-up rounds, {b.runs} batch-1 calls (p50/p95), {b.throughput_runs} "

@@ -35,10 +35,10 @@ import numpy as np
 import yaml
 from scale_report import plot, tables
 
-from slimline.atomic import read_json, write_json, write_text
-from slimline.data import SPLITS, load_source
-from slimline.env import quiet_telemetry
-from slimline.params import Data, load_params, write_params
+from slimline.compression.data import SPLITS, load_source
+from slimline.core.atomic import read_json, write_json, write_text
+from slimline.core.env import quiet_telemetry
+from slimline.core.params import Data, load_params, write_params
 
 BENCH = Path(__file__).resolve().parent
 MAX_DEGREES, MAX_SHIFT, NOISE = 12.0, 1.0, 0.03  # pixels are in [0, 1], 8x8

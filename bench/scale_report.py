@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from slimline.atomic import atomic_path
+from slimline.core.atomic import atomic_path
 
 LINEAR, BOUNDED = 4.0 * 1.1, 1.25  # per x4 of data: CPU time within 10% of 4x; RSS under +25%
 

@@ -1,11 +1,11 @@
 """Prefect entry point of the sweep flow (candidates as parallel DVC experiments).
 
-The flow lives in the installed package (`slimline.sweep_flow`); `slimline sweep -S
+The flow lives in the installed package (`slimline.orchestration.sweep_flow`); `slimline sweep -S
 key=v1,v2 [--workers N] [--dask-address ADDR]` runs it on a DaskTaskRunner. Deployed without a
 task runner (e.g. from prefect.yaml), its candidates run on Prefect's default thread pool.
 """
 
-from slimline.sweep_flow import sweep
+from slimline.orchestration.sweep_flow import sweep
 
 __all__ = ["sweep"]
 

@@ -7,15 +7,15 @@ model, and reads the speed-up gate (teacher / final batch-1 latency) from the fi
 import tempfile
 from pathlib import Path
 
-from slimline.atomic import atomic_paths, read_json, write_json
-from slimline.bench import markdown_table, measure_many, tradeoff_plot
-from slimline.data import load_split
-from slimline.evaluate import accuracy, confusion_matrix, plot_confusion, predictions
-from slimline.gates import Gate
-from slimline.onnx_io import run_logits, session
-from slimline.params import Params
-from slimline.quantize import quantize
-from slimline.stage import run_stage
+from slimline.compression.bench import markdown_table, measure_many, tradeoff_plot
+from slimline.compression.data import load_split
+from slimline.compression.evaluate import accuracy, confusion_matrix, plot_confusion, predictions
+from slimline.compression.gates import Gate
+from slimline.compression.onnx_io import run_logits, session
+from slimline.compression.quantize import quantize
+from slimline.core.atomic import atomic_paths, read_json, write_json
+from slimline.core.params import Params
+from slimline.core.stage import run_stage
 
 
 def main(params: Params, root: Path) -> str:

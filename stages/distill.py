@@ -6,14 +6,20 @@ records whether distillation helped (kd_gain).
 
 from pathlib import Path
 
-from slimline.atomic import write_json
-from slimline.data import load_splits
-from slimline.evaluate import accuracy, agreement
-from slimline.models import build_model, load_checkpoint
-from slimline.params import Params
-from slimline.publish import finish_model, model_outputs
-from slimline.stage import run_stage
-from slimline.train import CsvCurve, fit_spec, make_kd_loss, predict_logits, seed_everything
+from slimline.compression.data import load_splits
+from slimline.compression.evaluate import accuracy, agreement
+from slimline.compression.models import build_model, load_checkpoint
+from slimline.compression.publish import finish_model, model_outputs
+from slimline.compression.train import (
+    CsvCurve,
+    fit_spec,
+    make_kd_loss,
+    predict_logits,
+    seed_everything,
+)
+from slimline.core.atomic import write_json
+from slimline.core.params import Params
+from slimline.core.stage import run_stage
 
 
 def main(params: Params, root: Path) -> str:

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
-from slimline.atomic import atomic_paths, read_json, write_json
-from slimline.bundle import model_card, model_metadata, settings
-from slimline.data import load_split
-from slimline.onnx_io import add_metadata, run_logits, session
-from slimline.params import Params
-from slimline.stage import run_stage
+from slimline.compression.bundle import model_card, model_metadata, settings
+from slimline.compression.data import load_split
+from slimline.compression.onnx_io import add_metadata, run_logits, session
+from slimline.core.atomic import atomic_paths, read_json, write_json
+from slimline.core.params import Params
+from slimline.core.stage import run_stage
 
 
 def main(params: Params, root: Path) -> str:

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from slimline.params import Params
-from slimline.prepare import prepare
-from slimline.stage import run_stage
+from slimline.compression.prepare import prepare
+from slimline.core.params import Params
+from slimline.core.stage import run_stage
 
 
 def main(params: Params, root: Path) -> str:

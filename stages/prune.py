@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-from slimline.atomic import write_json
-from slimline.data import load_splits
-from slimline.models import load_checkpoint
-from slimline.params import Params
-from slimline.prune import prune_and_finetune
-from slimline.publish import finish_model, model_outputs
-from slimline.stage import run_stage
-from slimline.train import CsvCurve, predict_logits, seed_everything
+from slimline.compression.data import load_splits
+from slimline.compression.models import load_checkpoint
+from slimline.compression.prune import prune_and_finetune
+from slimline.compression.publish import finish_model, model_outputs
+from slimline.compression.train import CsvCurve, predict_logits, seed_everything
+from slimline.core.atomic import write_json
+from slimline.core.params import Params
+from slimline.core.stage import run_stage
 
 
 def main(params: Params, root: Path) -> str:

@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
-from slimline.atomic import atomic_paths, write_json
-from slimline.data import load_splits
-from slimline.params import Params
-from slimline.quantize import quantize, stratified_sample
-from slimline.stage import run_stage
+from slimline.compression.calibration import stratified_sample
+from slimline.compression.data import load_splits
+from slimline.compression.quantize import quantize
+from slimline.core.atomic import atomic_paths, write_json
+from slimline.core.params import Params
+from slimline.core.stage import run_stage
 
 
 def main(params: Params, root: Path) -> str:

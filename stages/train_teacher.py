@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from slimline.atomic import write_json
-from slimline.data import load_splits
-from slimline.models import build_model
-from slimline.params import Params
-from slimline.publish import finish_model, model_outputs
-from slimline.stage import run_stage
-from slimline.train import CsvCurve, fit_spec, seed_everything
+from slimline.compression.data import load_splits
+from slimline.compression.models import build_model
+from slimline.compression.publish import finish_model, model_outputs
+from slimline.compression.train import CsvCurve, fit_spec, seed_everything
+from slimline.core.atomic import write_json
+from slimline.core.params import Params
+from slimline.core.stage import run_stage
 
 
 def main(params: Params, root: Path) -> str:

@@ -6,13 +6,13 @@ reads the verdict.
 
 from pathlib import Path
 
-from slimline.atomic import read_json, write_json
-from slimline.data import load_split
-from slimline.evaluate import accuracy, agreement
-from slimline.gates import Gate, describe_failures, report
-from slimline.onnx_io import run_logits, session
-from slimline.params import Params
-from slimline.stage import run_stage
+from slimline.compression.data import load_split
+from slimline.compression.evaluate import accuracy, agreement
+from slimline.compression.gates import Gate, describe_failures, report
+from slimline.compression.onnx_io import run_logits, session
+from slimline.core.atomic import read_json, write_json
+from slimline.core.params import Params
+from slimline.core.stage import run_stage
 
 
 def main(params: Params, root: Path) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from slimline.env import quiet_telemetry
+from slimline.core.env import quiet_telemetry
 
 quiet_telemetry()
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def image_folder(tmp_path: Path) -> Path:
 
 def make_split(n: int, shape=(1, 8, 8), classes: int = 3, seed: int = 0):
     """A `Split` of noisy copies of one fixed random prototype per class: easy, not trivial."""
-    from slimline.data import Split
+    from slimline.compression.data import Split
 
     protos = np.random.default_rng(123).normal(size=(classes, *shape)).astype(np.float32)
     rng = np.random.default_rng(seed)

@@ -20,7 +20,7 @@ import filelock
 
 if sys.argv[4] == "prefect-only":  # leave Prefect's limit as the only thing serializing
     filelock.FileLock = lambda *args, **kwargs: contextlib.nullcontext()
-from slimline.aliases import promotion_lock
+from slimline.records.aliases import promotion_lock
 
 go = Path(sys.argv[3])
 while not go.exists():

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from slimline.bench import markdown_table, measure, measure_many, tradeoff_plot
+from slimline.compression.bench import markdown_table, measure, measure_many, tradeoff_plot
 
 PNG = b"\x89PNG\r\n\x1a\n"
 KEYS = {"latency_ms_b1_p50", "latency_ms_b1_p95", "throughput_b64"}

@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slimline import data
-from slimline.params import Data
-from slimline.validation import DataValidationError, validate
+from slimline.compression import data
+from slimline.compression.validation import DataValidationError, validate
+from slimline.core.params import Data
 from tests.conftest import make_images
 
 
@@ -201,7 +201,7 @@ def test_schema_wrong_dtype_and_not_standardized():
 
 
 def test_gx_raising_fails_closed(monkeypatch):
-    import slimline.validation as v
+    import slimline.compression.validation as v
 
     def broken(*_):
         raise RuntimeError("gx exploded")

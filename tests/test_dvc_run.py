@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from slimline import dvc_run
+from slimline.orchestration import dvc_run
 from tests.project import make_project
 from tests.workspace import STAGES
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slimline.evaluate import accuracy, agreement, confusion_matrix, plot_confusion
+from slimline.compression.evaluate import accuracy, agreement, confusion_matrix, plot_confusion
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -1,4 +1,4 @@
-from slimline.gates import Gate, describe_failures, report
+from slimline.compression.gates import Gate, describe_failures, report
 
 
 def test_min_and_max_gates_with_margins():

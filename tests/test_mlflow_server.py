@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from slimline.aliases import rollback
-from slimline.registry import decide_and_promote
-from slimline.tracking import TrackingError, log_pipeline_run
+from slimline.records.aliases import rollback
+from slimline.records.registry import decide_and_promote
+from slimline.records.tracking import TrackingError, log_pipeline_run
 from tests.servers import free_port, start, stop
 from tests.workspace import STAGES, build, scored_accuracy
 

@@ -11,8 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from slimline.errors import InputError
-from slimline.models import (
+from slimline.compression.models import (
     FORMAT,
     CheckpointError,
     build_from_config,
@@ -23,7 +22,8 @@ from slimline.models import (
     model_config,
     save_checkpoint,
 )
-from slimline.params import ModelSpec, load_params
+from slimline.core.errors import InputError
+from slimline.core.params import ModelSpec, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE, WIDE_IMAGE, TABULAR = (1, 8, 8), (3, 12, 10), (20,)

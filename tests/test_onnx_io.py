@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from slimline.onnx_io import (
+from slimline.compression.onnx_io import (
     OnnxError,
     ParityError,
     add_metadata,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import yaml
 
-from slimline.params import ParamsError, load_params, to_flat_dict, write_params
+from slimline.core.params import ParamsError, load_params, to_flat_dict, write_params
 from tests.conftest import ROOT
 from tests.conftest import write_params as make_params
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from slimline.errors import InputError
-from slimline.onnx_io import add_metadata, export_onnx
-from slimline.predict import predict
+from slimline.compression.onnx_io import add_metadata, export_onnx
+from slimline.compression.predict import predict
+from slimline.core.errors import InputError
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from slimline.models import (
+from slimline.compression.models import (
     build_model,
     count_params,
     load_checkpoint,
     model_config,
     save_checkpoint,
 )
-from slimline.params import Distill, ModelSpec, Prune
-from slimline.prune import prune_and_finetune
-from slimline.train import CsvCurve, fit, predict_logits, seed_everything
+from slimline.compression.prune import prune_and_finetune
+from slimline.compression.train import CsvCurve, fit, predict_logits, seed_everything
+from slimline.core.params import Distill, ModelSpec, Prune
 from tests.conftest import make_split
 
 SHAPE = (1, 8, 8)

@@ -13,10 +13,11 @@ import torch
 from onnx import TensorProto
 from torch import nn
 
-from slimline.compact import compact
-from slimline.onnx_io import OnnxError, export_onnx, run_logits, session
-from slimline.params import Quantize
-from slimline.quantize import quantize, stratified_sample
+from slimline.compression.calibration import stratified_sample
+from slimline.compression.compact import compact
+from slimline.compression.onnx_io import OnnxError, export_onnx, run_logits, session
+from slimline.compression.quantize import quantize
+from slimline.core.params import Quantize
 
 REPORT_KEYS = {
     "mode",
@@ -194,7 +195,7 @@ def test_compact_is_lossless_and_smaller(cnn_fp32, digits, tmp_path):
     from onnxruntime.quantization import QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from slimline.quantize import batch_reader
+    from slimline.compression.calibration import batch_reader
 
     pre, raw, small = tmp_path / "pre.onnx", tmp_path / "raw.onnx", tmp_path / "small.onnx"
     quant_pre_process(str(cnn_fp32), str(pre))
@@ -214,7 +215,7 @@ def test_compact_is_lossless_and_smaller(cnn_fp32, digits, tmp_path):
 
 @pytest.mark.parametrize("damage", ["zero_weights", "unloadable"])
 def test_lossy_compaction_is_rejected(cnn_fp32, digits, tmp_path, monkeypatch, caplog, damage):
-    import slimline.compact as compact_module
+    import slimline.compression.compact as compact_module
 
     def lossy(proto):  # a "compaction" that changes a weight
         int8 = [t for t in proto.graph.initializer if t.data_type == TensorProto.INT8]
@@ -276,7 +277,7 @@ def test_fallback_out_of_bound_returns_best_attempt(outlier_mlp_fp32, digits, tm
 
 
 def test_dynamic_fallback_ranks_nodes_by_weight_error(outlier_mlp_fp32):
-    from slimline.sensitivity import weight_ranking
+    from slimline.compression.sensitivity import weight_ranking
 
     ranking = weight_ranking(outlier_mlp_fp32)
     assert [r["op"] for r in ranking] == ["Gemm", "Gemm"]

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from slimline.aliases import RegistryError, list_versions, promote, rollback
 from slimline.cli import app
-from slimline.registry import decide_and_promote
-from slimline.tracking import log_pipeline_run
+from slimline.records.aliases import RegistryError, list_versions, promote, rollback
+from slimline.records.registry import decide_and_promote
+from slimline.records.tracking import log_pipeline_run
 from tests.workspace import STAGES, build, scored_accuracy
 
 NAME = "slimline-test"
@@ -143,8 +143,8 @@ def test_cli_models_promote_rollback(tmp_path, store):
 
 RACER = """
 import pathlib, sys, time
-from slimline import registry
-from slimline.params import load_params
+from slimline.records import registry
+from slimline.core.params import load_params
 
 root, run_id, go = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
 read_holder = registry._alias_holder

@@ -8,12 +8,12 @@ import textwrap
 
 import pytest
 
-from slimline.runlock import RunInProgress, holder, lock_path, workspace_lock
+from slimline.orchestration.runlock import RunInProgress, holder, lock_path, workspace_lock
 
 TRY = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from slimline.runlock import RunInProgress, workspace_lock
+    from slimline.orchestration.runlock import RunInProgress, workspace_lock
     try:
         with workspace_lock(Path(sys.argv[1]), "second"):
             print("acquired")
@@ -52,7 +52,7 @@ def test_the_lock_is_reentrant_in_one_process(tmp_path):
 
 
 def test_refusal_is_bad_input_for_the_exit_code(tmp_path):
-    from slimline.errors import InputError
+    from slimline.core.errors import InputError
 
     assert issubclass(RunInProgress, InputError)
     with workspace_lock(tmp_path), pytest.raises(RunInProgress):

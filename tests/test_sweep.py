@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from slimline.errors import InputError
-from slimline.sweep import Candidate, exp_argv, grid, pareto_front, plot_pareto
+from slimline.core.errors import InputError
+from slimline.orchestration.experiments import exp_argv, grid
+from slimline.records.candidates import Candidate, pareto_front, plot_pareto
 
 
 def test_the_grid_is_every_combination_in_order():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slimline.tracking import log_pipeline_run, tracking_uri
+from slimline.records.tracking import log_pipeline_run, tracking_uri
 from tests.workspace import STAGES, build
 
 CACHED = {"prepare", "train_teacher"}
@@ -156,7 +156,8 @@ def test_tracking_uri_env_wins_and_sqlite_artifacts_go_beside_its_file(tmp_path,
 
 def test_importing_the_library_has_no_side_effects(tmp_path):
     code = (
-        "import sys, slimline.tracking, slimline.registry, slimline.aliases, slimline.cli;"
+        "import sys, slimline.records.tracking, slimline.records.registry,"
+        " slimline.records.aliases, slimline.cli;"
         "print(sorted(m for m in ('mlflow', 'onnxruntime', 'prefect') if m in sys.modules))"
     )
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}

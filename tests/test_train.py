@@ -15,9 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slimline.models import build_model
-from slimline.params import ModelSpec
-from slimline.train import (
+from slimline.compression.models import build_model
+from slimline.compression.train import (
     CURVE_COLUMNS,
     CsvCurve,
     _progress,
@@ -28,6 +27,7 @@ from slimline.train import (
     predict_logits,
     seed_everything,
 )
+from slimline.core.params import ModelSpec
 from tests.conftest import make_split
 
 SHAPE = (1, 8, 8)

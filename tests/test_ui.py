@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from slimline.registry import decide_and_promote
-from slimline.tracking import log_pipeline_run
+from slimline.records.registry import decide_and_promote
+from slimline.records.tracking import log_pipeline_run
 from tests.conftest import ROOT
 from tests.servers import free_port, start, stop
 from tests.workspace import STAGES, build

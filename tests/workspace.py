@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from slimline.params import Params, load_params
-from slimline.tracking import sqlite_path, tracking_uri
+from slimline.core.params import Params, load_params
+from slimline.records.tracking import sqlite_path, tracking_uri
 from tests.conftest import make_images, write_params
 
 STAGES = [
@@ -91,14 +91,14 @@ def fresh_store(db: Path) -> None:
 
 
 def scored_accuracy(root: Path, params: Params, predict) -> float:
-    from slimline.data import load_split
+    from slimline.compression.data import load_split
 
     split = load_split(root / params.paths.prepared, "test")
     return float((predict(split.x).argmax(1) == split.y).mean())
 
 
 def _prepared(folder: Path, x: np.ndarray, y: np.ndarray) -> None:
-    from slimline.data import Dataset, save_split
+    from slimline.compression.data import Dataset, save_split
 
     folder.mkdir(parents=True, exist_ok=True)
     ds = Dataset(x=x, y=y, class_names=CLASSES, scale=1.0)

@@ -9,8 +9,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from slimline.env import quiet_telemetry
-from slimline.errors import InputError
+from slimline.core.env import quiet_telemetry
+from slimline.core.errors import InputError
 
 app = typer.Typer(
     help="Reproducible model compression: teacher -> distill -> prune -> INT8 -> ONNX, "
@@ -66,9 +66,9 @@ def run(
 
     --params and -S are written into params.yaml first, as `dvc exp run -S` does.
     """
-    from slimline.orchestration import run_pipeline
-    from slimline.params import load_params, write_params
-    from slimline.runlock import workspace_lock
+    from slimline.core.params import load_params, write_params
+    from slimline.orchestration.commands import run_pipeline
+    from slimline.orchestration.runlock import workspace_lock
 
     root = Path.cwd()
     try:
@@ -92,7 +92,7 @@ def schedule(
     stage_timeout: TimeoutOpt = 3600.0,
 ) -> None:
     """Serve the pipeline flow as a cron deployment on PREFECT_API_URL's server (Ctrl+C stops)."""
-    from slimline.orchestration import serve_schedule
+    from slimline.orchestration.commands import serve_schedule
 
     try:
         serve_schedule(Path.cwd(), cron, name, stage_timeout)
@@ -118,10 +118,10 @@ def sweep(
 
     Plots the accuracy / latency / size Pareto front to reports/pareto.png.
     """
-    from slimline.orchestration import run_sweep
-    from slimline.params import load_params
-    from slimline.runlock import workspace_lock
-    from slimline.sweep import grid as combinations
+    from slimline.core.params import load_params
+    from slimline.orchestration.commands import run_sweep
+    from slimline.orchestration.experiments import grid as combinations
+    from slimline.orchestration.runlock import workspace_lock
 
     root = Path.cwd()
     try:
@@ -136,7 +136,7 @@ def sweep(
 
 def _project(params_file: Path):
     """(Params, project root): the root is the folder of the params file, as for `run`."""
-    from slimline.params import load_params
+    from slimline.core.params import load_params
 
     try:
         return load_params(params_file), params_file.resolve().parent
@@ -146,7 +146,7 @@ def _project(params_file: Path):
 
 def _registry(call):
     """Run a registry call: bad input exits 2, an unreachable MLflow exits 1."""
-    from slimline.tracking import TrackingError
+    from slimline.records.tracking import TrackingError
 
     try:
         return call()
@@ -162,7 +162,7 @@ def models(params: ParamsOpt = Path("params.yaml")) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from slimline.aliases import list_versions
+    from slimline.records.aliases import list_versions
 
     p, root = _project(params)
     table = Table(title=f"registered model {p.tracking.model_name}")
@@ -188,7 +188,7 @@ def promote(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Point an alias (champion by default) at a version whose gates all passed."""
-    from slimline.aliases import promote as move
+    from slimline.records.aliases import promote as move
 
     p, root = _project(params)
     _registry(lambda: move(root, p, version, alias))
@@ -198,7 +198,7 @@ def promote(
 @app.command()
 def rollback(params: ParamsOpt = Path("params.yaml")) -> None:
     """Give champion back to the version that held it before."""
-    from slimline.aliases import rollback as restore
+    from slimline.records.aliases import rollback as restore
 
     p, root = _project(params)
     version = _registry(lambda: restore(root, p))
@@ -210,7 +210,7 @@ def ui(port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] =
     """Open the MLflow UI over the project's tracking store (Ctrl+C stops it)."""
     import subprocess
 
-    from slimline.tracking import tracking_uri, ui_command
+    from slimline.records.tracking import tracking_uri, ui_command
 
     argv = ui_command(Path.cwd(), port)
     if argv is None:
@@ -231,7 +231,7 @@ def predict(
     limit: Annotated[int, typer.Option(help="Rows to print for an .npz.")] = 20,
 ) -> None:
     """Classify an image or an npz with the deployable model (onnxruntime and numpy only)."""
-    from slimline.predict import predict as classify
+    from slimline.compression.predict import predict as classify
 
     try:
         result = classify(model, file)
@@ -257,7 +257,7 @@ def main() -> None:
             raise
         # Everything is written and Prefect's queued logs are sent now, as its exit hooks would;
         # what the interpreter would still do is free every module's objects one by one.
-        from slimline.orchestration import drain_prefect
+        from slimline.orchestration.commands import drain_prefect
 
         drain_prefect()
         sys.stdout.flush()

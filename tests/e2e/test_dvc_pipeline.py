@@ -10,8 +10,8 @@ import onnx
 import pytest
 import torch
 
-from slimline.models import load_checkpoint
-from slimline.onnx_io import read_metadata
+from slimline.compression.models import load_checkpoint
+from slimline.compression.onnx_io import read_metadata
 from tests.project import dvc_repro, make_project
 
 pytestmark = pytest.mark.slow

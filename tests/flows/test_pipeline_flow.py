@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from slimline.dvc_run import stage_order
+from slimline.orchestration.dvc_run import stage_order
 from tests.flows.cli import mlflow_client, runs, slimline
 
 pytestmark = pytest.mark.slow

@@ -110,8 +110,8 @@ def test_prefect_yaml_registers_the_work_pool_deployment(prefect_server, flow_pr
 PAUSE = textwrap.dedent("""
     import sys
     from prefect.schedules import Cron
-    from slimline.orchestration import pause_deployment
-    from slimline.pipeline_flow import FLOW_NAME, pipeline
+    from slimline.orchestration.commands import pause_deployment
+    from slimline.orchestration.pipeline_flow import FLOW_NAME, pipeline
     from prefect.client.orchestration import get_client
     pipeline.to_deployment(name=sys.argv[1], schedules=[Cron("0 3 * * *")]).apply()
     with get_client(sync_client=True) as client:

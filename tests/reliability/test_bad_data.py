@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slimline.data import load_split
-from slimline.validation import sample_hash
+from slimline.compression.data import load_split
+from slimline.compression.validation import sample_hash
 from tests.conftest import run_stage
 from tests.project import dvc_repro, run
 from tests.reliability.pipeline import outputs, set_params
@@ -133,7 +133,7 @@ def test_duplicates_are_dropped_before_the_split_so_test_never_leaks_into_train(
 # process, the twins land in different splits and the suite stops the stage.
 NO_DEDUPE = """
 import runpy, sys
-import slimline.data as data
+import slimline.compression.data as data
 data.drop_duplicates = lambda ds: (ds, 0)
 sys.argv = ["stages/prepare.py", "--params", sys.argv[1]]
 runpy.run_path(sys.argv[0], run_name="__main__")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from slimline.models import load_checkpoint
+from slimline.compression.models import load_checkpoint
 from tests.project import dvc_repro
 from tests.reliability.pipeline import OUTPUT_DIRS, outputs, set_params, tool_env, visible
 

@@ -18,12 +18,12 @@ import pytest
 import torch
 from torch import nn
 
-from slimline.data import load_split
-from slimline.models import load_checkpoint
-from slimline.onnx_io import export_onnx
-from slimline.params import load_params
-from slimline.registry import Verdict, decide_and_promote
-from slimline.tracking import log_pipeline_run
+from slimline.compression.data import load_split
+from slimline.compression.models import load_checkpoint
+from slimline.compression.onnx_io import export_onnx
+from slimline.core.params import load_params
+from slimline.records.registry import Verdict, decide_and_promote
+from slimline.records.tracking import log_pipeline_run
 from tests.project import dvc_repro
 from tests.reliability.pipeline import STAGES, set_params
 from tests.test_registry import client

@@ -16,8 +16,8 @@ import pytest
 import torch
 from onnx.external_data_helper import set_external_data
 
-from slimline.models import FORMAT
-from slimline.onnx_io import read_metadata
+from slimline.compression.models import FORMAT
+from slimline.compression.onnx_io import read_metadata
 from tests.conftest import ROOT, make_images, run_stage
 from tests.project import dvc_repro
 from tests.reliability.pipeline import OUTPUT_DIRS, outputs, set_params

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slimline.data import load_split
+from slimline.compression.data import load_split
 from tests.conftest import run_stage, write_params
 
 OUTPUTS = [

@@ -1,0 +1,154 @@
+"""Latency, throughput and size of ONNX variants, measured fairly, and how to show them.
+
+`measure_many` times every variant in the same loop, round-robin with a rotating start, so
+a noisy neighbour or a frequency change hits all variants alike instead of whichever ran
+during it. Timings are wall-clock `perf_counter_ns` around `session.run` at batch 1 (what a
+request pays) and total images/s at a larger batch (what a worker sustains).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slimline.compression.onnx_io import session
+from slimline.core.atomic import atomic_path
+
+
+def measure(
+    path: str | Path,
+    x_one: np.ndarray,
+    x_batch: np.ndarray,
+    *,
+    threads: int,
+    warmup: int,
+    runs: int,
+    throughput_runs: int,
+) -> dict[str, float]:
+    """latency_ms_b1_p50 / _p95 (batch 1) and throughput_b64 (images/s at x_batch)."""
+    return measure_many(
+        {"model": path},
+        x_one,
+        x_batch,
+        threads=threads,
+        warmup=warmup,
+        runs=runs,
+        throughput_runs=throughput_runs,
+    )["model"]
+
+
+def measure_many(
+    paths: Mapping[str, str | Path],
+    x_one: np.ndarray,
+    x_batch: np.ndarray,
+    *,
+    threads: int,
+    warmup: int,
+    runs: int,
+    throughput_runs: int,
+) -> dict[str, dict[str, float]]:
+    """measure() for several variants, interleaved call by call."""
+    one = np.ascontiguousarray(x_one[:1], dtype=np.float32)  # (1, ...)
+    batch = np.ascontiguousarray(x_batch, dtype=np.float32)  # (B, ...)
+    calls = {}
+    for name, path in paths.items():
+        sess = session(path, threads)
+        feed_name, out = sess.get_inputs()[0].name, [sess.get_outputs()[0].name]
+        calls[name] = (sess, feed_name, out)
+    names = list(calls)
+
+    def timed(name: str, x: np.ndarray) -> int:
+        sess, feed_name, out = calls[name]
+        start = time.perf_counter_ns()
+        sess.run(out, {feed_name: x})
+        return time.perf_counter_ns() - start
+
+    for _ in range(warmup):  # thread pools, allocator arenas, caches
+        for name in names:
+            timed(name, one)
+            timed(name, batch)
+    latency = {name: [] for name in names}
+    busy = dict.fromkeys(names, 0)
+    for i in range(max(runs, throughput_runs)):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            if i < runs:
+                latency[name].append(timed(name, one))
+            if i < throughput_runs:
+                busy[name] += timed(name, batch)
+    return {
+        name: {
+            "latency_ms_b1_p50": float(np.percentile(latency[name], 50)) / 1e6,
+            "latency_ms_b1_p95": float(np.percentile(latency[name], 95)) / 1e6,
+            "throughput_b64": len(batch) * throughput_runs / (busy[name] / 1e9),
+        }
+        for name in names
+    }
+
+
+def tradeoff_plot(variants: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """Size against batch-1 p50 latency (log-log), each point labelled with its accuracy."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    # both axes log: sizes span 8 KB..4 MB and latencies 0.02..0.5 ms; labels alternate
+    # above / below in size order so neighbouring small variants stay readable
+    for i, v in enumerate(sorted(variants, key=lambda v: v["size_bytes"])):
+        size_kb, ms = v["size_bytes"] / 1024, v["latency_ms_b1_p50"]
+        ax.scatter(size_kb, ms, s=40)
+        acc = v.get("accuracy")
+        label = v["name"] if acc is None else f"{v['name']}\nacc {acc:.3f}"
+        offset = (6, 6) if i % 2 == 0 else (6, -22)
+        ax.annotate(label, (size_kb, ms), textcoords="offset points", xytext=offset, fontsize=8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(
+        xlabel="model size (KB, log scale)",
+        ylabel="latency, batch 1, p50 (ms, log scale)",
+        title="size vs latency (labels: test accuracy)",
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.margins(x=0.3, y=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+
+
+def markdown_table(variants: Sequence[Mapping[str, Any]], reference: str = "teacher_fp32") -> str:
+    """A table of every variant with ratios to the reference.
+
+    compression = reference size / size, speed-up = reference p50 / p50, throughput ratio =
+    throughput / reference throughput, delta accuracy = accuracy - reference accuracy.
+    """
+    ref = next((v for v in variants if v["name"] == reference), None)
+    if ref is None:
+        names = [v["name"] for v in variants]
+        raise ValueError(f"reference variant {reference!r} not among {names}")
+    head = (
+        "| variant | accuracy | Δ accuracy | size (KB) | compression | p50 (ms) | p95 (ms) "
+        "| speed-up | images/s | throughput ratio |"
+    )
+    rows = [head, "|" + " --- |" * 10]
+    for v in variants:
+        acc, ref_acc = v.get("accuracy"), ref.get("accuracy")
+        delta = f"{acc - ref_acc:+.4f}" if acc is not None and ref_acc is not None else "n/a"
+        cells = [
+            v["name"],
+            f"{acc:.4f}" if acc is not None else "n/a",
+            delta,
+            f"{v['size_bytes'] / 1024:.1f}",
+            f"{ref['size_bytes'] / v['size_bytes']:.2f}x",
+            f"{v['latency_ms_b1_p50']:.4f}",
+            f"{v['latency_ms_b1_p95']:.4f}",
+            f"{ref['latency_ms_b1_p50'] / v['latency_ms_b1_p50']:.2f}x",
+            f"{v['throughput_b64']:,.0f}",
+            f"{v['throughput_b64'] / ref['throughput_b64']:.2f}x",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,112 @@
+"""The deployable bundle: metadata carried by dist/model.onnx, the model card, the settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from slimline import __version__
+from slimline.compression.data import Split
+from slimline.core import gitinfo
+from slimline.core.atomic import read_json
+from slimline.core.params import Params
+
+
+def model_metadata(params: Params, root: Path, test: Split) -> dict[str, str]:
+    """What a consumer needs to feed the model raw inputs, and what made it."""
+    return {
+        "class_names": json.dumps(test.class_names),
+        "input_shape": json.dumps(list(test.input_shape)),
+        "normalization": json.dumps(
+            {"mean": test.mean.tolist(), "std": test.std.tolist(), "scale": test.scale}
+        ),
+        "params_sha256": params.digest(),
+        "git_commit": gitinfo.commit(root),
+        "slimline_version": __version__,
+    }
+
+
+def settings(params: Params, quantize_report: dict, metadata: dict[str, str]) -> dict:
+    """Every setting that made the model: the validated params, the quantizer's, the lineage."""
+    quantizer = {
+        k: quantize_report.get(k)
+        for k in (
+            "mode", "calibration_method", "calibration_samples", "per_channel",
+            "activation_type", "weight_type", "excluded_nodes",
+        )
+    }  # fmt: skip
+    return {"params": params.model_dump(mode="json"), "quantizer": quantizer, "lineage": metadata}
+
+
+def model_card(params: Params, root: Path, test: Split, size_bytes: int) -> str:
+    p = params.paths
+    teacher, student, pruned, quant = (
+        read_json(root / path)
+        for path in (p.teacher_metrics, p.student_metrics, p.pruned_metrics, p.quantize_metrics)
+    )
+    data = read_json(root / p.data_report)
+    rows = [
+        ("teacher (FP32)", params.teacher.arch, teacher["accuracy"], teacher["params"],
+         teacher["onnx_size_bytes"]),
+        ("student, distilled (FP32)", params.student.arch, student["accuracy"], student["params"],
+         student["onnx_size_bytes"]),
+        ("student from labels only", params.student.arch, student["baseline_accuracy"],
+         student["params"], None),
+        ("pruned student (FP32)", params.student.arch, pruned["accuracy"], pruned["params"],
+         pruned["onnx_size_bytes"]),
+        ("final: pruned student INT8", params.student.arch, quant["int8_accuracy"],
+         pruned["params"], size_bytes),
+    ]  # fmt: skip
+    table = "\n".join(
+        f"| {name} | {arch} | {acc:.4f} | {n:,} | {f'{size:,}' if size else '-'} |"
+        for name, arch, acc, n, size in rows
+    )
+    g = params.gates
+    kept_fp32 = ", ".join(quant["excluded_nodes"]) or "none"
+    splits = ", ".join(f"{k} {v['samples']}" for k, v in data["splits"].items())
+    return f"""# Model card: {params.tracking.model_name}
+
+## Model
+A {len(test.class_names)}-class image/feature classifier: a `{params.student.arch}` student
+distilled from a `{params.teacher.arch}` teacher (T={params.distill.temperature},
+alpha={params.distill.alpha}), structurally pruned (channel ratio {params.prune.ratio},
+{params.prune.importance} importance, {params.prune.steps} steps) and quantized to INT8 with
+onnxruntime ({quant["mode"]}, {quant.get("calibration_method")} calibration on
+{quant.get("calibration_samples")} samples; nodes kept in FP32: {kept_fp32}).
+
+- Input `input`: float32 `(batch, {", ".join(map(str, test.input_shape))})`; output `logits`
+  `(batch, {len(test.class_names)})`.
+- Preprocessing: `(raw / scale - mean) / std` with scale {test.scale:g} and the per-channel
+  mean and std in the ONNX metadata (`normalization`).
+- Classes: {", ".join(test.class_names)}.
+
+## Data
+Source: {data["source"]} (sha256 `{data["sha256"][:16]}…`), stratified splits: {splits};
+{data["duplicates_dropped"]} duplicate samples dropped before splitting. Validated with Great
+Expectations (reports/data_validation.json).
+
+## Variants (test split)
+| variant | family | accuracy | params | ONNX bytes |
+| --- | --- | --- | --- | --- |
+{table}
+
+Latency and throughput: reports/benchmark.json (measured after export).
+
+## Gates
+Promotion needs all of: accuracy >= {g.min_accuracy}, drop against the teacher <=
+{g.max_accuracy_drop}, top-1 agreement with the FP32 pruned model >= {g.min_agreement}, size <=
+{g.max_size_bytes:,} bytes, teacher size / final size >= {g.min_compression:g}, batch-1 speed-up
+against the teacher >= {g.min_speedup:g}. The verdict is reports/gates.json and
+reports/benchmark.json.
+
+## Intended use
+Classifying inputs drawn from the same distribution as the training data, on CPU, with
+onnxruntime (`slimline predict dist/model.onnx FILE`).
+
+## Limits
+- Accuracy is measured on {data["splits"]["test"]["samples"]} test samples from the same source;
+  inputs from another distribution (other scanners, fonts, lighting) are not covered.
+- INT8 calibration used {quant.get("calibration_samples")} training samples: inputs far outside
+  their range saturate.
+- Latency figures are from one machine; measure on the target hardware.
+"""

@@ -1,0 +1,56 @@
+"""Calibration data for onnxruntime: which samples (stratified) and how they are fed (batches).
+
+Used by static quantization, its sensitivity ranking and the peer quantizers of bench/peers.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+BATCH = 64  # samples per calibration batch
+
+
+def stratified_sample(
+    x: np.ndarray, y: np.ndarray, n: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """n samples with class proportions kept (largest remainder), every class at least once
+    when n allows; deterministic for a seed, in the original order. n=0 gives an empty
+    sample (dynamic quantization needs no calibration)."""
+    if n < 0:
+        raise ValueError(f"stratified_sample: n must be >= 0 (got {n})")
+    if n == 0:
+        return x[:0].copy(), y[:0].copy()
+    if n >= len(y):
+        return x.copy(), y.copy()
+    classes, counts = np.unique(y, return_counts=True)
+    quota = n * counts / counts.sum()
+    take = np.floor(quota).astype(int)
+    if n >= len(classes):
+        take = np.maximum(take, 1)
+    while take.sum() < n:  # give the rest to the largest remainders
+        take[np.argmax(np.where(take < counts, quota - take, -np.inf))] += 1
+    while take.sum() > n:  # the `at least one` rule overshot: trim the most over quota
+        take[np.argmax(np.where(take > 1, take - quota, -np.inf))] -= 1
+    rng = np.random.default_rng(seed)
+    picks = [
+        rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take, strict=True)
+    ]
+    idx = np.sort(np.concatenate(picks))
+    return x[idx], y[idx]
+
+
+def batch_reader(x: np.ndarray, name: str = "input") -> Any:
+    """A fresh CalibrationDataReader over x in batches: ORT readers cannot rewind."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            data = np.ascontiguousarray(x, dtype=np.float32)
+            self._it = ({name: data[i : i + BATCH]} for i in range(0, len(data), BATCH))
+
+        def get_next(self) -> dict | None:
+            return next(self._it, None)
+
+    return Batches()

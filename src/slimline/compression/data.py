@@ -1,0 +1,250 @@
+"""Data sources, the stratified split, normalization and the prepared files.
+
+A source yields raw samples scaled to [0, 1] (images) or as given (tabular). `prepare` drops
+exact duplicates (a sample in both train and test is leakage), splits stratified by label
+with the seed, standardizes with statistics of the train split only, and the prepared files
+hold `x` exactly as the model consumes it plus what is needed to preprocess new inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from slimline.core.errors import InputError
+from slimline.core.params import Data, resolve
+
+SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Standard deviations below this are treated as 1: a constant feature (a border pixel that is
+# always 0) must not blow up to huge values in val/test.
+MIN_STD = 1e-6
+
+
+class DataError(InputError):
+    """Bad or unreadable input data; the message names the file and what was expected."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x: np.ndarray  # (N, F) tabular or (N, C, H, W) images, float32
+    y: np.ndarray  # (N,) int64
+    class_names: list[str]
+    scale: float  # raw value / scale = the value before standardization
+
+    @property
+    def sha256(self) -> str:
+        h = hashlib.sha256(np.ascontiguousarray(self.x).tobytes())
+        h.update(self.y.tobytes())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Split:
+    """One prepared split, as stored in `<prepared>/<name>.npz`."""
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: list[str]
+    mean: np.ndarray  # per channel (images) or per feature (tabular)
+    std: np.ndarray
+    scale: float
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+
+def load_source(data: Data, base: Path) -> Dataset:
+    if data.source == "digits":
+        return _digits()
+    path = resolve(data.path or "", base)
+    if data.source == "npz":
+        return _npz(path)
+    return _image_folder(path, data.image_size)
+
+
+def _digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images[:, None, :, :] / 16.0).astype(np.float32)  # (N, 1, 8, 8), pixels 0..16
+    return Dataset(x, bunch.target.astype(np.int64), [str(c) for c in bunch.target_names], 16.0)
+
+
+def _npz(path: Path) -> Dataset:
+    if not path.is_file():
+        raise DataError(f"data.path: {path}: file not found (expected an .npz with x and y)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
+        raise DataError(
+            f"{path}: not a readable .npz ({type(e).__name__}: {e}); expected numpy.savez "
+            "output with arrays x and y"
+        ) from None
+    for key in ("x", "y"):
+        if key not in arrays:
+            raise DataError(
+                f"{path}: missing array {key!r} (expected x: (N, F) or (N, [C,] H, W) features, "
+                f"y: (N,) integer labels; found {sorted(arrays) or 'no arrays'})"
+            )
+    x, y = arrays["x"], arrays["y"]
+    if x.ndim not in (2, 3, 4) or not np.issubdtype(x.dtype, np.number):
+        raise DataError(
+            f"{path}: x must be numeric (N, F), (N, H, W) or (N, C, H, W) (got {x.dtype} {x.shape})"
+        )
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{path}: y must be (N,) integer labels (got {y.dtype} {y.shape})")
+    if len(x) != len(y):
+        raise DataError(f"{path}: x and y must have the same length (got {len(x)} and {len(y)})")
+    scale = 255.0 if x.dtype == np.uint8 else 1.0
+    x = x.astype(np.float32) / np.float32(scale)
+    if x.ndim == 3:
+        x = x[:, None]  # (N, H, W) -> (N, 1, H, W)
+    names = _class_names(path, arrays.get("class_names"), y)
+    outside = np.unique(y[(y < 0) | (y >= len(names))])
+    if len(outside):  # GX checks this too, but a stratified split would trip over it first
+        raise DataError(
+            f"{path}: y must hold labels 0..{max(len(names), 1) - 1}, one per class name "
+            f"(got {', '.join(map(str, outside[:5].tolist()))})"
+        )
+    return Dataset(x, y.astype(np.int64), names, scale)
+
+
+def _class_names(path: Path, given: np.ndarray | None, y: np.ndarray) -> list[str]:
+    if given is None:
+        return [str(i) for i in range(int(y.max()) + 1 if len(y) else 0)]
+    if given.ndim != 1 or given.dtype.kind not in "US":
+        raise DataError(f"{path}: class_names must be a 1-d array of strings (got {given.dtype})")
+    return [str(c) for c in given]
+
+
+def _image_folder(root: Path, size: int) -> Dataset:
+    from PIL import Image, UnidentifiedImageError
+
+    if not root.is_dir():
+        raise DataError(f"data.path: {root}: folder not found (expected root/<class name>/*.png)")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root}: no class folders (expected root/<class name>/*.png|jpg|jpeg)")
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(f for f in (root / name).iterdir() if not f.name.startswith("."))
+        if not files:
+            raise DataError(f"{root / name}: empty class folder (expected *.png|jpg|jpeg images)")
+        for f in files:
+            if f.suffix.lower() not in IMAGE_SUFFIXES or not f.is_file():
+                raise DataError(f"{f}: not an image (expected {', '.join(IMAGE_SUFFIXES)})")
+            try:
+                with Image.open(f) as im:
+                    rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+                raise DataError(f"{f}: unreadable image ({e})") from None
+            images.append(np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255.0)
+            labels.append(label)
+    x = np.stack(images)  # (N, 3, size, size)
+    if np.array_equal(x[:, 0], x[:, 1]) and np.array_equal(x[:, 0], x[:, 2]):
+        x = x[:, :1]  # every image is grey: one channel
+    return Dataset(np.ascontiguousarray(x), np.asarray(labels, np.int64), classes, 255.0)
+
+
+def drop_duplicates(ds: Dataset) -> tuple[Dataset, int]:
+    """Keep the first of samples with identical features, so no sample can be in two splits."""
+    flat = np.ascontiguousarray(ds.x.reshape(len(ds.x), -1))
+    _, first = np.unique(flat, axis=0, return_index=True)
+    keep = np.sort(first)
+    return Dataset(ds.x[keep], ds.y[keep], ds.class_names, ds.scale), len(ds.x) - len(keep)
+
+
+def split(ds: Dataset, data: Data, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Deterministic stratified train/val/test split."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(ds.y))
+    try:
+        rest, test = train_test_split(
+            idx, test_size=data.test_fraction, stratify=ds.y, random_state=seed
+        )
+        val_share = data.val_fraction / (1 - data.test_fraction)
+        train, val = train_test_split(
+            rest, test_size=val_share, stratify=ds.y[rest], random_state=seed
+        )
+    except ValueError as e:
+        counts = np.bincount(ds.y[ds.y >= 0]).tolist() if len(ds.y) else []
+        where = f"data.path: {data.path}" if data.source != "digits" else "data"
+        raise DataError(
+            f"{where}: cannot split {len(ds.y)} samples stratified into train/val/test ({e}); "
+            f"every class needs several samples (class counts: {counts})"
+        ) from None
+    return {name: (ds.x[i], ds.y[i]) for name, i in zip(SPLITS, (train, val, test), strict=True)}
+
+
+def standardize(
+    parts: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
+    """z-score every split with the train split's per-channel (or per-feature) statistics."""
+    x_train = parts["train"][0]
+    axes = (0, 2, 3) if x_train.ndim == 4 else (0,)
+    mean = x_train.mean(axis=axes, dtype=np.float64).astype(np.float32)
+    std = x_train.std(axis=axes, dtype=np.float64).astype(np.float32)
+    std = np.where(std < MIN_STD, np.float32(1), std)
+    shape = (1, -1, 1, 1) if x_train.ndim == 4 else (1, -1)
+    out = {
+        name: (((x - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32), y)
+        for name, (x, y) in parts.items()
+    }
+    return out, mean, std
+
+
+def save_split(path: Path, x: np.ndarray, y: np.ndarray, ds: Dataset, mean, std) -> None:
+    """Write one split as an .npz; the caller makes it atomic (see slimline.compression.prepare).
+
+    Written by hand rather than np.savez, which stamps the current time into the zip: the
+    same data must give the same bytes, so DVC sees an unchanged output and skips downstream.
+    """
+    arrays = {
+        "x": x.astype(np.float32),
+        "y": y.astype(np.int64),
+        "class_names": np.asarray(ds.class_names, dtype=np.str_),
+        "mean": mean,
+        "std": std,
+        "scale": np.float32(ds.scale),
+    }
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with z.open(info, "w") as f:
+                np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
+
+
+def load_split(prepared: str | Path, name: str) -> Split:
+    path = Path(prepared) / f"{name}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return Split(
+                x=z["x"],
+                y=z["y"],
+                class_names=[str(c) for c in z["class_names"]],
+                mean=z["mean"],
+                std=z["std"],
+                scale=float(z["scale"]),
+            )
+    except FileNotFoundError:
+        raise DataError(f"{path}: prepared split not found; run the prepare stage first") from None
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as e:
+        raise DataError(f"{path}: unreadable prepared split ({e}); rerun prepare") from None
+
+
+def load_splits(prepared: str | Path) -> tuple[Split, Split, Split]:
+    """(train, val, test)."""
+    train, val, test = (load_split(prepared, name) for name in SPLITS)
+    return train, val, test

@@ -1,0 +1,260 @@
+"""Model families (mlp, cnn, resnet), one factory, and checkpoints that load without pickle.
+
+Every model is built from a JSON-able config holding each layer's channel count, not from
+width/depth: structured pruning leaves widths that no formula reproduces, so the config is read
+back from the modules themselves (`model_config`) and a checkpoint stores it beside a plain
+state dict. Loading rebuilds the modules from the config and uses `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimline.core.atomic import atomic_path
+from slimline.core.errors import InputError
+from slimline.core.params import ModelSpec
+
+FORMAT = "slimline-checkpoint/1"
+FAMILIES = ("mlp", "cnn", "resnet")
+
+
+class CheckpointError(InputError):
+    """An unreadable, tampered or mismatched checkpoint; the message names the file."""
+
+
+def _conv_bn(c_in: int, c_out: int, k: int = 3, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, k, stride, padding=k // 2, bias=False), nn.BatchNorm2d(c_out)]
+
+
+class MLP(nn.Module):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, hidden: list[int]):
+        super().__init__()
+        self.input_shape, self.num_classes = tuple(input_shape), num_classes
+        layers: list[nn.Module] = [nn.Flatten()]
+        c_in = math.prod(input_shape)  # images are flattened: C*H*W
+        for c in hidden:
+            layers += [nn.Linear(c_in, c), nn.ReLU(inplace=True)]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, *input_shape) -> (B, K)
+        return self.fc(self.features(x))
+
+    def layer_config(self) -> dict[str, Any]:
+        return {"hidden": [m.out_features for m in self.features if isinstance(m, nn.Linear)]}
+
+
+class CNN(nn.Module):
+    """conv3x3-bn-relu layers, a 2x2 max pool after a layer where `pool` says so, GAP, fc."""
+
+    def __init__(self, input_shape, num_classes: int, channels: list[int], pool: list[bool]):
+        super().__init__()
+        if len(channels) != len(pool):
+            raise ValueError(f"cnn: one pool flag per conv layer (got {channels}, {pool})")
+        self.input_shape, self.num_classes = tuple(input_shape), num_classes
+        layers: list[nn.Module] = []
+        c_in = input_shape[0]
+        for c, p in zip(channels, pool, strict=True):
+            layers += [*_conv_bn(c_in, c), nn.ReLU(inplace=True)]
+            layers += [nn.MaxPool2d(2)] if p else []
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, K)
+        x = self.features(x).mean(dim=(2, 3))  # global average pool: (B, C_last)
+        return self.fc(x)
+
+    def layer_config(self) -> dict[str, Any]:
+        mods = list(self.features)
+        convs = [i for i, m in enumerate(mods) if isinstance(m, nn.Conv2d)]
+        ends = [*convs[1:], len(mods)]  # each conv's layers run up to the next conv
+        pool = [
+            any(isinstance(m, nn.MaxPool2d) for m in mods[a:b])
+            for a, b in zip(convs, ends, strict=True)
+        ]
+        return {"channels": [mods[i].out_channels for i in convs], "pool": pool}
+
+
+class BasicBlock(nn.Module):
+    """conv-bn-relu-conv-bn plus shortcut; `mid` is free to differ from `out` after pruning."""
+
+    def __init__(self, c_in: int, mid: int, out: int, stride: int, shortcut: bool):
+        super().__init__()
+        if not shortcut and (stride != 1 or c_in != out):
+            raise ValueError(f"resnet block {c_in}->{out} stride {stride} needs a 1x1 shortcut")
+        self.body = nn.Sequential(
+            *_conv_bn(c_in, mid, stride=stride), nn.ReLU(inplace=True), *_conv_bn(mid, out)
+        )
+        self.shortcut = nn.Sequential(*_conv_bn(c_in, out, 1, stride)) if shortcut else None
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return torch.relu(self.body(x) + identity)
+
+    def layer_config(self) -> dict[str, Any]:
+        return {
+            "mid": self.body[0].out_channels,
+            "out": self.body[3].out_channels,
+            "stride": self.stride,
+            "shortcut": self.shortcut is not None,
+        }
+
+
+class ResNet(nn.Module):
+    def __init__(self, input_shape, num_classes: int, stem: int, stages: list[list[dict]]):
+        super().__init__()
+        self.input_shape, self.num_classes = tuple(input_shape), num_classes
+        self.stem = nn.Sequential(*_conv_bn(input_shape[0], stem), nn.ReLU(inplace=True))
+        c_in, built = stem, []
+        for blocks in stages:
+            stage = []
+            for b in blocks:
+                stage.append(BasicBlock(c_in, b["mid"], b["out"], b["stride"], b["shortcut"]))
+                c_in = b["out"]
+            built.append(nn.Sequential(*stage))
+        self.stages = nn.Sequential(*built)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, K)
+        x = self.stages(self.stem(x)).mean(dim=(2, 3))  # (B, C_last)
+        return self.fc(x)
+
+    def layer_config(self) -> dict[str, Any]:
+        return {
+            "stem": self.stem[0].out_channels,
+            "stages": [[b.layer_config() for b in stage] for stage in self.stages],
+        }
+
+
+_CLASSES = {"mlp": MLP, "cnn": CNN, "resnet": ResNet}
+
+
+def _spec_config(spec: ModelSpec, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Layer config of a fresh model: widths double per conv layer / per resnet stage."""
+    if spec.arch == "mlp":
+        return {"hidden": [spec.width] * spec.depth}
+    if spec.arch == "cnn":
+        channels, pool, size = [], [], min(input_shape[1:])
+        for i in range(spec.depth):
+            channels.append(spec.width * 2**i)
+            # pool while at least 2x2 stays for the next layer; never after the last conv
+            pool.append(i < spec.depth - 1 and size >= 4)
+            size = size // 2 if pool[-1] else size
+        return {"channels": channels, "pool": pool}
+    stages, c_in = [], spec.width
+    for s in range(3):
+        out, stride = spec.width * 2**s, 1 if s == 0 else 2
+        first = {"mid": out, "out": out, "stride": stride, "shortcut": stride != 1 or c_in != out}
+        rest = {"mid": out, "out": out, "stride": 1, "shortcut": False}
+        stages.append([first] + [dict(rest) for _ in range(spec.depth - 1)])
+        c_in = out
+    return {"stem": spec.width, "stages": stages}
+
+
+def build_model(
+    spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, field: str = "model"
+) -> nn.Module:
+    """A fresh model of `spec`'s family; `field` ("teacher", "student") names it in errors."""
+    input_shape = tuple(int(d) for d in input_shape)
+    if spec.arch != "mlp" and len(input_shape) != 3:
+        raise InputError(
+            f"{field}.arch: mlp for tabular input of shape {input_shape}; {spec.arch!r} needs "
+            f"(C, H, W) images (got {spec.arch!r})"
+        )
+    config = {"family": spec.arch, "input_shape": list(input_shape), "num_classes": num_classes}
+    return build_from_config(config | _spec_config(spec, input_shape))
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """JSON-able description read from the modules (so it stays true after pruning)."""
+    family = next((k for k, cls in _CLASSES.items() if type(model) is cls), None)
+    if family is None:
+        raise TypeError(f"not a slimline model: {type(model).__name__}")
+    base = {"family": family, "input_shape": list(model.input_shape)}
+    return base | {"num_classes": model.fc.out_features} | model.layer_config()
+
+
+def build_from_config(config: dict[str, Any]) -> nn.Module:
+    """Rebuild the modules `model_config` described (weights are fresh)."""
+    kwargs = dict(config)
+    family = kwargs.pop("family", None)
+    if family not in _CLASSES:
+        raise ValueError(f"family: one of {', '.join(FAMILIES)} (got {family!r})")
+    return _CLASSES[family](**kwargs)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    import torch_pruning as tp
+
+    # eval + no_grad: a train-mode forward would move BatchNorm running statistics
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        macs, _ = tp.utils.count_ops_and_params(model, torch.zeros(1, *input_shape))
+    model.train(was_training)
+    return int(macs)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module) -> None:
+    payload = {
+        "format": FORMAT,
+        "config": json.dumps(model_config(model), sort_keys=True),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+    }
+    # through a file object: given a path, torch.save names the zip's records after the file
+    # (here a random temp name), so identical weights would give different bytes every run and
+    # DVC would rerun every stage downstream of an unchanged checkpoint
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        torch.save(payload, f)
+
+
+def load_checkpoint(path: str | Path) -> nn.Module:
+    """Rebuild a model saved by `save_checkpoint`, in eval mode; never unpickles objects."""
+    path = Path(path)
+    expected = f"expected a {FORMAT} file written by slimline's save_checkpoint"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found ({expected})")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load raises many kinds for corrupt or refused input
+        raise CheckpointError(f"{path}: {_load_failure(e)}; {expected}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{path}: wrong checkpoint format {got!r}; {expected}")
+    try:
+        model = build_from_config(json.loads(payload["config"]))
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        what = str(e).splitlines()[0][:300]
+        raise CheckpointError(
+            f"{path}: config and weights do not match ({type(e).__name__}: {what}); {expected}"
+        ) from e
+    return model.eval()
+
+
+def _load_failure(error: Exception) -> str:
+    # torch's refusal advises weights_only=False: say only what was refused, never that
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    if isinstance(error, pickle.UnpicklingError) and refused:
+        return (
+            "unsafe checkpoint refused: it pickles Python objects, not only tensors "
+            f"(found {refused.group(1)})"
+        )
+    first = str(error).splitlines()[0].split(". ")[0][:160] if str(error) else ""
+    detail = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    return f"unreadable checkpoint, not a complete torch.save file ({detail})"

@@ -1,0 +1,62 @@
+"""What every model stage (teacher, student, pruned) writes, all or nothing.
+
+The checkpoint, the ONNX export (checked and compared with torch), the metrics and the curve
+are written to temp files and renamed together only when all of them succeeded: a failed
+parity check or a killed run leaves the previous model, metrics and curve in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from torch import nn
+
+from slimline.compression.data import Split
+from slimline.core.atomic import atomic_paths
+from slimline.core.params import Params
+
+Role = Literal["teacher", "student", "pruned"]
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """Temp paths, renamed onto the stage's outputs when the `model_outputs` block succeeds."""
+
+    checkpoint: Path
+    onnx: Path
+    metrics: Path
+    curve: Path
+
+
+@contextlib.contextmanager
+def model_outputs(root: Path, params: Params, role: Role) -> Iterator[ModelOutputs]:
+    paths = params.paths
+    names = (role, f"{role}_onnx", f"{role}_metrics", f"{role}_curve")
+    with atomic_paths([root / getattr(paths, n) for n in names]) as tmps:
+        yield ModelOutputs(*tmps)
+
+
+def finish_model(model: nn.Module, out: ModelOutputs, test: Split, params: Params) -> dict:
+    """Save, export, check parity and measure `model`; returns the metrics it wrote."""
+    from slimline.compression.models import count_macs, count_params, save_checkpoint
+    from slimline.compression.onnx_io import check_parity, export_onnx
+    from slimline.compression.train import loss_and_accuracy
+
+    model.eval()
+    save_checkpoint(out.checkpoint, model)
+    export_onnx(model, test.input_shape, out.onnx, params.export.opset)
+    sample = test.x[: params.export.parity_samples]
+    diff = check_parity(model, out.onnx, sample, params.export.parity_atol)
+    loss, accuracy = loss_and_accuracy(model, test)
+    return {
+        "accuracy": accuracy,
+        "loss": loss,
+        "params": count_params(model),
+        "macs": count_macs(model, test.input_shape),
+        "onnx_size_bytes": out.onnx.stat().st_size,
+        "onnx_parity_max_abs_diff": diff,
+    }

@@ -1,0 +1,366 @@
+"""Typed schema of params.yaml, validated once, with every problem reported together.
+
+`load_params(path, overrides)` is the only way the stages, the flows and the CLI read params:
+it validates field bounds and the cross-field rules and raises `ParamsError` whose message has
+one line per problem, each as `section.field: what was expected (got X)`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from slimline.core.atomic import atomic_path
+from slimline.core.errors import InputError
+
+# What an output path may not be or live in: the project's own files and source folders.
+PROJECT_FILES = frozenset(
+    {".git", ".dvc", ".dvcignore", ".gitignore", "dvc.yaml", "dvc.lock", "params.yaml",
+     "pyproject.toml", "Makefile", "README.md", "prefect.yaml", "src", "stages", "flows",
+     "tests", "docker", "docs", "bench"}
+)  # fmt: skip
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paths(_Section):
+    """Every output path, written once: dvc.yaml templates these (`${paths.teacher}`)."""
+
+    prepared: str = "data/prepared"
+    data_report: str = "reports/data_validation.json"
+    teacher: str = "models/teacher.pt"
+    teacher_onnx: str = "models/onnx/teacher.onnx"
+    teacher_metrics: str = "metrics/teacher.json"
+    teacher_curve: str = "plots/teacher_curve.csv"
+    student: str = "models/student.pt"
+    student_onnx: str = "models/onnx/student.onnx"
+    student_metrics: str = "metrics/student.json"
+    student_curve: str = "plots/student_curve.csv"
+    pruned: str = "models/pruned.pt"
+    pruned_onnx: str = "models/onnx/pruned.onnx"
+    pruned_metrics: str = "metrics/pruned.json"
+    pruned_curve: str = "plots/pruned_curve.csv"
+    quantized_onnx: str = "models/onnx/pruned_int8.onnx"
+    quantize_metrics: str = "metrics/quantize.json"
+    dist: str = "dist"
+    export_metrics: str = "metrics/export.json"
+    gates_report: str = "reports/gates.json"
+    benchmark_report: str = "reports/benchmark.json"
+    benchmark_table: str = "reports/benchmark.md"
+    tradeoff_plot: str = "plots/tradeoff.png"
+    confusion_plot: str = "plots/confusion.png"
+
+    @model_validator(mode="after")
+    def _inside_project(self) -> Paths:
+        # Outputs are deleted and rewritten by DVC: a path that escapes the project, or names
+        # one of its own files (params.yaml, src/...), could make a stage overwrite a user's files.
+        bad = []
+        for name, value in self:
+            parts = PurePosixPath(value).parts
+            if PurePosixPath(value).is_absolute() or ".." in parts:
+                bad.append(f"paths.{name}: a relative path inside the project (got {value!r})")
+            elif not parts or parts[0] in PROJECT_FILES:
+                bad.append(
+                    f"paths.{name}: an output path of its own, not the project root or one of its "
+                    f"files and source folders (got {value!r})"
+                )
+        if bad:
+            raise ValueError("\n".join(bad))
+        return self
+
+
+class Data(_Section):
+    source: Literal["digits", "npz", "image-folder"] = "digits"
+    path: str | None = None
+    val_fraction: Fraction = 0.15
+    test_fraction: Fraction = 0.2
+    image_size: Annotated[int, Field(ge=8, le=512)] = 8
+    min_per_class: Annotated[int, Field(ge=1)] = 2
+
+    @model_validator(mode="after")
+    def _rules(self) -> Data:
+        problems = []
+        if self.val_fraction + self.test_fraction >= 0.9:
+            problems.append(
+                "data.val_fraction: val_fraction + test_fraction below 0.9, leaving a train "
+                f"split (got {self.val_fraction} + {self.test_fraction})"
+            )
+        if self.source != "digits" and not self.path:
+            problems.append(f"data.path: a file or folder for source {self.source!r} (got None)")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+class ModelSpec(_Section):
+    """One network and how it is trained; shared by the teacher and the student."""
+
+    arch: Literal["mlp", "cnn", "resnet"]
+    # mlp: hidden units; cnn: channels of the first conv (doubled per layer);
+    # resnet: channels of the first stage (doubled per stage).
+    width: Annotated[int, Field(ge=2, le=1024)]
+    # mlp: hidden layers; cnn: conv layers; resnet: residual blocks per stage (3 stages).
+    depth: Annotated[int, Field(ge=1, le=8)]
+    epochs: Annotated[int, Field(ge=1, le=1000)]
+    lr: Annotated[float, Field(gt=0, le=1)]
+    batch_size: Annotated[int, Field(ge=1, le=4096)]
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 1e-4
+
+
+class Distill(_Section):
+    temperature: Annotated[float, Field(gt=0, le=100)] = 4.0
+    alpha: Probability = 0.7
+
+
+class Prune(_Section):
+    ratio: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    steps: Annotated[int, Field(ge=1, le=20)] = 2
+    importance: Literal["magnitude", "taylor"] = "magnitude"
+    round_to: Annotated[int, Field(ge=1, le=64)] = 4
+    finetune_epochs: Annotated[int, Field(ge=1, le=100)] = 3
+    lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
+
+
+class Quantize(_Section):
+    mode: Literal["static", "dynamic"] = "static"
+    calibration_samples: Annotated[int, Field(ge=0, le=100_000)] = 256
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    per_channel: bool = True
+    max_accuracy_drop: Probability = 0.01
+    max_excluded_nodes: Annotated[int, Field(ge=0, le=1000)] = 8
+
+    @model_validator(mode="after")
+    def _rules(self) -> Quantize:
+        if self.mode == "static" and self.calibration_samples < 1:
+            raise ValueError(
+                "quantize.calibration_samples: static quantization needs calibration_samples "
+                f"> 0; or set mode: dynamic (got {self.calibration_samples})"
+            )
+        return self
+
+
+class Export(_Section):
+    opset: Annotated[int, Field(ge=18, le=23)] = 20
+    parity_atol: Annotated[float, Field(gt=0, le=1)] = 1e-4
+    parity_samples: Annotated[int, Field(ge=1, le=10_000)] = 128
+
+
+class Gates(_Section):
+    min_accuracy: Probability = 0.95
+    max_accuracy_drop: Probability = 0.01
+    min_agreement: Probability = 0.98
+    max_size_bytes: Annotated[int, Field(ge=1)] = 100_000
+    # teacher FP32 ONNX size / final INT8 size
+    min_compression: Annotated[float, Field(ge=1)] = 50.0
+    # batch-1 latency of the teacher / of the final model (from the benchmark)
+    min_speedup: Annotated[float, Field(gt=0)] = 5.0
+
+
+class Benchmark(_Section):
+    threads: Annotated[int, Field(ge=1, le=256)] = 1
+    warmup: Annotated[int, Field(ge=0, le=10_000)] = 50
+    runs: Annotated[int, Field(ge=5, le=100_000)] = 500
+    throughput_batch: Annotated[int, Field(ge=1, le=4096)] = 64
+    throughput_runs: Annotated[int, Field(ge=1, le=10_000)] = 30
+
+
+class Tracking(_Section):
+    experiment: Annotated[str, Field(min_length=1)] = "slimline"
+    model_name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")] = "slimline"
+    primary_metric: Literal["accuracy", "agreement"] = "accuracy"
+
+
+class Params(_Section):
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
+    # torch intra-op threads: the thread count changes float reduction order, so it is part
+    # of what makes a run bit-reproducible.
+    threads: Annotated[int, Field(ge=1, le=256)] = 1
+    paths: Paths = Paths()
+    data: Data = Data()
+    teacher: ModelSpec
+    student: ModelSpec
+    distill: Distill = Distill()
+    prune: Prune = Prune()
+    quantize: Quantize = Quantize()
+    export: Export = Export()
+    gates: Gates = Gates()
+    benchmark: Benchmark = Benchmark()
+    tracking: Tracking = Tracking()
+
+    def digest(self) -> str:
+        """sha256 of the validated params, so artifacts can name what made them."""
+        return hashlib.sha256(
+            json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        ).hexdigest()
+
+
+class ParamsError(InputError):
+    """Bad params: `problems` holds one `section.field: expected (got X)` line each."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"{source}: invalid params\n  " + "\n  ".join(problems))
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+    """Read, override (`key.sub=value`, value parsed as YAML) and validate a params file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamsError(str(path), [f"{path}: file not found"]) from None
+    except yaml.YAMLError as e:
+        raise ParamsError(str(path), [f"{path}: not valid YAML ({e})"]) from None
+    if not isinstance(raw, dict):
+        raise ParamsError(str(path), [f"{path}: a mapping of sections (got {type(raw).__name__})"])
+    problems = [p for item in overrides or [] for p in _apply_override(raw, item)]
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as e:
+        # every problem in one message: the data-shape rule too, read from the raw sections
+        problems += _describe(e) + _data_shape_problems(raw, base=path.parent)
+        raise ParamsError(str(path), problems) from None
+    problems += _data_shape_problems(params.model_dump(), base=path.parent)
+    if problems:
+        raise ParamsError(str(path), problems)
+    return params
+
+
+def write_params(target: Path, params_file: Path, overrides: list[str]) -> None:
+    """Make `target` (params.yaml, which dvc.yaml reads) hold `params_file` plus `overrides`.
+
+    Like `dvc exp run -S`, the result is written into the workspace so that `dvc repro`,
+    `dvc params diff` and git all see what ran; comments are kept. Call it only with params
+    that `load_params` accepted.
+    """
+    from ruamel.yaml import YAML
+
+    yaml_rt = YAML()  # round-trip: keeps comments and key order
+    doc = yaml_rt.load(params_file.read_text())
+    for item in overrides:
+        key, _, value = item.partition("=")
+        *parents, leaf = key.split(".")
+        node = doc
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value) if value else None
+    with atomic_path(target) as tmp, tmp.open("w") as f:
+        yaml_rt.dump(doc, f)
+
+
+def _apply_override(raw: dict, item: str) -> list[str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        return [f"override {item!r}: key=value, e.g. prune.ratio=0.5"]
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            return [f"{key}: {part!r} is not a section (override {item!r})"]
+    node[leaf] = yaml.safe_load(value) if value else None
+    return []
+
+
+def _describe(error: ValidationError) -> list[str]:
+    lines = []
+    for err in error.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{loc}: unknown key{_suggest(err['loc'])}")
+        elif err["type"] == "missing":
+            lines.append(f"{loc}: required section or field is missing")
+        elif err["type"] == "value_error":
+            # our own validators already speak `field: expected (got X)`, one per line
+            lines += str(err["ctx"]["error"]).splitlines()
+        else:
+            lines.append(f"{loc}: {_expected(err['msg'])} (got {err['input']!r})")
+    return lines
+
+
+def _expected(msg: str) -> str:
+    return msg.removeprefix("Input should be ").removeprefix("Value should be ")
+
+
+def _suggest(loc: tuple) -> str:
+    model: type[BaseModel] = Params
+    for part in loc[:-1]:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    close = difflib.get_close_matches(str(loc[-1]), model.model_fields, n=1, cutoff=0.6)
+    valid = ", ".join(model.model_fields)
+    return f"; did you mean {close[0]!r}?" if close else f"; expected one of: {valid}"
+
+
+def _data_shape_problems(raw: dict, base: Path) -> list[str]:
+    """Conv families need image data; npz tabular (N, F) data can only feed an mlp.
+
+    Takes the params as a dict, so that it also runs when other fields are invalid."""
+    try:
+        data = Data.model_validate(raw.get("data") or {})
+    except ValidationError:
+        return []  # a bad data section is reported on its own
+    if input_ndim(data, base) != 2:
+        return []
+    sections = {role: raw.get(role) for role in ("teacher", "student")}
+    archs = {role: s.get("arch") if isinstance(s, dict) else None for role, s in sections.items()}
+    return [
+        f"{role}.arch: mlp for tabular (N, F) data in {data.path} (got {arch!r})"
+        for role, arch in archs.items()
+        if arch in ("cnn", "resnet")  # a missing or unknown arch is reported on its own
+    ]
+
+
+def input_ndim(data: Data, base: Path) -> int | None:
+    """ndim of the source's `x` (images: 3 or 4), or None when it cannot be read here."""
+    if data.source != "npz":
+        return 3
+    path = resolve(data.path or "", base)
+    try:
+        import zipfile
+
+        import numpy as np
+
+        with zipfile.ZipFile(path) as z, z.open("x.npy") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if major == 1
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, _ = read_header(f)
+        return len(shape)
+    except Exception:  # missing/corrupt data is the prepare stage's error, with its own message
+        return None
+
+
+def resolve(path: str, base: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def to_flat_dict(params: Params) -> dict[str, Any]:
+    """Dotted keys (`prune.ratio`) for MLflow params and settings files."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            out[prefix] = value
+
+    walk("", params.model_dump(mode="json"))
+    return out

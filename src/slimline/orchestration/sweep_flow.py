@@ -1,0 +1,217 @@
+"""The Prefect sweep flow: candidates as parallel DVC experiments, the Pareto front, MLflow,
+and the registry's rule for the best candidate that passes every gate.
+
+The task runner is the caller's (`slimline sweep` passes a DaskTaskRunner: a local cluster of
+threads, or `--dask-address`); each candidate is its own `dvc exp run` process anyway.
+Imported only by the commands that run it; `flows/sweep.py` is the deployable entry point.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from slimline.core.atomic import write_json
+from slimline.core.params import load_params
+from slimline.orchestration import dvc_run
+from slimline.orchestration.experiments import (
+    copy_paths,
+    exp_argv,
+    grid,
+    read_experiments,
+    remove_worktrees,
+    worktree,
+)
+from slimline.orchestration.pipeline_flow import TRACKING_RETRIES, StageFailed
+from slimline.orchestration.runlock import lock_path, workspace_lock
+from slimline.records.candidates import Candidate, pareto_front, plot_pareto
+
+# the first line DVC prints about a stage: the experiment's setup is over by then
+STARTED = re.compile(r"^(Running stage|Stage) '")
+
+
+@task(name="candidate", task_run_name="{name}", cache_policy=NO_CACHE)
+def run_candidate(
+    project_dir: str, name: str, overrides: list[str], copies: list[str], timeout: float | None
+) -> float:
+    """`dvc exp run --temp -n name -S ...`; returns its seconds."""
+    from filelock import FileLock
+
+    log = get_run_logger()
+    root = Path(project_dir)
+    # DVC sets an experiment up by stashing the workspace and queueing on one shared git
+    # ref: two setups at once could copy a stashed-away file or take each other's entry.
+    # Setups go one at a time; the runs themselves overlap.
+    setup = FileLock(lock_path(root).with_name("exp-setup.lock"), thread_local=False)
+    setup.acquire()
+
+    def on_line(line: str) -> None:
+        log.info(line)
+        if setup.is_locked and STARTED.match(line):
+            setup.release()
+
+    try:
+        done = dvc_run.run(
+            exp_argv(name, overrides, copies), root, timeout=timeout, on_line=on_line
+        )
+    finally:
+        if setup.is_locked:
+            setup.release()
+    if done.timed_out:
+        raise StageFailed(f"candidate {name} ran past {timeout:g} s and was killed", name, 1)
+    if done.exit_code:
+        raise StageFailed(f"candidate {name} failed: {done.stage_error()}", name, done.exit_code)
+    if not any(f"Reproducing experiment '{name}'" in line for line in done.lines):
+        raise StageFailed(f"candidate {name}: DVC ran another experiment in its place", name, 1)
+    return round(done.seconds, 3)
+
+
+@task(name="mlflow-sweep", **TRACKING_RETRIES)
+def record_sweep(
+    root: Path,
+    sweep_name: str,
+    specs: list[str],
+    candidates: list[Candidate],
+    trees: dict[str, Path],
+    artifacts: list[Path],
+) -> dict[str, str]:
+    from slimline.records.sweep_tracking import log_sweep
+
+    return log_sweep(
+        root, load_params(root / "params.yaml"), sweep_name, specs, candidates, trees, artifacts
+    )
+
+
+@task(name="registry-verdict", **TRACKING_RETRIES)
+def promote_best(root: Path, tree: Path, run_id: str) -> dict:
+    """The registry's rule on the best candidate, inside its checked-out experiment, with the
+    project's tracking store (not one beside the worktree)."""
+    import os
+
+    from slimline.records.registry import decide_and_promote
+    from slimline.records.tracking import tracking_uri
+
+    uri = tracking_uri(root)
+    saved, os.environ["MLFLOW_TRACKING_URI"] = os.environ.get("MLFLOW_TRACKING_URI"), uri
+    try:
+        v = decide_and_promote(tree, load_params(tree / "params.yaml"), run_id)
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+    return {"passed": v.passed, "summary": v.summary(), "version": v.version}
+
+
+@flow(name="slimline-sweep", log_prints=True)
+def sweep(
+    project_dir: str = ".", specs: list[str] | None = None, timeout: float | None = 7200
+) -> dict:
+    """Every combination of `specs` (`key=v1,v2`) as a DVC experiment, in parallel."""
+    root = Path(project_dir).resolve()
+    combos = grid(specs or [])
+    for overrides in combos:  # every candidate's params are valid before anything runs
+        load_params(root / "params.yaml", overrides)
+    with workspace_lock(root, "flow slimline-sweep"):
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        cands = [Candidate(f"sweep-{stamp}-{i}", o) for i, o in enumerate(combos, 1)]
+        copies = copy_paths(root)
+        futures = [
+            run_candidate.submit(str(root), c.name, c.overrides, copies, timeout) for c in cands
+        ]
+        for c, future in zip(cands, futures, strict=True):
+            future.wait()
+            state = future.state
+            c.ok = state.is_completed()
+            c.seconds = state.result() if c.ok else 0.0
+            c.error = "" if c.ok else str(state.result(raise_on_failure=False))
+        read_experiments(root, cands)
+        scratch = Path(tempfile.mkdtemp(prefix="slimline-sweep-"))
+        try:
+            return _judge(root, f"sweep-{stamp}", specs or [], cands, scratch)
+        finally:
+            remove_worktrees(root, [scratch / c.name for c in cands if (scratch / c.name).exists()])
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _judge(root: Path, name: str, specs: list[str], cands: list[Candidate], scratch: Path):
+    from slimline.records.registry import beats, candidate_figures, read_gates
+
+    params = load_params(root / "params.yaml")
+    trees = {c.name: worktree(root, c.rev, scratch / c.name) for c in cands if c.ok}
+    for c in cands:
+        if c.ok:
+            own = load_params(trees[c.name] / "params.yaml")
+            gates = read_gates(trees[c.name], own)
+            c.gates_passed = all(g.passed for g in gates)
+            c.failing = [g.describe() for g in gates if not g.passed]
+            c.figures = candidate_figures(trees[c.name], own)
+    pareto_front(cands)
+    best = None
+    for c in (c for c in cands if c.ok and c.gates_passed):
+        if best is None or beats(c.figures, best.figures, params.tracking.primary_metric):
+            best = c
+    reports = root / Path(params.paths.gates_report).parent
+    plot_pareto(cands, best, reports / "pareto.png")
+    table = [
+        {
+            k: getattr(c, k)
+            for k in (
+                "name",
+                "overrides",
+                "ok",
+                "error",
+                "rev",
+                "figures",
+                "gates_passed",
+                "failing",
+                "pareto",
+            )
+        }
+        for c in cands
+    ]
+    write_json(
+        reports / "sweep.json", {"sweep": name, "best": best and best.name, "candidates": table}
+    )
+    ids = record_sweep(
+        root, name, specs, cands, trees, [reports / "pareto.png", reports / "sweep.json"]
+    )
+    verdict = {"passed": False, "summary": "no candidate passed every gate", "version": None}
+    if best is not None:
+        with_data = worktree(root, best.rev, scratch / "best", with_data=True)
+        verdict = promote_best(root, with_data, ids[best.name]) | {"candidate": best.name}
+        remove_worktrees(root, [with_data])
+    create_markdown_artifact(
+        _markdown(name, cands, best, verdict), key="slimline-sweep", description=verdict["summary"]
+    )
+    return {
+        "sweep": name,
+        "candidates": table,
+        "best": best and best.name,
+        "verdict": verdict,
+        "run_id": ids["sweep"],
+    }
+
+
+def _markdown(name: str, cands: list[Candidate], best: Candidate | None, verdict: dict) -> str:
+    rows = [
+        "| candidate | overrides | accuracy | latency (ms) | size (B) | gates | front |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in cands:
+        f = c.figures
+        rows.append(
+            f"| {c.name} | {c.label()} | {f.get('accuracy', '-')} | "
+            f"{f.get('latency_ms', '-')} | {f.get('size_bytes', '-')} | "
+            f"{'passed' if c.gates_passed else 'failed' if c.ok else c.error[:80]} | "
+            f"{'yes' if c.pareto else ''} |"
+        )
+    head = f"# {name}\n\n**Best:** {best.name if best else 'none'}; {verdict['summary']}\n\n"
+    return head + "\n".join(rows)

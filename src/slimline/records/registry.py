@@ -1,0 +1,223 @@
+"""The registry verdict: a candidate that passed every gate is registered as `challenger` and
+takes `champion` only if it beats the holder; a failed gate registers nothing, moves nothing.
+
+Gates come from reports/gates.json (validate) plus the speed-up gate of reports/benchmark.json;
+a missing report fails closed. Alias moves (here and in `aliases`) happen under one lock.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from slimline.core.params import Params
+from slimline.records.aliases import (
+    CHALLENGER,
+    CHAMPION,
+    promotion_lock,
+    set_champion,
+    version_figures,
+)
+from slimline.records.stage_outputs import read_stage
+from slimline.records.tracking import connect, tracking_errors
+
+PASSED = "passed"  # the version tag `gates` holds this only when every gate passed
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    value: float | None
+    threshold: float | None
+    passed: bool
+
+    def describe(self) -> str:
+        return f"{self.name} (value={self.value}, threshold={self.threshold})"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    gates: list[GateResult]
+    version: str | None = None  # the registered version, when every gate passed
+    champion: bool = False  # whether it took `champion`
+    previous_champion: str | None = None
+    figures: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failing(self) -> list[GateResult]:
+        return [g for g in self.gates if not g.passed]
+
+    def summary(self) -> str:
+        if not self.passed:
+            return "gates failed: " + "; ".join(g.describe() for g in self.failing)
+        if self.champion:
+            return f"version {self.version} is champion (was {self.previous_champion or 'none'})"
+        return f"version {self.version} is challenger; champion {self.previous_champion} holds"
+
+
+def read_gates(root: Path, params: Params) -> list[GateResult]:
+    """Every gate of the validate report plus the benchmark's speed-up gate."""
+    gates: list[GateResult] = []
+    sources = [
+        (params.paths.gates_report, "gates"),
+        (params.paths.benchmark_report, "speedup_gate"),
+    ]
+    for rel, key in sources:
+        try:
+            found = json.loads((root / rel).read_text())[key]
+        except (OSError, ValueError, KeyError, TypeError):
+            # no report means no evidence: fail closed rather than promote blind
+            gates.append(GateResult(f"{rel}:{key}", None, None, False))
+            continue
+        found = found if isinstance(found, list) else [found]
+        if not found:  # an empty gate list proves nothing either
+            gates.append(GateResult(f"{rel}:{key}", None, None, False))
+        for g in found:
+            passed = g.get("passed") is True
+            gates.append(GateResult(g.get("name", "?"), g.get("value"), g.get("threshold"), passed))
+    return gates
+
+
+def candidate_figures(root: Path, params: Params) -> dict[str, float]:
+    """accuracy, agreement (test split, validate), size and batch-1 p50 latency (benchmark)."""
+    gates, _ = read_stage(root, params, "validate")
+    bench, _ = read_stage(root, params, "benchmark")
+    quant, _ = read_stage(root, params, "quantize")
+    picks = {
+        "accuracy": [
+            gates.metrics.get("min_accuracy.value"),
+            bench.metrics.get("final_int8.accuracy"),
+        ],
+        "agreement": [gates.metrics.get("min_agreement.value"), quant.metrics.get("agreement")],
+        "size_bytes": [bench.metrics.get("final_int8.size_bytes")],
+        "latency_ms": [bench.metrics.get("final_int8.latency_ms_b1_p50")],
+    }
+    return {
+        k: next(v for v in vals if v is not None)
+        for k, vals in picks.items()
+        if any(v is not None for v in vals)
+    }
+
+
+def beats(candidate: dict[str, float], champion: dict[str, float], metric: str) -> bool:
+    """Higher primary metric wins; a tie goes to the lower latency. A champion without the
+    figure (registered by hand) cannot defend it."""
+    mine, theirs = candidate.get(metric, -math.inf), champion.get(metric)
+    if theirs is None:
+        return True
+    if not math.isclose(mine, theirs, rel_tol=0, abs_tol=1e-12):
+        return mine > theirs
+    return candidate.get("latency_ms", math.inf) < champion.get("latency_ms", math.inf)
+
+
+def decide_and_promote(root: Path, params: Params, run_id: str) -> Verdict:
+    """Apply the gates to the run's outputs; register and move aliases only if all passed."""
+    root = Path(root).resolve()
+    client, _, uri = connect(root, params)
+    name = params.tracking.model_name
+    gates = read_gates(root, params)
+    with tracking_errors(uri):
+        if not all(g.passed for g in gates):
+            verdict = Verdict(False, gates)
+            _record(client, run_id, verdict, "rejected")
+            return verdict
+        figures = candidate_figures(root, params)
+        # a retried flow task finds its version on the run instead of registering it twice
+        done = client.get_run(run_id).data.tags.get("slimline.model_version")
+        version = done or _register(client, root, params, run_id, figures)
+        client.set_registered_model_alias(name, CHALLENGER, version)
+        with promotion_lock(root, uri, name):
+            holder = _alias_holder(client, name, CHAMPION)
+            held = version_figures(client, name, holder) if holder else {}
+            already = holder == version  # a retry after the move
+            take = not already and (
+                holder is None or beats(figures, held, params.tracking.primary_metric)
+            )
+            if take:
+                set_champion(client, name, version)
+        before = None if already else holder
+        verdict = Verdict(True, gates, version, take or already, before, figures)
+        _record(client, run_id, verdict, CHAMPION if take else CHALLENGER)
+    return verdict
+
+
+def _alias_holder(client, name: str, alias: str) -> str | None:
+    # no catch-all here: "could not ask" must never read as "no champion, take it"
+    aliases = client.get_registered_model(name).aliases
+    return str(aliases[alias]) if alias in aliases else None
+
+
+def _register(client, root: Path, params: Params, run_id: str, figures: dict) -> str:
+    """Log dist/model.onnx (ONNX flavor, signature from test inputs) and register it."""
+    import mlflow
+    import mlflow.onnx
+    from mlflow.models import infer_signature
+
+    from slimline.compression.data import load_split
+    from slimline.compression.onnx_io import load, session
+
+    path = root / params.paths.dist / "model.onnx"
+    example = load_split(root / params.paths.prepared, "test").x[:2]
+    # checked before it is loaded (onnx.checker; external data must stay inside dist/): a
+    # corrupt or tampered file fails with OnnxError naming it, before anything is registered
+    signature = infer_signature(
+        example, {"logits": session(path).run(["logits"], {"input": example})[0]}
+    )
+    model = load(path)
+    run_tags = client.get_run(run_id).data.tags
+    tags = {
+        "gates": PASSED,
+        **{k: str(v) for k, v in figures.items()},
+        "primary_metric": params.tracking.primary_metric,
+        "git_commit": run_tags.get("slimline.git_commit", "unknown"),
+        "data_sha256": run_tags.get("slimline.data_sha256", "unknown"),
+        "run_id": run_id,
+    }
+    # explicit requirements: MLflow would otherwise infer them in a slow subprocess
+    needs = [f"{p}=={importlib.metadata.version(p)}" for p in ("mlflow", "onnx", "onnxruntime")]
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.onnx.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            registered_model_name=params.tracking.model_name,
+            metadata={p.key: p.value for p in model.metadata_props} | tags,
+            pip_requirements=needs,
+            onnx_execution_providers=["CPUExecutionProvider"],
+            save_as_external_data=False,
+        )
+    version = str(info.registered_model_version)
+    for key, value in tags.items():
+        client.set_model_version_tag(params.tracking.model_name, version, key, value)
+    return version
+
+
+def _record(client, run_id: str, verdict: Verdict, outcome: str) -> None:
+    """The verdict on the run: one tag per gate, the failing ones together, and a JSON file."""
+    from mlflow.entities import Metric, RunTag
+
+    tags = {
+        "slimline.verdict": PASSED if verdict.passed else "failed",
+        "slimline.promotion": outcome,
+        **{
+            f"slimline.gate.{g.name}": f"{PASSED if g.passed else 'failed'} value={g.value} "
+            f"threshold={g.threshold}"
+            for g in verdict.gates
+        },
+    }
+    if verdict.failing:
+        tags["slimline.gates.failing"] = "; ".join(g.describe() for g in verdict.failing)
+    if verdict.version:
+        tags["slimline.model_version"] = verdict.version
+    client.log_batch(
+        run_id,
+        metrics=[Metric("verdict_passed", float(verdict.passed), int(time.time() * 1000), 0)],
+        tags=[RunTag(k, v[:8000]) for k, v in tags.items()],
+    )
+    client.log_dict(run_id, asdict(verdict) | {"outcome": outcome}, "verdict.json")

@@ -1,0 +1,92 @@
+"""What a finished run says to people: the terminal summary and the Prefect markdown artifact.
+
+Both read what the stages wrote (reports/benchmark.json and .md, the gates) and the registry's
+verdict; nothing here computes a figure of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from slimline.core.params import Params
+
+
+def variants(root: Path, params: Params) -> list[dict[str, Any]]:
+    """The benchmark's variants (name, accuracy, size_bytes, latency_ms_b1_p50, ...), or []."""
+    try:
+        report = json.loads((root / params.paths.benchmark_report).read_text())
+        return [v for v in report.get("variants", []) if isinstance(v, dict) and "name" in v]
+    except (OSError, ValueError):
+        return []
+
+
+def stage_line(stages: list[dict]) -> str:
+    ran = [s["name"] for s in stages if s["status"] == "ran"]
+    cached = [s["name"] for s in stages if s["status"] == "cached"]
+    failed = [s["name"] for s in stages if s["status"] == "failed"]
+    parts = [f"ran: {', '.join(ran) or 'none'}", f"cached: {', '.join(cached) or 'none'}"]
+    if failed:
+        parts.append(f"failed: {', '.join(failed)}")
+    return "; ".join(parts)
+
+
+def markdown(root: Path, params: Params, stages: list[dict], verdict: dict, run: dict) -> str:
+    """The Prefect artifact: verdict, gates (value, threshold, verdict), benchmark table."""
+    from slimline.records.registry import read_gates
+
+    lines = [
+        "# slimline pipeline",
+        "",
+        f"**Registry verdict:** {verdict.get('summary', 'none')}",
+        "",
+        f"MLflow run `{run.get('run_name', '?')}` ({run.get('run_id', '?')}) at "
+        f"`{run.get('tracking_uri', '?')}`; stages {stage_line(stages)}.",
+        "",
+        "## Gates",
+        "",
+        "| gate | value | threshold | passed |",
+        "| --- | --- | --- | --- |",
+    ]
+    for g in read_gates(root, params):
+        lines.append(f"| {g.name} | {_num(g.value)} | {_num(g.threshold)} | {_yes(g.passed)} |")
+    lines += ["", "## Benchmark", ""]
+    table = root / params.paths.benchmark_table
+    lines.append(table.read_text() if table.exists() else "_no benchmark table was written_")
+    return "\n".join(lines)
+
+
+def print_summary(root: Path, params: Params, outcome: dict) -> None:
+    """The end of `slimline run`: variant, accuracy, size, latency, then the verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="slimline: what this run produced")
+    for column in ("variant", "accuracy", "size", "latency b1 p50"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for v in variants(root, params):
+        table.add_row(
+            v["name"],
+            _num(v.get("accuracy")),
+            f"{v['size_bytes'] / 1000:,.1f} KB" if "size_bytes" in v else "-",
+            f"{v['latency_ms_b1_p50']:.4f} ms" if "latency_ms_b1_p50" in v else "-",
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"stages: {stage_line(outcome['stages'])}")
+    run = outcome.get("run", {})
+    console.print(f"MLflow run: {run.get('run_name')} ({run.get('run_id')})")
+    console.print(f"registry: {outcome['verdict']['summary']}", markup=False)
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value)
+    if isinstance(value, int | float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _yes(passed: bool) -> str:
+    return "yes" if passed else "**no**"

@@ -1,0 +1,251 @@
+"""MLflow record of one pipeline run: a parent run, a nested child run per DVC stage, lineage.
+
+The flow calls `log_pipeline_run` after the DVC stages ran. Tracking only reads what the stages
+wrote, so an unreachable MLflow fails the run with `TrackingError` and leaves every output as
+it was. mlflow is imported inside functions: importing slimline has no side effects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from slimline import __version__
+from slimline.core import gitinfo
+from slimline.core.params import Params, to_flat_dict
+from slimline.records.stage_outputs import data_sha256, dvc_lock_hashes, read_stage, stage_files
+
+CLIENT_DEFAULTS = {
+    # an unreachable server otherwise hangs ~4 min (7 retries, back-off 2): fail in seconds
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    # over HTTP each finished run prints two "View run ... at" lines: 18 lines per pipeline
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+PROBE_DELAYS = (0.0, 1.0, 2.0)  # three tries of GET /health before giving up
+PROBE_TIMEOUT = 2.0
+BATCH = 100  # MLflow accepts at most 100 params or tags per log_batch call
+
+
+class TrackingError(RuntimeError):
+    """MLflow could not be reached or refused a write; the message names the tracking URI."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    run_name: str
+    experiment_id: str
+    tracking_uri: str
+    stage_runs: dict[str, str]  # stage -> child run id
+    missing: dict[str, list[str]]  # stage -> outputs that were not there
+
+
+def tracking_uri(root: Path) -> str:
+    """`MLFLOW_TRACKING_URI`, else the project's SQLite file (absolute: four slashes)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve()}/mlflow.db"
+
+
+def preload_store(root: Path) -> None:
+    """Import the store MLflow will open for the project, ahead of time: SQLite's takes ~0.9 s
+    (SQLAlchemy's models); an HTTP store needs nothing more."""
+    if sqlite_path(tracking_uri(root)) is not None:
+        import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def tracking_errors(uri: str) -> Iterator[None]:
+    """Turn MLflow, HTTP and database failures into one `TrackingError` naming the URI."""
+    import requests
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except (MlflowException, requests.RequestException, sqlalchemy.exc.SQLAlchemyError) as e:
+        raise TrackingError(f"MLflow at {uri}: {e}") from e
+
+
+def connect(root: Path, params: Params) -> tuple[Any, str, str]:
+    """(MlflowClient, experiment id, URI) for the project, after checking the store answers."""
+    for key, value in CLIENT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    uri = tracking_uri(root)
+    if uri.startswith(("http://", "https://")):
+        probe(uri)
+    import mlflow
+
+    # the registry logs the model through mlflow's fluent API, which reads these globals
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    with tracking_errors(uri):  # an unknown URI scheme fails here already
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        return client, _experiment(client, params.tracking.experiment, uri), uri
+
+
+def probe(uri: str) -> None:
+    """GET /health a bounded number of times; a dead server fails in seconds, not minutes."""
+    error: Exception | None = None
+    for delay in PROBE_DELAYS:
+        time.sleep(delay)
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as e:
+            error = e
+    raise TrackingError(f"MLflow at {uri} is unreachable ({error}); is the server running?")
+
+
+def ui_command(root: Path, port: int) -> list[str] | None:
+    """`mlflow ui` on 127.0.0.1 over the project's store; None when MLflow is a server
+    (it serves its own UI)."""
+    import sys
+
+    uri = tracking_uri(root)
+    if uri.startswith(("http://", "https://")):
+        return None
+    db = sqlite_path(uri)
+    artifacts = (db.parent if db else Path(root).resolve()) / "mlartifacts"
+    flags = f"ui --host 127.0.0.1 --port {port} --workers 1".split()
+    stores = ["--backend-store-uri", uri, "--default-artifact-root", artifacts.as_uri()]
+    return [sys.executable, "-m", "mlflow", *flags, *stores]
+
+
+def _experiment(client: Any, name: str, uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    db = sqlite_path(uri)
+    # with a SQLite store MLflow's default artifact root is ./mlruns of whatever the cwd is
+    location = (db.parent / "mlartifacts").as_uri() if db else None
+    for _ in range(2):
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                client.restore_experiment(exp.experiment_id)
+            return exp.experiment_id
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException as e:  # another run created it first: read it back
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+    raise TrackingError(f"MLflow at {uri}: cannot create or read experiment {name!r}")
+
+
+def log_pipeline_run(root: Path, params: Params, stages: list[dict]) -> RunRecord:
+    """One parent run with lineage, params and the bundle; a child run per stage dict
+    `{"name", "status": "ran" | "cached" (| "failed"), "seconds"}`."""
+    root = Path(root).resolve()
+    client, experiment_id, uri = connect(root, params)
+    commit = gitinfo.commit(root)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_name = f"slimline-{stamp}-{commit[:7]}"
+    with tracking_errors(uri):
+        parent = client.create_run(
+            experiment_id, run_name=run_name, tags=lineage_tags(root, params, stages, commit)
+        )
+        run_id = parent.info.run_id
+        try:
+            log_batches(client, run_id, params=to_flat_dict(params))
+            children, missing = {}, {}
+            for stage in stages:
+                children[stage["name"]], missing[stage["name"]] = _log_stage(
+                    client, experiment_id, run_id, root, params, stage
+                )
+            _log_parent_outputs(client, run_id, root, params, missing)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.set_terminated(run_id, "FAILED")
+            raise
+        client.set_terminated(run_id, "FINISHED")
+    return RunRecord(run_id, run_name, experiment_id, uri, children, missing)
+
+
+def lineage_tags(root: Path, params: Params, stages: list[dict], commit: str) -> dict[str, str]:
+    locks = dvc_lock_hashes(root)
+    return {
+        "mlflow.source.git.commit": commit,
+        "slimline.git_commit": commit,
+        "slimline.git_dirty": str(gitinfo.is_dirty(root)).lower(),
+        "slimline.version": __version__,
+        "slimline.params_sha256": params.digest(),
+        "slimline.data_sha256": data_sha256(root, params),
+        "slimline.cached_stages": ",".join(s["name"] for s in stages if s["status"] == "cached"),
+        "slimline.ran_stages": ",".join(s["name"] for s in stages if s["status"] == "ran"),
+        **{f"slimline.dvc_lock.{s['name']}": locks.get(s["name"], "missing") for s in stages},
+    }
+
+
+def _log_stage(client, experiment_id, parent_id, root, params, stage) -> tuple[str, list[str]]:
+    name = stage["name"]
+    figures, missing = read_stage(root, params, name)
+    tags = {"mlflow.parentRunId": parent_id, "slimline.stage.status": stage["status"]}
+    if missing:
+        tags["slimline.missing"] = ",".join(missing)
+    run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    metrics = {**figures.metrics, "seconds": float(stage.get("seconds", 0.0))}
+    log_batches(client, run_id, params=figures.text, metrics=metrics, series=figures.series)
+    for rel in stage_files(params, name):
+        if rel not in missing:
+            client.log_artifact(run_id, str(root / rel), artifact_path=str(Path(rel).parent))
+    client.set_terminated(run_id, "FAILED" if stage["status"] == "failed" else "FINISHED")
+    return run_id, missing
+
+
+def _log_parent_outputs(client, run_id, root, params, missing) -> None:
+    """Summary figures, the missing-output tag, and reports/, plots/, dist/, dvc.lock."""
+    figures, _ = read_stage(root, params, "benchmark")
+    gates, _ = read_stage(root, params, "validate")
+    # the deployed model's figures on the parent, so runs compare in one table
+    summary = {
+        f"final.{k.removeprefix('final_int8.')}": v
+        for k, v in figures.metrics.items()
+        if k.startswith("final_int8.") or k == "speedup"
+    }
+    if "passed" in gates.metrics:
+        summary["gates_passed"] = gates.metrics["passed"]
+    gone = sorted(f for files in missing.values() for f in files)
+    tags = {"slimline.missing_outputs": ",".join(gone)} if gone else {}
+    log_batches(client, run_id, metrics=summary, tags=tags)
+    report_dir = Path(params.paths.gates_report).parent
+    folders = {report_dir, Path(params.paths.tradeoff_plot).parent, Path(params.paths.dist)}
+    for folder in sorted(folders):
+        # top-level files only: reports/ui/ holds browser screenshots, not pipeline results
+        for path in sorted((root / folder).glob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                client.log_artifact(run_id, str(path), artifact_path=str(folder))
+    for name in ("dvc.lock", "params.yaml"):
+        if (root / name).exists():
+            client.log_artifact(run_id, str(root / name))
+
+
+def log_batches(client, run_id, *, params=None, metrics=None, tags=None, series=None) -> None:
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    items: list[Any] = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
+    items += [RunTag(k, str(v)[:8000]) for k, v in (tags or {}).items()]
+    items += [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
+    items += [Metric(k, v, now, step) for k, pts in (series or {}).items() for step, v in pts]
+    for i in range(0, len(items), BATCH):
+        chunk = items[i : i + BATCH]
+        client.log_batch(
+            run_id,
+            metrics=[x for x in chunk if isinstance(x, Metric)],
+            params=[x for x in chunk if isinstance(x, Param)],
+            tags=[x for x in chunk if isinstance(x, RunTag)],
+        )

@@ -96,3 +96,15 @@ def run_stage(stage: str, params: Path, timeout: float = 600) -> subprocess.Comp
         env=env,
         check=False,
     )
+
+
+@pytest.fixture(scope="session")
+def pipeline_once(tmp_path_factory) -> Path:
+    """A project after one complete, successful `dvc repro` on TRAINED params, shared by the
+    session: copy it (shutil.copytree(..., symlinks=True)) before changing anything."""
+    from tests.project import TRAINED, dvc_repro, make_project
+
+    project = make_project(tmp_path_factory.mktemp("pipeline") / "project", **TRAINED)
+    result = dvc_repro(project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return project

@@ -1,4 +1,4 @@
-"""One trained pipeline run for every reliability test; each test gets its own copy."""
+"""Each reliability test works on its own copy of the session's trained pipeline run."""
 
 from __future__ import annotations
 
@@ -6,18 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from tests.project import dvc_repro, make_project
-from tests.reliability.pipeline import TRAINED
-
-
-@pytest.fixture(scope="session")
-def pipeline_once(tmp_path_factory) -> Path:
-    """A project after a complete, successful `dvc repro`: the last good outputs."""
-    project = make_project(tmp_path_factory.mktemp("reliability") / "project", **TRAINED)
-    result = dvc_repro(project)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return project
 
 
 @pytest.fixture

@@ -1,9 +1,6 @@
-"""The reliability tests' shared material: one small but trained pipeline, and the outputs to
-compare before and after a fault.
+"""The reliability tests' shared material: the outputs to compare before and after a fault.
 
-`make_project` and `dvc_repro` (tests/project.py) build and run the real pipeline; here its
-params are raised just enough that accuracy means something (a quantization collapse or a
-failed gate must be visible), and still the whole chain runs in well under a minute.
+The trained run itself is the session's `pipeline_once` (tests/conftest.py, TRAINED params).
 """
 
 from __future__ import annotations
@@ -14,13 +11,6 @@ from pathlib import Path
 
 import yaml
 
-from tests.project import TINY
-
-TRAINED = {
-    "teacher": TINY["teacher"] | {"epochs": 4, "batch_size": 64, "lr": 0.01},
-    "student": TINY["student"] | {"width": 8, "epochs": 6, "batch_size": 64, "lr": 0.02},
-    "prune": TINY["prune"] | {"finetune_epochs": 2, "lr": 0.01},
-}
 # every folder a stage writes into (params.yaml's `paths:`), and DVC's record of the last run
 OUTPUT_DIRS = ("data/prepared", "models", "metrics", "plots", "reports", "dist")
 STAGES = ("prepare", "train_teacher", "distill", "prune", "quantize", "export", "validate",

@@ -16,6 +16,7 @@ from tests.conftest import ROOT
 
 SRC = ROOT / "src"
 PACKAGE = "slimline"
+STAGES = sorted(p.stem for p in (ROOT / "stages").glob("*.py"))
 
 
 def module_file(name: str) -> Path | None:
@@ -95,3 +96,9 @@ def closure(path: Path) -> set[Path]:
 def third_party(path: Path) -> set[str]:
     """Top-level names of the non-project packages `path` imports (`mlflow`, `prefect`, ...)."""
     return {n.split(".")[0] for n in imported_names(path) if n.split(".")[0] != PACKAGE}
+
+
+def stage_code(stage: str) -> set[str]:
+    """The stage script and every project file it runs, as paths relative to the project."""
+    script = ROOT / "stages" / f"{stage}.py"
+    return {f"stages/{stage}.py"} | {str(p.relative_to(ROOT)) for p in closure(script)}

@@ -25,9 +25,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# style, types (src/), and the import contract between the layers of src/slimline
 lint: $(STAMP)
 	$(BIN)/ruff check src stages flows tests bench
 	$(BIN)/ruff format --check src stages flows tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix src stages flows tests bench

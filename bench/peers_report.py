@@ -11,6 +11,7 @@ from pathlib import Path
 
 from slimline.compression.bench import markdown_table
 from slimline.core.atomic import atomic_path
+from slimline.core.units import KB_LABEL, format_kb, kilobytes
 
 THREADS = (1, 2)
 ACCURACY_SLACK = 0.005  # "no less accurate beyond 0.5 point"
@@ -66,10 +67,11 @@ def report(found: dict, b: argparse.Namespace, test_samples: int) -> str:
         "",
         "## Variants",
         "",
-        "| variant | kind | what | size (KB) | INT8 conv/gemm kernels (after ORT fusion) |",
+        f"| variant | kind | what | size ({KB_LABEL}) "
+        "| INT8 conv/gemm kernels (after ORT fusion) |",
         "| --- | --- | --- | --- | --- |",
         *[
-            f"| {n} | {v['kind']} | {v['what']} | {v['size_bytes'] / 1024:.1f} | "
+            f"| {n} | {v['kind']} | {v['what']} | {kilobytes(v['size_bytes']):.1f} | "
             f"{v['int8_kernels']} |"
             for n, v in variants.items()
         ],
@@ -131,7 +133,7 @@ def plot(variants: dict, path: Path) -> None:
     for i, t in enumerate(THREADS):
         ax = fig.add_subplot(1, len(THREADS), i + 1)
         for name, v in variants.items():
-            area = 30 + 900 * (v["size_bytes"] / biggest) ** 0.5  # sizes span 26 KB..4.4 MB
+            area = 30 + 900 * (v["size_bytes"] / biggest) ** 0.5  # sizes span 26 kB..4.4 MB
             ms, acc = v["timing"][t]["latency_ms_b1_p50"], 100 * v["accuracy"]
             ax.scatter(ms, acc, s=area, c=colors[name], marker=shapes[v["kind"]], alpha=0.55)
         ax.set_xscale("log")
@@ -144,7 +146,7 @@ def plot(variants: dict, path: Path) -> None:
         ax.margins(x=0.15, y=0.25)
     handles = [
         Line2D([], [], ls="", marker=shapes[v["kind"]], color=colors[name], alpha=0.7, ms=8,
-               label=f"{name} ({v['kind']}, {v['size_bytes'] / 1024:,.0f} KB)")
+               label=f"{name} ({v['kind']}, {format_kb(v['size_bytes'], ',.0f')})")
         for name, v in variants.items()
     ]  # fmt: skip
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8,

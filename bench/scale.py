@@ -111,10 +111,7 @@ class TreeRss(threading.Thread):
         self.pid, self.peak, self._done = pid, 0, threading.Event()
 
     def run(self) -> None:
-        try:
-            import psutil  # installed with the stack (prefect, mlflow), not declared by slimline
-        except ImportError:
-            return  # the kernel's peak RSS is still measured; the tree column reads 0
+        import psutil  # a dependency of slimline
 
         while not self._done.wait(0.1):
             try:

@@ -6,9 +6,10 @@ import os
 import signal
 import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
+
+from slimline.core.http import Unhealthy, wait_healthy
+from slimline.orchestration.processes import stop_tree
 
 
 def free_port() -> int:
@@ -28,28 +29,15 @@ def start(
         proc = subprocess.Popen(
             command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{health}", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.5)
-    stop(proc)
-    raise RuntimeError(f"no server on port {port}:\n{log.read_text()[-3000:]}")
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}{health}", 90, running=lambda: proc.poll() is None)
+    except Unhealthy as e:
+        stop(proc)
+        raise RuntimeError(f"no server on port {port} ({e}):\n{log.read_text()[-3000:]}") from None
+    return proc
 
 
 def stop(proc: subprocess.Popen, grace: float = 15) -> None:
     """SIGTERM the group (uvicorn's worker outlives a signal to its parent alone), then KILL
     after `grace` seconds."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    stop_tree(proc, (signal.SIGTERM, signal.SIGKILL), grace)

@@ -11,6 +11,7 @@ import typer
 
 from slimline.core.env import quiet_telemetry
 from slimline.core.errors import InputError
+from slimline.core.units import format_kb
 
 app = typer.Typer(
     help="Reproducible model compression: teacher -> distill -> prune -> INT8 -> ONNX, "
@@ -72,14 +73,14 @@ def run(
 
     root = Path.cwd()
     try:
-        load_params(params, overrides or [])
+        validated = load_params(params, overrides or [])
         # one run per workspace: a second one stops here, before touching params.yaml
         with workspace_lock(root, "slimline run"):
             target = Path("params.yaml")
             if overrides or params.resolve() != target.resolve():
                 write_params(target, params, overrides or [])
                 typer.echo(f"params.yaml now holds {params} with {overrides or 'no overrides'}")
-            code = run_pipeline(root, stage_timeout)
+            code = run_pipeline(root, validated, stage_timeout)
     except InputError as e:
         fail(str(e), 2)
     finished(code)
@@ -173,7 +174,7 @@ def models(params: ParamsOpt = Path("params.yaml")) -> None:
             v.version,
             ", ".join(v.aliases),
             "-" if v.accuracy is None else f"{v.accuracy:.4f}",
-            "-" if v.size_bytes is None else f"{v.size_bytes / 1000:.1f} KB",
+            "-" if v.size_bytes is None else format_kb(v.size_bytes),
             "-" if v.latency_ms is None else f"{v.latency_ms:.3f} ms",
             v.commit[:7],
             v.created.strftime("%Y-%m-%d %H:%M"),
@@ -242,7 +243,7 @@ def predict(
         typer.echo(f"{i}\t{name}\t{confidence:.4f}")
     if len(result.names) > limit:
         typer.echo(f"... {len(result.names) - limit} more")
-    if result.accuracy is not None:
+    if result.accuracy is not None and result.labels is not None:
         typer.echo(f"accuracy {result.accuracy:.4f} on {len(result.labels)} labelled samples")
 
 
@@ -262,7 +263,7 @@ def main() -> None:
         drain_prefect()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(e.code)
+        os._exit(e.code if isinstance(e.code, int) else 1)
 
 
 if __name__ == "__main__":

@@ -17,28 +17,7 @@ import numpy as np
 
 from slimline.compression.onnx_io import session
 from slimline.core.atomic import atomic_path
-
-
-def measure(
-    path: str | Path,
-    x_one: np.ndarray,
-    x_batch: np.ndarray,
-    *,
-    threads: int,
-    warmup: int,
-    runs: int,
-    throughput_runs: int,
-) -> dict[str, float]:
-    """latency_ms_b1_p50 / _p95 (batch 1) and throughput_b64 (images/s at x_batch)."""
-    return measure_many(
-        {"model": path},
-        x_one,
-        x_batch,
-        threads=threads,
-        warmup=warmup,
-        runs=runs,
-        throughput_runs=throughput_runs,
-    )["model"]
+from slimline.core.units import KB_LABEL, kilobytes
 
 
 def measure_many(
@@ -51,7 +30,8 @@ def measure_many(
     runs: int,
     throughput_runs: int,
 ) -> dict[str, dict[str, float]]:
-    """measure() for several variants, interleaved call by call."""
+    """latency_ms_b1_p50 / _p95 (batch 1) and throughput_b64 (images/s at x_batch) of each
+    variant, interleaved call by call."""
     one = np.ascontiguousarray(x_one[:1], dtype=np.float32)  # (1, ...)
     batch = np.ascontiguousarray(x_batch, dtype=np.float32)  # (B, ...)
     calls = {}
@@ -71,7 +51,7 @@ def measure_many(
         for name in names:
             timed(name, one)
             timed(name, batch)
-    latency = {name: [] for name in names}
+    latency: dict[str, list[int]] = {name: [] for name in names}
     busy = dict.fromkeys(names, 0)
     for i in range(max(runs, throughput_runs)):
         for name in names[i % len(names) :] + names[: i % len(names)]:
@@ -97,10 +77,10 @@ def tradeoff_plot(variants: Sequence[Mapping[str, Any]], path: str | Path) -> No
     fig = Figure(figsize=(7, 4.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    # both axes log: sizes span 8 KB..4 MB and latencies 0.02..0.5 ms; labels alternate
+    # both axes log: sizes span 8 kB..4 MB and latencies 0.02..0.5 ms; labels alternate
     # above / below in size order so neighbouring small variants stay readable
     for i, v in enumerate(sorted(variants, key=lambda v: v["size_bytes"])):
-        size_kb, ms = v["size_bytes"] / 1024, v["latency_ms_b1_p50"]
+        size_kb, ms = kilobytes(v["size_bytes"]), v["latency_ms_b1_p50"]
         ax.scatter(size_kb, ms, s=40)
         acc = v.get("accuracy")
         label = v["name"] if acc is None else f"{v['name']}\nacc {acc:.3f}"
@@ -109,7 +89,7 @@ def tradeoff_plot(variants: Sequence[Mapping[str, Any]], path: str | Path) -> No
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set(
-        xlabel="model size (KB, log scale)",
+        xlabel=f"model size ({KB_LABEL}, log scale)",
         ylabel="latency, batch 1, p50 (ms, log scale)",
         title="size vs latency (labels: test accuracy)",
     )
@@ -131,8 +111,8 @@ def markdown_table(variants: Sequence[Mapping[str, Any]], reference: str = "teac
         names = [v["name"] for v in variants]
         raise ValueError(f"reference variant {reference!r} not among {names}")
     head = (
-        "| variant | accuracy | Δ accuracy | size (KB) | compression | p50 (ms) | p95 (ms) "
-        "| speed-up | images/s | throughput ratio |"
+        f"| variant | accuracy | Δ accuracy | size ({KB_LABEL}) | compression | p50 (ms) "
+        "| p95 (ms) | speed-up | images/s | throughput ratio |"
     )
     rows = [head, "|" + " --- |" * 10]
     for v in variants:
@@ -142,7 +122,7 @@ def markdown_table(variants: Sequence[Mapping[str, Any]], reference: str = "teac
             v["name"],
             f"{acc:.4f}" if acc is not None else "n/a",
             delta,
-            f"{v['size_bytes'] / 1024:.1f}",
+            f"{kilobytes(v['size_bytes']):.1f}",
             f"{ref['size_bytes'] / v['size_bytes']:.2f}x",
             f"{v['latency_ms_b1_p50']:.4f}",
             f"{v['latency_ms_b1_p95']:.4f}",

@@ -166,7 +166,9 @@ def _dedupe_initializers(proto: Any) -> None:
     """Point identical initializers (same type, shape, values) at one copy."""
     from onnx import numpy_helper
 
-    graph, first, alias = proto.graph, {}, {}
+    graph = proto.graph
+    first: dict[tuple, str] = {}
+    alias: dict[str, str] = {}
     for t in graph.initializer:
         key = (t.data_type, tuple(t.dims), numpy_helper.to_array(t).tobytes())
         alias[t.name] = first.setdefault(key, t.name)

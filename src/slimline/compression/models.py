@@ -133,7 +133,10 @@ class ResNet(nn.Module):
     def layer_config(self) -> dict[str, Any]:
         return {
             "stem": self.stem[0].out_channels,
-            "stages": [[b.layer_config() for b in stage] for stage in self.stages],
+            "stages": [
+                [b.layer_config() for b in stage.children() if isinstance(b, BasicBlock)]
+                for stage in self.stages.children()
+            ],
         }
 
 
@@ -179,7 +182,7 @@ def build_model(
 def model_config(model: nn.Module) -> dict[str, Any]:
     """JSON-able description read from the modules (so it stays true after pruning)."""
     family = next((k for k, cls in _CLASSES.items() if type(model) is cls), None)
-    if family is None:
+    if family is None or not isinstance(model, MLP | CNN | ResNet):
         raise TypeError(f"not a slimline model: {type(model).__name__}")
     base = {"family": family, "input_shape": list(model.input_shape)}
     return base | {"num_classes": model.fc.out_features} | model.layer_config()

@@ -75,8 +75,8 @@ def _image(file: Path, input_shape: tuple[int, ...]) -> np.ndarray:
     channels, height, width = input_shape
     try:
         with Image.open(file) as im:
-            im = im.convert("L" if channels == 1 else "RGB").resize((width, height))
-            pixels = np.asarray(im, np.float32) / 255.0
+            resized = im.convert("L" if channels == 1 else "RGB").resize((width, height))
+            pixels = np.asarray(resized, np.float32) / 255.0
     except (UnidentifiedImageError, OSError) as e:
         raise InputError(f"{file}: unreadable image ({e})") from None
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)  # (C, H, W)

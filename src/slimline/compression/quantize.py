@@ -29,8 +29,9 @@ from slimline.core.params import Quantize
 
 log = logging.getLogger(__name__)
 
-# STACK: on this AVX2 (no VNNI) CPU, S8S8 (QInt8 activations) left most convs unfused
-# (DQ->Conv->Q) and ran 1.6x slower than FP32; U8S8 fuses them all into QLinearConv/QGemm.
+# U8S8 on every CPU: on an AVX2-only one S8S8 (QInt8 activations) left most convs unfused
+# (DQ->Conv->Q) and ran 1.6x slower than FP32, while U8S8 fused them all into QLinearConv/
+# QGemm; with AVX-512 VNNI or AMX the two ran alike (STACK.md).
 ACTIVATION_TYPE, WEIGHT_TYPE = "QUInt8", "QInt8"
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 # quantize_static runs entropy with 128 bins and 128 quantized bins: a single candidate

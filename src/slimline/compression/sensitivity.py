@@ -96,9 +96,9 @@ def weight_ranking(fp32_path: Path) -> list[dict]:
         if node.op_type not in WEIGHT_OPS or len(node.input) < 2 or node.input[1] not in inits:
             continue
         w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
-        scale = max(np.abs(w).max() / 127.0, np.finfo(np.float32).tiny)
-        noise = np.linalg.norm(w - np.clip(np.round(w / scale), -127, 127) * scale)
-        sqnr = 20 * math.log10(max(np.linalg.norm(w), FLOOR) / max(noise, FLOOR))
+        scale = max(float(np.abs(w).max()) / 127.0, float(np.finfo(np.float32).tiny))
+        noise = float(np.linalg.norm(w - np.clip(np.round(w / scale), -127, 127) * scale))
+        sqnr = 20 * math.log10(max(float(np.linalg.norm(w)), FLOOR) / max(noise, FLOOR))
         rows.append(
             {
                 "node": node.name,

@@ -227,6 +227,7 @@ def fit(
                 cb.on_epoch_end(records[-1])
             bar.set_postfix(loss=f"{records[-1].train_loss:.4f}", val_acc=f"{val_acc:.4f}")
             bar.update()
+    assert best_state is not None  # epochs >= 1: the first epoch always sets it
     model.load_state_dict(best_state)
     model.eval()
     return History(records, best_epoch)

@@ -11,7 +11,7 @@ import errno
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ def read_json(path: str | Path) -> Any:
 
 
 @contextlib.contextmanager
-def atomic_paths(targets: list[str | Path]) -> Iterator[list[Path]]:
+def atomic_paths(targets: Sequence[str | Path]) -> Iterator[list[Path]]:
     """Several outputs that must change together: all are written before any is renamed."""
     with contextlib.ExitStack() as stack:
         yield [stack.enter_context(atomic_path(t)) for t in targets]

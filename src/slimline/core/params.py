@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -223,7 +224,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
         raise ParamsError(str(path), [f"{path}: not valid YAML ({e})"]) from None
     if not isinstance(raw, dict):
         raise ParamsError(str(path), [f"{path}: a mapping of sections (got {type(raw).__name__})"])
-    problems = [p for item in overrides or [] for p in _apply_override(raw, item)]
+    problems = [p for item in overrides or [] for p in apply_override(raw, item)]
     try:
         params = Params.model_validate(raw)
     except ValidationError as e:
@@ -247,26 +248,24 @@ def write_params(target: Path, params_file: Path, overrides: list[str]) -> None:
 
     yaml_rt = YAML()  # round-trip: keeps comments and key order
     doc = yaml_rt.load(params_file.read_text())
-    for item in overrides:
-        key, _, value = item.partition("=")
-        *parents, leaf = key.split(".")
-        node = doc
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value) if value else None
+    problems = [p for item in overrides for p in apply_override(doc, item)]
+    if problems:
+        raise ParamsError(str(params_file), problems)
     with atomic_path(target) as tmp, tmp.open("w") as f:
         yaml_rt.dump(doc, f)
 
 
-def _apply_override(raw: dict, item: str) -> list[str]:
+def apply_override(doc: MutableMapping, item: str) -> list[str]:
+    """Set `a.b.c=value` in the nested mapping `doc` (the value parsed as YAML, an empty one is
+    null), creating missing sections; the problems with `item`, none when it was applied."""
     key, sep, value = item.partition("=")
     if not sep or not key:
         return [f"override {item!r}: key=value, e.g. prune.ratio=0.5"]
     *parents, leaf = key.split(".")
-    node = raw
+    node = doc
     for part in parents:
         node = node.setdefault(part, {})
-        if not isinstance(node, dict):
+        if not isinstance(node, MutableMapping):
             return [f"{key}: {part!r} is not a section (override {item!r})"]
     node[leaf] = yaml.safe_load(value) if value else None
     return []
@@ -353,14 +352,15 @@ def resolve(path: str, base: Path) -> Path:
 
 def to_flat_dict(params: Params) -> dict[str, Any]:
     """Dotted keys (`prune.ratio`) for MLflow params and settings files."""
+    return flat_dict(params.model_dump(mode="json"))
+
+
+def flat_dict(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys: `{"prune": {"ratio": 0.5}}` ->
+    `{"prune.ratio": 0.5}`; lists are values, an empty mapping leaves no key."""
+    if not isinstance(obj, Mapping):
+        return {prefix: obj}
     out: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else k, v)
-        else:
-            out[prefix] = value
-
-    walk("", params.model_dump(mode="json"))
+    for k, v in obj.items():
+        out |= flat_dict(v, f"{prefix}.{k}" if prefix else str(k))
     return out

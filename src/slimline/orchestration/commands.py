@@ -15,6 +15,8 @@ from pathlib import Path
 
 from slimline.core.env import quiet_telemetry
 from slimline.core.errors import InputError
+from slimline.core.params import Params
+from slimline.core.units import format_kb
 from slimline.orchestration import dvc_run
 
 # the ephemeral server's default 20 s was exceeded on a loaded 2-core machine (STACK.md)
@@ -65,10 +67,12 @@ def drain_prefect() -> None:
     if "prefect.logging.handlers" not in sys.modules:
         return
     from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogHandler
+    from prefect.logging.handlers import APILogWorker
 
+    # what APILogHandler.flush does outside an event loop (it is an instance method: called
+    # on the class, as this did before mypy saw it, it raised and sent nothing)
     with contextlib.suppress(Exception):
-        APILogHandler.flush()
+        APILogWorker.drain_all(timeout=5)
     with contextlib.suppress(Exception):
         EventsWorker.drain_all(timeout=5)
 
@@ -100,8 +104,9 @@ def warm_pipeline(root: Path) -> None:
     preload_store(root)
 
 
-def run_pipeline(root: Path, stage_timeout: float | None) -> int:
-    """Run the pipeline flow on `root`; 0 ran, 2 bad input (a stage exited 2), 1 failed."""
+def run_pipeline(root: Path, params: Params, stage_timeout: float | None) -> int:
+    """Run the pipeline flow on `root`, whose params.yaml holds `params` (validated by the
+    caller); 0 ran, 2 bad input (a stage exited 2), 1 failed."""
     try:
         with prefect_session(root, lambda: warm_pipeline(root)):
             from slimline.orchestration.pipeline_flow import pipeline
@@ -110,13 +115,13 @@ def run_pipeline(root: Path, stage_timeout: float | None) -> int:
             if not state.is_completed():
                 return report_failure(state)
             outcome = state.result()
+            assert isinstance(outcome, dict)  # only a failed run ends with a state
     except Exception as e:  # Prefect could not start or reach its server
         print(f"error: the pipeline flow could not run: {e}", file=sys.stderr)
         return 1
-    from slimline.core.params import load_params
     from slimline.records.summary import print_summary
 
-    print_summary(root, load_params(root / "params.yaml"), outcome)
+    print_summary(root, params, outcome)
     return 0
 
 
@@ -257,7 +262,7 @@ def print_sweep(outcome: dict) -> None:
             " ".join(c["overrides"]),
             f"{f['accuracy']:.4f}" if "accuracy" in f else "-",
             f"{f['latency_ms']:.4f} ms" if "latency_ms" in f else "-",
-            f"{f['size_bytes'] / 1000:,.1f} KB" if "size_bytes" in f else "-",
+            format_kb(f["size_bytes"]) if "size_bytes" in f else "-",
             "passed" if c["gates_passed"] else ("failed" if c["ok"] else "did not run"),
             "yes" if c["pareto"] else "",
         )

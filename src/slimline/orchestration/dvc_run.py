@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slimline.orchestration.processes import stop_tree
+
 KILL_GRACE = 5.0  # seconds for the group to exit after each signal before the next one
-# DVC's words for a stage it did not execute: unchanged, or restored from the run cache
-SKIPPED = ("didn't change, skipping", "is cached - skipping run")
 ran_line = re.compile(r"^Running stage '([^']+)'")
 
 
@@ -183,35 +183,4 @@ def run(
 def kill_group(proc: subprocess.Popen, grace: float = KILL_GRACE) -> None:
     """Stop the whole process group: SIGINT first (DVC then releases its rwlock entries as on
     Ctrl+C), SIGTERM, then SIGKILL for whatever is left after `grace` seconds each."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            if not group_alive(proc.pid):
-                return
-            time.sleep(0.05)
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie leader still counts for killpg; it is gone once nothing else is in the group
-    return _members(pgid)
-
-
-def _members(pgid: int) -> bool:
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    stop_tree(proc, (signal.SIGINT, signal.SIGTERM, signal.SIGKILL), grace)

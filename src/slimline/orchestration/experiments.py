@@ -12,9 +12,9 @@ import itertools
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from slimline.core.errors import InputError
+from slimline.core.params import flat_dict
 from slimline.orchestration import dvc_run
 from slimline.records.candidates import Candidate
 
@@ -87,24 +87,15 @@ def read_experiments(root: Path, candidates: list[Candidate]) -> None:
             continue
         data = rev.get("data") or {}
         c.rev = rev.get("rev", "")
-        c.params = flat(data.get("params", {}).get("params.yaml", {}).get("data", {}))
+        c.params = flat_dict(data.get("params", {}).get("params.yaml", {}).get("data", {}))
         for path, metric in (data.get("metrics") or {}).items():
             stem = Path(path).stem
-            values = flat(metric.get("data", {}))
+            values = flat_dict(metric.get("data", {}))
             c.metrics |= {
                 f"{stem}.{k}": float(v)
                 for k, v in values.items()
                 if isinstance(v, int | float) and not isinstance(v, bool)
             }
-
-
-def flat(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        return {prefix: obj}
-    out: dict[str, Any] = {}
-    for k, v in obj.items():
-        out |= flat(v, f"{prefix}.{k}" if prefix else str(k))
-    return out
 
 
 def worktree(root: Path, rev: str, path: Path, with_data: bool = False) -> Path:

@@ -16,14 +16,17 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed
+from prefect.states import Failed, State
 
-from slimline.core.params import load_params
+from slimline.core.params import Params, load_params
 from slimline.orchestration import dvc_run
 from slimline.orchestration.runlock import workspace_lock
 
 FLOW_NAME = "slimline-pipeline"
-RETRY_DELAYS = [2, 10]  # seconds; on top of the tracking module's own bounded HTTP retries
+RETRY_DELAYS: list[float] = [
+    2,
+    10,
+]  # seconds; on top of the tracking module's own bounded HTTP retries
 
 
 class StageFailed(RuntimeError):
@@ -44,13 +47,16 @@ def transient(task, task_run, state) -> bool:
     return isinstance(state.result(raise_on_failure=False), TrackingError)
 
 
-# the MLflow and registry steps: retried with back-off, only when `transient` says so
-TRACKING_RETRIES = {
-    "retries": 2,
-    "retry_delay_seconds": RETRY_DELAYS,
-    "retry_condition_fn": transient,
-    "cache_policy": NO_CACHE,
-}
+def tracking_task(name: str):
+    """A task of the MLflow and registry steps: retried with back-off, only when `transient`
+    says so."""
+    return task(
+        name=name,
+        retries=2,
+        retry_delay_seconds=RETRY_DELAYS,
+        retry_condition_fn=transient,
+        cache_policy=NO_CACHE,
+    )
 
 
 @task(name="dvc-stage", task_run_name="{stage}", cache_policy=NO_CACHE)
@@ -82,24 +88,23 @@ def dvc_stage(root: Path, stage: str, timeout: float | None, unchanged: bool) ->
     }
 
 
-@task(name="mlflow-record", **TRACKING_RETRIES)
-def record(root: Path, params_file: str, stages: list[dict]) -> dict:
+@tracking_task("mlflow-record")
+def record(root: Path, params: Params, stages: list[dict]) -> dict:
     """The MLflow parent run (params, lineage, bundle) with a child run per stage."""
     from slimline.records.tracking import log_pipeline_run
 
-    rec = log_pipeline_run(root, load_params(root / params_file), stages)
+    rec = log_pipeline_run(root, params, stages)
     get_run_logger().info(f"MLflow run {rec.run_name} ({rec.run_id}) at {rec.tracking_uri}")
     return {"run_id": rec.run_id, "run_name": rec.run_name, "tracking_uri": rec.tracking_uri}
 
 
-@task(name="registry-verdict", **TRACKING_RETRIES)
-def promote(root: Path, params_file: str, run_id: str, all_cached: bool) -> dict:
+@tracking_task("registry-verdict")
+def promote(root: Path, params: Params, run_id: str, all_cached: bool) -> dict:
     """The registry's rule; a no-op run reuses the verdict already given to the same model
     instead of registering it once more."""
     from slimline.records.registry import decide_and_promote
     from slimline.records.verdicts import reuse_verdict
 
-    params = load_params(root / params_file)
     earlier = reuse_verdict(root, params, run_id) if all_cached else None
     if earlier is not None:
         get_run_logger().info(f"registry: {earlier['summary']}")
@@ -117,14 +122,15 @@ def promote(root: Path, params_file: str, run_id: str, all_cached: bool) -> dict
 @flow(name=FLOW_NAME, log_prints=True)
 def pipeline(
     project_dir: str = ".", params_file: str = "params.yaml", stage_timeout: float | None = 3600
-) -> dict:
+) -> dict | State:
     """Validate params, run the DVC stages in order, record in MLflow, decide promotion."""
     root = Path(project_dir).resolve()
-    params = load_params(root / params_file)  # bad params fail before any stage runs
+    # read once, validated before any stage runs; every step below gets this object
+    params = load_params(root / params_file)
     with workspace_lock(root, f"flow {FLOW_NAME}"):
         stages, failure = run_stages(root, stage_timeout)
         try:
-            run = record(root, params_file, stages)
+            run = record(root, params, stages)
         except Exception:
             if failure is None:
                 raise
@@ -132,9 +138,7 @@ def pipeline(
             return failed(failure)
         if failure is not None:
             return failed(failure)  # a failed stage never reaches the registry
-        verdict = promote(
-            root, params_file, run["run_id"], all(s["status"] == "cached" for s in stages)
-        )
+        verdict = promote(root, params, run["run_id"], all(s["status"] == "cached" for s in stages))
         outcome = {"stages": stages, "run": run, "verdict": verdict}
         from slimline.records.summary import markdown
 
@@ -146,7 +150,7 @@ def pipeline(
     return outcome
 
 
-def failed(error: StageFailed) -> Failed:
+def failed(error: StageFailed) -> State:
     # the flow ends Failed with the stage's error as its result: the CLI reads its exit code
     return Failed(message=str(error), data=error)
 

@@ -16,11 +16,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from slimline.core.http import Unhealthy, wait_healthy
+from slimline.orchestration.processes import stop_tree
 
 # what Prefect's own SubprocessASGIServer sets for its ephemeral server (prefect 3.8)
 EPHEMERAL = {
@@ -42,7 +43,9 @@ def temporary_server(home: Path) -> Iterator[Server]:
     """Start the server; yield at once (call `wait_ready` before using it)."""
     home.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    app_dir = Path(importlib.util.find_spec("prefect").origin).parents[1]  # site-packages
+    spec = importlib.util.find_spec("prefect")
+    assert spec is not None and spec.origin is not None  # prefect is a dependency
+    app_dir = Path(spec.origin).parents[1]  # site-packages
     argv = [
         sys.executable,
         "-m",
@@ -77,19 +80,15 @@ def temporary_server(home: Path) -> Iterator[Server]:
 
 def wait_ready(server: Server, timeout: float) -> None:
     """Until GET /health answers 200; a server that exited or never answered raises."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and server.proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{server.url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    tail = server.log.read_text(errors="replace")[-2000:] if server.log.exists() else ""
-    raise RuntimeError(
-        f"Prefect's temporary server at {server.url} did not start "
-        f"(exit {server.proc.poll()}):\n{tail}"
-    )
+    try:
+        alive = lambda: server.proc.poll() is None  # noqa: E731
+        wait_healthy(f"{server.url}/health", timeout, interval=0.1, running=alive)
+    except Unhealthy as e:
+        tail = server.log.read_text(errors="replace")[-2000:] if server.log.exists() else ""
+        raise RuntimeError(
+            f"Prefect's temporary server at {server.url} did not start "
+            f"(exit {server.proc.poll()}; {e.reason}, last: {e.last}):\n{tail}"
+        ) from None
 
 
 def _free_port() -> int:
@@ -100,11 +99,4 @@ def _free_port() -> int:
 
 def _stop(proc: subprocess.Popen) -> None:
     # SIGTERM lets it finish writing its database, as Prefect's own stop does; then KILL
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=wait)
-            return
+    stop_tree(proc, (signal.SIGTERM, signal.SIGKILL), grace=10)

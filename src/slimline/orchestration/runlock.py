@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from slimline.core.errors import InputError
 
 LOCK_DIR = ".slimline"
-_held: dict[Path, list] = {}  # lock path -> [FileLock, depth] for this process
-_guard = threading.Lock()
 
 
 class RunInProgress(InputError):
@@ -36,30 +32,24 @@ def workspace_lock(root: Path, what: str = "slimline run") -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     path = lock_path(root)
-    with _guard:
-        entry = _held.get(path)
-        if entry is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(path, timeout=0, thread_local=False)
-            try:
-                lock.acquire()
-            except Timeout:
-                raise RunInProgress(
-                    f"a run is already in progress ({holder(root)}); wait for it to finish "
-                    f"(lock: {path})"
-                ) from None
-            _note(root).write_text(f"pid {os.getpid()}: {what}\n")
-            entry = _held[path] = [lock, 0]
-        entry[1] += 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # is_singleton: every call in this process gets the same lock, whose hold counter makes it
+    # reentrant; thread_local=False: a flow running in another thread shares the CLI's hold
+    lock = FileLock(path, timeout=0, thread_local=False, is_singleton=True)
     try:
+        lock.acquire()
+    except Timeout:
+        raise RunInProgress(
+            f"a run is already in progress ({holder(root)}); wait for it to finish (lock: {path})"
+        ) from None
+    try:
+        if lock.lock_counter == 1:  # the outermost hold writes the note
+            _note(root).write_text(f"pid {os.getpid()}: {what}\n")
         yield
     finally:
-        with _guard:
-            entry[1] -= 1
-            if entry[1] == 0:
-                del _held[path]
-                _note(root).unlink(missing_ok=True)
-                entry[0].release()
+        if lock.lock_counter == 1:  # and takes it away just before the kernel lock goes
+            _note(root).unlink(missing_ok=True)
+        lock.release()
 
 
 def holder(root: Path) -> str:
@@ -72,7 +62,3 @@ def holder(root: Path) -> str:
 
 def _note(root: Path) -> Path:
     return lock_path(root).with_name("run.holder")
-
-
-def describe_argv() -> str:
-    return " ".join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv))

@@ -13,13 +13,14 @@ import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from slimline.core.atomic import write_json
-from slimline.core.params import load_params
+from slimline.core.params import Params, load_params
 from slimline.orchestration import dvc_run
 from slimline.orchestration.experiments import (
     copy_paths,
@@ -29,9 +30,9 @@ from slimline.orchestration.experiments import (
     remove_worktrees,
     worktree,
 )
-from slimline.orchestration.pipeline_flow import TRACKING_RETRIES, StageFailed
+from slimline.orchestration.pipeline_flow import StageFailed, tracking_task
 from slimline.orchestration.runlock import lock_path, workspace_lock
-from slimline.records.candidates import Candidate, pareto_front, plot_pareto
+from slimline.records.candidates import Candidate, Checkout, pareto_front, plot_pareto
 
 # the first line DVC prints about a stage: the experiment's setup is over by then
 STARTED = re.compile(r"^(Running stage|Stage) '")
@@ -73,24 +74,23 @@ def run_candidate(
     return round(done.seconds, 3)
 
 
-@task(name="mlflow-sweep", **TRACKING_RETRIES)
+@tracking_task("mlflow-sweep")
 def record_sweep(
     root: Path,
     sweep_name: str,
     specs: list[str],
+    params: Params,
     candidates: list[Candidate],
-    trees: dict[str, Path],
+    checkouts: dict[str, Checkout],
     artifacts: list[Path],
 ) -> dict[str, str]:
     from slimline.records.sweep_tracking import log_sweep
 
-    return log_sweep(
-        root, load_params(root / "params.yaml"), sweep_name, specs, candidates, trees, artifacts
-    )
+    return log_sweep(root, params, sweep_name, specs, candidates, checkouts, artifacts)
 
 
-@task(name="registry-verdict", **TRACKING_RETRIES)
-def promote_best(root: Path, tree: Path, run_id: str) -> dict:
+@tracking_task("registry-verdict")
+def promote_best(root: Path, tree: Path, params: Params, run_id: str) -> dict:
     """The registry's rule on the best candidate, inside its checked-out experiment, with the
     project's tracking store (not one beside the worktree)."""
     import os
@@ -101,7 +101,7 @@ def promote_best(root: Path, tree: Path, run_id: str) -> dict:
     uri = tracking_uri(root)
     saved, os.environ["MLFLOW_TRACKING_URI"] = os.environ.get("MLFLOW_TRACKING_URI"), uri
     try:
-        v = decide_and_promote(tree, load_params(tree / "params.yaml"), run_id)
+        v = decide_and_promote(tree, params, run_id)
     finally:
         if saved is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -116,6 +116,7 @@ def sweep(
 ) -> dict:
     """Every combination of `specs` (`key=v1,v2`) as a DVC experiment, in parallel."""
     root = Path(project_dir).resolve()
+    params = load_params(root / "params.yaml")  # the baseline, read once
     combos = grid(specs or [])
     for overrides in combos:  # every candidate's params are valid before anything runs
         load_params(root / "params.yaml", overrides)
@@ -135,24 +136,25 @@ def sweep(
         read_experiments(root, cands)
         scratch = Path(tempfile.mkdtemp(prefix="slimline-sweep-"))
         try:
-            return _judge(root, f"sweep-{stamp}", specs or [], cands, scratch)
+            return _judge(root, params, f"sweep-{stamp}", specs or [], cands, scratch)
         finally:
             remove_worktrees(root, [scratch / c.name for c in cands if (scratch / c.name).exists()])
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _judge(root: Path, name: str, specs: list[str], cands: list[Candidate], scratch: Path):
+def _judge(
+    root: Path, params: Params, name: str, specs: list[str], cands: list[Candidate], scratch: Path
+):
     from slimline.records.registry import beats, candidate_figures, read_gates
 
-    params = load_params(root / "params.yaml")
-    trees = {c.name: worktree(root, c.rev, scratch / c.name) for c in cands if c.ok}
-    for c in cands:
-        if c.ok:
-            own = load_params(trees[c.name] / "params.yaml")
-            gates = read_gates(trees[c.name], own)
-            c.gates_passed = all(g.passed for g in gates)
-            c.failing = [g.describe() for g in gates if not g.passed]
-            c.figures = candidate_figures(trees[c.name], own)
+    checkouts = {}
+    for c in (c for c in cands if c.ok):
+        tree = worktree(root, c.rev, scratch / c.name)
+        own = checkouts[c.name] = Checkout(tree, load_params(tree / "params.yaml"))
+        gates = read_gates(tree, own.params)
+        c.gates_passed = all(g.passed for g in gates)
+        c.failing = [g.describe() for g in gates if not g.passed]
+        c.figures = candidate_figures(tree, own.params)
     pareto_front(cands)
     best = None
     for c in (c for c in cands if c.ok and c.gates_passed):
@@ -180,13 +182,18 @@ def _judge(root: Path, name: str, specs: list[str], cands: list[Candidate], scra
     write_json(
         reports / "sweep.json", {"sweep": name, "best": best and best.name, "candidates": table}
     )
-    ids = record_sweep(
-        root, name, specs, cands, trees, [reports / "pareto.png", reports / "sweep.json"]
-    )
-    verdict = {"passed": False, "summary": "no candidate passed every gate", "version": None}
+    artifacts = [reports / "pareto.png", reports / "sweep.json"]
+    ids = record_sweep(root, name, specs, params, cands, checkouts, artifacts)
+    verdict: dict[str, Any] = {
+        "passed": False,
+        "summary": "no candidate passed every gate",
+        "version": None,
+    }
     if best is not None:
         with_data = worktree(root, best.rev, scratch / "best", with_data=True)
-        verdict = promote_best(root, with_data, ids[best.name]) | {"candidate": best.name}
+        best_params = checkouts[best.name].params
+        verdict = promote_best(root, with_data, best_params, ids[best.name])
+        verdict |= {"candidate": best.name}
         remove_worktrees(root, [with_data])
     create_markdown_artifact(
         _markdown(name, cands, best, verdict), key="slimline-sweep", description=verdict["summary"]

@@ -7,6 +7,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slimline.core.params import Params
+from slimline.core.units import KB_LABEL, kilobytes
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A candidate's experiment checked out (a git worktree at its commit) and the validated
+    params it ran with, read once."""
+
+    path: Path
+    params: Params
+
+
 # the objectives: accuracy up, latency and size down
 OBJECTIVES = (("accuracy", 1), ("latency_ms", -1), ("size_bytes", -1))
 
@@ -61,10 +74,10 @@ def plot_pareto(candidates: list[Candidate], best: Candidate | None, path: Path)
     axes = fig.subplots(1, 2, sharey=True)
     for ax, (x_key, x_label) in zip(
         axes,
-        [("latency_ms", "latency, batch 1, p50 (ms)"), ("size_bytes", "size (KB)")],
+        [("latency_ms", "latency, batch 1, p50 (ms)"), ("size_bytes", f"size ({KB_LABEL})")],
         strict=True,
     ):
-        scale = 1 / 1024 if x_key == "size_bytes" else 1.0
+        scale = kilobytes(1) if x_key == "size_bytes" else 1.0
         points = [
             (c.figures[x_key] * scale, c.figures["accuracy"], c)
             for c in scored

@@ -130,8 +130,8 @@ def decide_and_promote(root: Path, params: Params, run_id: str) -> Verdict:
         # a retried flow task finds its version on the run instead of registering it twice
         done = client.get_run(run_id).data.tags.get("slimline.model_version")
         version = done or _register(client, root, params, run_id, figures)
-        client.set_registered_model_alias(name, CHALLENGER, version)
-        with promotion_lock(root, uri, name):
+        with promotion_lock(root, uri, name):  # every alias move, challenger's too
+            client.set_registered_model_alias(name, CHALLENGER, version)
             holder = _alias_holder(client, name, CHAMPION)
             held = version_figures(client, name, holder) if holder else {}
             already = holder == version  # a retry after the move

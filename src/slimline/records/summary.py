@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from slimline.core.params import Params
+from slimline.core.units import format_kb
 
 
 def variants(root: Path, params: Params) -> list[dict[str, Any]]:
@@ -69,7 +70,7 @@ def print_summary(root: Path, params: Params, outcome: dict) -> None:
         table.add_row(
             v["name"],
             _num(v.get("accuracy")),
-            f"{v['size_bytes'] / 1000:,.1f} KB" if "size_bytes" in v else "-",
+            format_kb(v["size_bytes"]) if "size_bytes" in v else "-",
             f"{v['latency_ms_b1_p50']:.4f} ms" if "latency_ms_b1_p50" in v else "-",
         )
     console = Console()

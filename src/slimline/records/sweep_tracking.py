@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from slimline.core import gitinfo
-from slimline.core.params import Params, load_params
-from slimline.records.candidates import Candidate
-from slimline.records.tracking import connect, lineage_tags, log_batches, tracking_errors
+from slimline.core.params import Params
+from slimline.records.candidates import Candidate, Checkout
+from slimline.records.tracking import connect, entities, lineage_tags, tracking_errors
 
 
 def log_sweep(
@@ -17,7 +17,7 @@ def log_sweep(
     sweep_name: str,
     specs: list[str],
     candidates: list[Candidate],
-    trees: dict[str, Path],
+    checkouts: dict[str, Checkout],
     artifacts: list[Path],
 ) -> dict[str, str]:
     """Parent and child runs; returns run ids by candidate name, plus `"sweep"`."""
@@ -36,19 +36,20 @@ def log_sweep(
         ).info.run_id
         ids = {"sweep": parent}
         for c in candidates:
-            ids[c.name] = _log_candidate(client, experiment_id, parent, c, trees.get(c.name))
+            ids[c.name] = _log_candidate(client, experiment_id, parent, c, checkouts.get(c.name))
         front = [c for c in candidates if c.pareto]
-        log_batches(
-            client,
+        client.log_batch(
             parent,
-            params={"sweep.grid": " ".join(specs)},
-            metrics={
-                "candidates": len(candidates),
-                "failed": sum(not c.ok for c in candidates),
-                "pareto_front": len(front),
-                "gates_passed": sum(c.gates_passed for c in candidates),
-            },
-            tags={"slimline.sweep.front": ",".join(c.name for c in front)},
+            **entities(
+                params={"sweep.grid": " ".join(specs)},
+                metrics={
+                    "candidates": len(candidates),
+                    "failed": sum(not c.ok for c in candidates),
+                    "pareto_front": len(front),
+                    "gates_passed": sum(c.gates_passed for c in candidates),
+                },
+                tags={"slimline.sweep.front": ",".join(c.name for c in front)},
+            ),
         )
         for path in artifacts:
             if path.exists():
@@ -57,7 +58,9 @@ def log_sweep(
     return ids
 
 
-def _log_candidate(client, experiment_id: str, parent: str, c: Candidate, tree: Path | None):
+def _log_candidate(
+    client, experiment_id: str, parent: str, c: Candidate, checkout: Checkout | None
+):
     tags = {
         "mlflow.parentRunId": parent,
         "slimline.kind": "sweep-candidate",
@@ -72,8 +75,8 @@ def _log_candidate(client, experiment_id: str, parent: str, c: Candidate, tree: 
         tags["slimline.gates.failing"] = "; ".join(c.failing)
     if c.error:
         tags["slimline.error"] = c.error[:5000]
-    if tree is not None:  # lineage as for a pipeline run: the experiment's commit and locks
-        tags |= lineage_tags(tree, load_params(tree / "params.yaml"), [], c.rev)
+    if checkout is not None:  # lineage as for a pipeline run: the experiment's commit and locks
+        tags |= lineage_tags(checkout.path, checkout.params, [], c.rev)
     run_id = client.create_run(experiment_id, run_name=c.name, tags=tags).info.run_id
     metrics = {
         **c.metrics,
@@ -82,11 +85,7 @@ def _log_candidate(client, experiment_id: str, parent: str, c: Candidate, tree: 
         "pareto": float(c.pareto),
         "seconds": c.seconds,
     }
-    log_batches(
-        client,
-        run_id,
-        params=c.params or {o.split("=")[0]: o.split("=", 1)[1] for o in c.overrides},
-        metrics=metrics,
-    )
+    params = c.params or {o.split("=")[0]: o.split("=", 1)[1] for o in c.overrides}
+    client.log_batch(run_id, **entities(params=params, metrics=metrics))
     client.set_terminated(run_id, "FINISHED" if c.ok else "FAILED")
     return run_id

@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +18,7 @@ from typing import Any
 
 from slimline import __version__
 from slimline.core import gitinfo
+from slimline.core.http import Unhealthy, wait_healthy
 from slimline.core.params import Params, to_flat_dict
 from slimline.records.stage_outputs import data_sha256, dvc_lock_hashes, read_stage, stage_files
 
@@ -31,9 +30,7 @@ CLIENT_DEFAULTS = {
     # over HTTP each finished run prints two "View run ... at" lines: 18 lines per pipeline
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
-PROBE_DELAYS = (0.0, 1.0, 2.0)  # three tries of GET /health before giving up
-PROBE_TIMEOUT = 2.0
-BATCH = 100  # MLflow accepts at most 100 params or tags per log_batch call
+PROBE_SECONDS = 5.0  # GET /health once a second (2 s a try) for this long before giving up
 
 
 class TrackingError(RuntimeError):
@@ -98,17 +95,13 @@ def connect(root: Path, params: Params) -> tuple[Any, str, str]:
 
 
 def probe(uri: str) -> None:
-    """GET /health a bounded number of times; a dead server fails in seconds, not minutes."""
-    error: Exception | None = None
-    for delay in PROBE_DELAYS:
-        time.sleep(delay)
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError) as e:
-            error = e
-    raise TrackingError(f"MLflow at {uri} is unreachable ({error}); is the server running?")
+    """GET /health for a few seconds; a dead server fails in seconds, not minutes."""
+    try:
+        wait_healthy(f"{uri.rstrip('/')}/health", PROBE_SECONDS, interval=1.0)
+    except Unhealthy as e:
+        raise TrackingError(
+            f"MLflow at {uri} is unreachable ({e.last}); is the server running?"
+        ) from None
 
 
 def ui_command(root: Path, port: int) -> list[str] | None:
@@ -160,7 +153,7 @@ def log_pipeline_run(root: Path, params: Params, stages: list[dict]) -> RunRecor
         )
         run_id = parent.info.run_id
         try:
-            log_batches(client, run_id, params=to_flat_dict(params))
+            client.log_batch(run_id, **entities(params=to_flat_dict(params)))
             children, missing = {}, {}
             for stage in stages:
                 children[stage["name"]], missing[stage["name"]] = _log_stage(
@@ -198,7 +191,9 @@ def _log_stage(client, experiment_id, parent_id, root, params, stage) -> tuple[s
         tags["slimline.missing"] = ",".join(missing)
     run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     metrics = {**figures.metrics, "seconds": float(stage.get("seconds", 0.0))}
-    log_batches(client, run_id, params=figures.text, metrics=metrics, series=figures.series)
+    client.log_batch(
+        run_id, **entities(params=figures.text, metrics=metrics, series=figures.series)
+    )
     for rel in stage_files(params, name):
         if rel not in missing:
             client.log_artifact(run_id, str(root / rel), artifact_path=str(Path(rel).parent))
@@ -220,7 +215,7 @@ def _log_parent_outputs(client, run_id, root, params, missing) -> None:
         summary["gates_passed"] = gates.metrics["passed"]
     gone = sorted(f for files in missing.values() for f in files)
     tags = {"slimline.missing_outputs": ",".join(gone)} if gone else {}
-    log_batches(client, run_id, metrics=summary, tags=tags)
+    client.log_batch(run_id, **entities(metrics=summary, tags=tags))
     report_dir = Path(params.paths.gates_report).parent
     folders = {report_dir, Path(params.paths.tradeoff_plot).parent, Path(params.paths.dist)}
     for folder in sorted(folders):
@@ -233,19 +228,17 @@ def _log_parent_outputs(client, run_id, root, params, missing) -> None:
             client.log_artifact(run_id, str(root / name))
 
 
-def log_batches(client, run_id, *, params=None, metrics=None, tags=None, series=None) -> None:
+def entities(*, params=None, metrics=None, tags=None, series=None) -> dict[str, list]:
+    """`client.log_batch`'s keyword arguments from plain dicts (`series`: name -> [(step,
+    value)]). MlflowClient.log_batch itself splits them into requests the server accepts;
+    values longer than MLflow's limits are cut here, as MLflow would refuse them."""
     from mlflow.entities import Metric, Param, RunTag
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
     now = int(time.time() * 1000)
-    items: list[Any] = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
-    items += [RunTag(k, str(v)[:8000]) for k, v in (tags or {}).items()]
-    items += [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
-    items += [Metric(k, v, now, step) for k, pts in (series or {}).items() for step, v in pts]
-    for i in range(0, len(items), BATCH):
-        chunk = items[i : i + BATCH]
-        client.log_batch(
-            run_id,
-            metrics=[x for x in chunk if isinstance(x, Metric)],
-            params=[x for x in chunk if isinstance(x, Param)],
-            tags=[x for x in chunk if isinstance(x, RunTag)],
-        )
+    return {
+        "params": [Param(k, str(v)[:MAX_PARAM_VAL_LENGTH]) for k, v in (params or {}).items()],
+        "tags": [RunTag(k, str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in (tags or {}).items()],
+        "metrics": [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
+        + [Metric(k, v, now, step) for k, points in (series or {}).items() for step, v in points],
+    }

@@ -1,4 +1,5 @@
-# make run: the whole pipeline on params.yaml; make test: the test suite.
+# make run: the whole pipeline on params.yaml; make test: the test suite (make test-fast: no
+# pipeline runs, no training).
 # Both create .venv on first use and reinstall only when pyproject.toml changed.
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
@@ -17,13 +18,17 @@ export ORT_DISABLE_TELEMETRY := 1
 # DVC stages run `python`: the venv's
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lint format clean distclean
+.PHONY: run test test-fast lint format clean distclean
 
 run: $(STAMP)
 	$(BIN)/slimline run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# everything but the real pipeline runs and training (`slow`): about 2 minutes on 2 cores
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # style, types (src/), and the import contract between the layers of src/slimline
 lint: $(STAMP)

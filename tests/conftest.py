@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -108,3 +109,31 @@ def pipeline_once(tmp_path_factory) -> Path:
     result = dvc_repro(project)
     assert result.returncode == 0, result.stdout + result.stderr
     return project
+
+
+@pytest.fixture
+def workspace(pipeline_once):
+    """`workspace(root, **variations)`: a copy of the session's real run at `root`, varied by
+    editing its real reports (tests/workspace.py `build`); returns the copy's params."""
+    from tests.workspace import build
+
+    return functools.partial(build, pipeline_once)
+
+
+# Fixtures that run the real pipeline (once per session, but minutes on 2 cores): a test that
+# asks for one, even through another fixture, must be marked slow, or `make test-fast` would
+# quietly run the pipeline.
+PIPELINE_FIXTURES = {"pipeline_once", "flow_project"}
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [
+        item.nodeid
+        for item in items
+        if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("slow") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests run the pipeline but are not marked slow: " + ", ".join(unmarked)
+        )

@@ -3,6 +3,7 @@ global concurrency limit (alone, with the file lock disabled) when a Prefect ser
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,45 +12,81 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.servers import free_port, start, stop
 
+# Two holders take the lock. Whichever gets it first keeps it until the other has asked for
+# it (a file each writes just before asking), then gives the other a moment to get in anyway:
+# that moment only lets a broken lock show itself, nothing waits on it to pass.
 HOLDER = """
-import contextlib, sys, time
+import contextlib, json, sys, time
 from pathlib import Path
+
+sys.path.insert(0, sys.argv[7])  # the repo root: tests.waiting
+from tests.waiting import wait_for
 import filelock
 
 if sys.argv[4] == "prefect-only":  # leave Prefect's limit as the only thing serializing
     filelock.FileLock = lambda *args, **kwargs: contextlib.nullcontext()
 from slimline.records.aliases import promotion_lock
 
-go = Path(sys.argv[3])
-while not go.exists():
-    time.sleep(0.01)
+folder, me, other = Path(sys.argv[3]), sys.argv[5], sys.argv[6]
+times = {"requested": time.time()}
+(folder / f"{me}.requested").touch()
 with promotion_lock(Path(sys.argv[1]), sys.argv[2], "slimline-test"):
-    start = time.time()
-    time.sleep(1.0)
-    print(start, time.time())
+    times["acquired"] = time.time()
+    (folder / f"{me}.acquired").touch()
+    wait_for(lambda: (folder / f"{other}.requested").exists(), timeout=300,
+             what=f"holder {other} to ask for the lock")
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: (folder / f"{other}.acquired").exists(), timeout=1.0)
+    times["released"] = time.time()
+print(json.dumps(times))
 """
 
 
-def held_intervals(tmp_path: Path, uri: str, mode: str, env: dict) -> list[tuple[float, float]]:
-    go = tmp_path / "go"
-    argv = [sys.executable, "-c", textwrap.dedent(HOLDER), str(tmp_path), uri, str(go), mode]
+def held(tmp_path: Path, uri: str, mode: str, env: dict) -> tuple[dict, dict]:
+    """Run the two holders; their times (requested, acquired, released), by acquisition."""
+    folder = tmp_path / "holders"
+    folder.mkdir()
+    code = textwrap.dedent(HOLDER)
     holders = [
-        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for _ in range(2)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                code,
+                str(tmp_path),
+                uri,
+                str(folder),
+                mode,
+                me,
+                other,
+                str(ROOT),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for me, other in (("a", "b"), ("b", "a"))
     ]
-    go.touch()
-    outs = [p.communicate(timeout=120) for p in holders]
+    outs = [p.communicate(timeout=600) for p in holders]
     assert all(p.returncode == 0 for p in holders), [err for _, err in outs]
-    return sorted(tuple(map(float, out.split()[-2:])) for out, _ in outs)
+    times = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    first, second = sorted(times, key=lambda t: t["acquired"])
+    return first, second
+
+
+def assert_serialized(first: dict, second: dict) -> None:
+    # contended: the second asked before the first let go, and got it only after
+    assert second["requested"] < first["released"] <= second["acquired"]
 
 
 def test_file_lock_beside_the_sqlite_store_serializes_two_processes(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    first, second = held_intervals(tmp_path, uri, "both", env)
-    assert second[0] >= first[1]  # the second got the lock only after the first let go
+    assert_serialized(*held(tmp_path, uri, "both", env))
     assert (tmp_path / "mlflow.db.promotion.lock").exists()
 
 
@@ -71,5 +108,4 @@ def test_prefect_concurrency_limit_alone_serializes_promotions(tmp_path, prefect
     api, home = prefect_api
     env = os.environ | {"PREFECT_API_URL": api, "PREFECT_HOME": str(home)}
     uri = "http://127.0.0.1:1"  # an HTTP store: the lock never talks to it
-    first, second = held_intervals(tmp_path, uri, "prefect-only", env)
-    assert second[0] >= first[1]
+    assert_serialized(*held(tmp_path, uri, "prefect-only", env))

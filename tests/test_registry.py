@@ -15,9 +15,11 @@ from slimline.cli import app
 from slimline.records.aliases import RegistryError, list_versions, promote, rollback
 from slimline.records.registry import decide_and_promote
 from slimline.records.tracking import log_pipeline_run
-from tests.workspace import STAGES, build, scored_accuracy
+from tests.conftest import ROOT
+from tests.workspace import STAGES, final, reported, scored_accuracy
 
 NAME = "slimline-test"
+STAGE_LIST = [{"name": s, "status": "ran", "seconds": 1.0} for s in STAGES]
 
 
 @pytest.fixture
@@ -35,45 +37,64 @@ def client(uri: str):
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def pipeline(root: Path, **outcome):
-    """Build a finished workspace, record it, and let the registry decide."""
-    params = build(root, **outcome)
-    stages = [{"name": s, "status": "ran", "seconds": 1.0} for s in STAGES]
-    record = log_pipeline_run(root, params, stages)
-    return params, record, decide_and_promote(root, params, record.run_id)
+@pytest.fixture
+def pipeline(workspace):
+    """`pipeline(root, **variations)`: a copy of the real run, recorded, and the registry's
+    verdict on it."""
+
+    def run(root: Path, **variations):
+        params = workspace(root, **variations)
+        record = log_pipeline_run(root, params, STAGE_LIST)
+        return params, record, decide_and_promote(root, params, record.run_id)
+
+    return run
 
 
 def aliases(uri: str) -> dict[str, str]:
     return {a: str(v) for a, v in client(uri).get_registered_model(NAME).aliases.items()}
 
 
-def test_failed_gate_registers_nothing_moves_nothing_and_tags_the_run(tmp_path, store):
+@pytest.mark.slow
+def test_failed_gate_registers_nothing_moves_nothing_and_tags_the_run(tmp_path, store, pipeline):
     _, _, first = pipeline(tmp_path / "a", accuracy=0.97)
     before = aliases(store)
-    params, record, verdict = pipeline(tmp_path / "b", accuracy=0.99, gates_pass=False)
+    # the real run, with validate's min_accuracy judged against 1.01: a candidate that would
+    # otherwise win (0.99 > 0.97) must not move anything
+    params, record, verdict = pipeline(
+        tmp_path / "b", accuracy=0.99, thresholds={"min_accuracy": 1.01}
+    )
     assert not verdict.passed and verdict.version is None
     assert [g.name for g in verdict.failing] == ["min_accuracy"]
+    assert len(verdict.gates) == 6  # validate's five and the benchmark's speed-up
     assert aliases(store) == before == {"champion": first.version, "challenger": first.version}
     assert [v.version for v in list_versions(tmp_path / "b", params)] == [first.version]
     tags = client(store).get_run(record.run_id).data.tags
-    assert tags["slimline.promotion"] == "rejected"
+    assert tags["slimline.promotion"] == "rejected" and tags["slimline.verdict"] == "failed"
     assert tags["slimline.gates.failing"] == "min_accuracy (value=0.99, threshold=1.01)"
+    assert tags["slimline.gate.min_accuracy"] == "failed value=0.99 threshold=1.01"
+    assert tags["slimline.gate.max_size_bytes"].startswith("passed value=")
 
 
-def test_speedup_gate_from_the_benchmark_counts_and_a_missing_report_fails_closed(tmp_path, store):
-    _, _, slow = pipeline(tmp_path / "a", speedup_pass=False)
+@pytest.mark.slow
+def test_speedup_gate_from_the_benchmark_counts_and_a_missing_report_fails_closed(
+    tmp_path, store, pipeline
+):
+    _, _, slow = pipeline(tmp_path / "a", thresholds={"min_speedup": 1e9})
     assert [g.name for g in slow.failing] == ["min_speedup"]
     params, _, blind = pipeline(tmp_path / "b", omit=("reports/gates.json",))
     assert [g.name for g in blind.failing] == ["reports/gates.json:gates"]
     assert list_versions(tmp_path / "b", params) == []
 
 
-def test_champion_moves_only_to_a_better_model_and_ties_go_to_lower_latency(tmp_path, store):
-    _, _, v1 = pipeline(tmp_path / "1", accuracy=0.97)
+@pytest.mark.slow
+def test_champion_moves_only_to_a_better_model_and_ties_go_to_lower_latency(
+    tmp_path, store, pipeline
+):
+    _, _, v1 = pipeline(tmp_path / "1", accuracy=0.97, latency_ms=0.05)
     assert v1.champion and aliases(store) == {"champion": "1", "challenger": "1"}
-    _, _, v2 = pipeline(tmp_path / "2", accuracy=0.99)
+    _, _, v2 = pipeline(tmp_path / "2", accuracy=0.99, latency_ms=0.05)
     assert v2.champion and v2.previous_champion == "1"
-    _, _, v3 = pipeline(tmp_path / "3", accuracy=0.98)
+    _, _, v3 = pipeline(tmp_path / "3", accuracy=0.98, latency_ms=0.05)
     assert not v3.champion and aliases(store) == {"champion": "2", "challenger": "3"}
     _, _, v4 = pipeline(tmp_path / "4", accuracy=0.99, latency_ms=0.05)
     assert not v4.champion  # same accuracy, same latency: not better
@@ -81,32 +102,47 @@ def test_champion_moves_only_to_a_better_model_and_ties_go_to_lower_latency(tmp_
     assert v5.champion and aliases(store)["champion"] == "5"
 
 
-def test_version_carries_verdict_figures_and_lineage_tags(tmp_path, store):
-    _, record, verdict = pipeline(tmp_path / "a", accuracy=0.97, latency_ms=0.08)
+@pytest.mark.slow
+def test_version_carries_verdict_figures_and_lineage_tags(tmp_path, store, pipeline):
+    root = tmp_path / "a"
+    params, record, verdict = pipeline(root, accuracy=0.97, latency_ms=0.08)
+    real = reported(root, params)
     tags = client(store).get_model_version(NAME, verdict.version).tags
     assert tags["gates"] == "passed" and tags["run_id"] == record.run_id
     assert float(tags["accuracy"]) == 0.97 and float(tags["latency_ms"]) == 0.08
-    assert float(tags["size_bytes"]) == 1000 and tags["data_sha256"] == "d" * 64
-    assert tags["git_commit"] == "unknown"
+    assert float(tags["agreement"]) == real["quantize_metrics"]["agreement"]
+    assert float(tags["size_bytes"]) == final(real["benchmark_report"])["size_bytes"]
+    assert float(tags["size_bytes"]) == (root / "dist/model.onnx").stat().st_size
+    assert tags["data_sha256"] == real["data_report"]["sha256"]
+    assert tags["primary_metric"] == "accuracy" and tags["git_commit"] == "unknown"
     run_tags = client(store).get_run(record.run_id).data.tags
     assert run_tags["slimline.model_version"] == verdict.version
-    assert run_tags["slimline.gate.min_speedup"] == "passed value=12.5 threshold=5.0"
+    teacher = next(v for v in real["benchmark_report"]["variants"] if v["name"] == "teacher_fp32")
+    speedup = teacher["latency_ms_b1_p50"] / 0.08
+    assert run_tags["slimline.gate.min_speedup"] == (
+        f"passed value={speedup} threshold={params.gates.min_speedup}"
+    )
 
 
-def test_champion_loads_with_pyfunc_and_scores_the_reported_accuracy(tmp_path, store):
+@pytest.mark.slow
+def test_champion_loads_with_pyfunc_and_scores_the_reported_accuracy(tmp_path, store, pipeline):
     import mlflow
 
     root = tmp_path / "a"
-    params, _, verdict = pipeline(root)  # accuracy measured on the test split
+    params, _, verdict = pipeline(root)  # the run's own figures, untouched
     (tmp_path / "dl").mkdir()
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion", dst_path=str(tmp_path / "dl"))
     accuracy = scored_accuracy(root, params, lambda x: model.predict(x)["logits"])
-    reported = json.loads((root / "reports/gates.json").read_text())["gates"][0]["value"]
-    assert accuracy == reported == verdict.figures["accuracy"] == 1.0
+    real = reported(root, params)
+    gate = next(g for g in real["gates_report"]["gates"] if g["name"] == "min_accuracy")
+    assert accuracy == pytest.approx(gate["value"], abs=1e-12)
+    assert gate["value"] == verdict.figures["accuracy"] == real["quantize_metrics"]["int8_accuracy"]
+    assert 0.5 < accuracy < 1.0  # a trained model, scored on the real test split
     assert model.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 1, 8, 8)
 
 
-def test_promote_and_rollback_follow_the_champion_history(tmp_path, store):
+@pytest.mark.slow
+def test_promote_and_rollback_follow_the_champion_history(tmp_path, store, pipeline):
     params, _, _ = pipeline(tmp_path / "1", accuracy=0.97)
     pipeline(tmp_path / "2", accuracy=0.99)
     root = tmp_path / "2"
@@ -125,7 +161,8 @@ def test_promote_and_rollback_follow_the_champion_history(tmp_path, store):
     assert aliases(store) == {"champion": "1", "challenger": "1"}
 
 
-def test_cli_models_promote_rollback(tmp_path, store):
+@pytest.mark.slow
+def test_cli_models_promote_rollback(tmp_path, store, pipeline):
     pipeline(tmp_path / "1", accuracy=0.97)
     pipeline(tmp_path / "2", accuracy=0.99)
     params = str(tmp_path / "2" / "params.yaml")
@@ -141,50 +178,88 @@ def test_cli_models_promote_rollback(tmp_path, store):
     assert ok.exit_code == 0 and aliases(store)["champion"] == "2"
 
 
+# Each racer runs the real decide_and_promote in its own process. Inside the promotion lock,
+# right after reading the champion, it holds on until the other racer has entered
+# decide_and_promote and asked for the lock: so the two calls overlap by construction, and the
+# second's read can only come after the first's write if the lock serializes them. (Unlocked,
+# both would read "no champion" and both take it.) Every wait is on a file, with a timeout.
 RACER = """
-import pathlib, sys, time
-from slimline.records import registry
+import contextlib, json, sys, time
+from pathlib import Path
+
+root, run_id, folder, me, other = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), *sys.argv[4:6]
+sys.path.insert(0, sys.argv[6])  # the repo root: tests.waiting
+from tests.waiting import wait_for
 from slimline.core.params import load_params
+from slimline.records import registry
 
-root, run_id, go = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
-read_holder = registry._alias_holder
+times = {}
+real_lock, read_holder = registry.promotion_lock, registry._alias_holder
 
-def slow_holder(*args):
-    # widen the read-compare-set window: unlocked, both racers would read "no champion"
+
+@contextlib.contextmanager
+def announced_lock(*args):
+    times["requested"] = time.time()
+    (folder / f"{me}.requested").touch()
+    with real_lock(*args):
+        times["acquired"] = time.time()
+        yield
+    times["released"] = time.time()
+
+
+def holder_once_the_other_asks(*args):
     holder = read_holder(*args)
-    time.sleep(1.5)
+    wait_for(lambda: (folder / f"{other}.requested").exists(), timeout=300,
+             what=f"racer {other} to ask for the promotion lock")
     return holder
 
-registry._alias_holder = slow_holder
+
+registry.promotion_lock, registry._alias_holder = announced_lock, holder_once_the_other_asks
 params = load_params(root / "params.yaml")
-while not go.exists():
-    time.sleep(0.01)
+times["entered"] = time.time()
 verdict = registry.decide_and_promote(root, params, run_id)
-print(verdict.previous_champion)
+times["left"] = time.time()
+print(json.dumps(times | {"previous": verdict.previous_champion, "version": verdict.version}))
 """
 
 
-def test_two_racing_promotions_leave_exactly_one_champion_the_better(tmp_path, store):
+@pytest.mark.slow
+def test_two_racing_promotions_leave_exactly_one_champion_the_better(tmp_path, store, workspace):
     runs = {}
     for name, acc in (("better", 0.99), ("worse", 0.96)):
-        params = build(tmp_path / name, accuracy=acc)
-        stages = [{"name": s, "status": "ran", "seconds": 1.0} for s in STAGES]
-        runs[name] = log_pipeline_run(tmp_path / name, params, stages).run_id
-    go = tmp_path / "go"
-    racers = [
-        subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(RACER), str(tmp_path / n), runs[n], str(go)],
+        params = workspace(tmp_path / name, accuracy=acc)
+        runs[name] = log_pipeline_run(tmp_path / name, params, STAGE_LIST).run_id
+    (folder := tmp_path / "race").mkdir()
+    code = textwrap.dedent(RACER)
+    racers = {
+        me: subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                code,
+                str(tmp_path / me),
+                runs[me],
+                str(folder),
+                me,
+                other,
+                str(ROOT),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for n in runs
-    ]
-    go.touch()
-    outputs = [p.communicate(timeout=120) for p in racers]
-    assert all(p.returncode == 0 for p in racers), [err for _, err in outputs]
-    # serialized: the second racer saw the first's champion (unlocked, both would see none)
-    assert [out.strip() for out, _ in outputs].count("None") == 1
+        for me, other in (("better", "worse"), ("worse", "better"))
+    }
+    outputs = {n: p.communicate(timeout=600) for n, p in racers.items()}
+    assert all(p.returncode == 0 for p in racers.values()), [e for _, e in outputs.values()]
+    seen = {n: json.loads(out.strip().splitlines()[-1]) for n, (out, _) in outputs.items()}
+    # they raced: both were inside decide_and_promote at once
+    assert max(s["entered"] for s in seen.values()) < min(s["left"] for s in seen.values())
+    # and the lock serialized them: one held it while the other asked, then handed it over
+    first, second = sorted(seen.values(), key=lambda s: s["acquired"])
+    assert second["requested"] < first["released"] <= second["acquired"]
+    # the second saw the first's champion (unlocked, both would have seen none)
+    assert first["previous"] is None and second["previous"] == first["version"]
     version_of = {
         n: client(store).get_run(runs[n]).data.tags["slimline.model_version"] for n in runs
     }

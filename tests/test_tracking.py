@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from slimline.records.tracking import log_pipeline_run, tracking_uri
-from tests.workspace import STAGES, build
+from tests.workspace import STAGES, final, reported
 
 CACHED = {"prepare", "train_teacher"}
 
@@ -32,11 +33,12 @@ def project_store(monkeypatch):
 
 
 @pytest.fixture
-def logged(tmp_path):
+def logged(tmp_path, workspace, monkeypatch):
     import mlflow
 
+    monkeypatch.chdir(tmp_path)  # an empty cwd: where SQLite's default ./mlruns would appear
     root = tmp_path / "ws"
-    params = build(root)
+    params = workspace(root)
     record = log_pipeline_run(root, params, stage_list())
     client = mlflow.MlflowClient(record.tracking_uri)
     children = {
@@ -45,7 +47,7 @@ def logged(tmp_path):
             [record.experiment_id], f"tags.mlflow.parentRunId = '{record.run_id}'"
         )
     }
-    return root, record, client, client.get_run(record.run_id), children
+    return root, params, record, client, children
 
 
 def git(root: Path, *args: str) -> str:
@@ -53,14 +55,27 @@ def git(root: Path, *args: str) -> str:
     return subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout
 
 
+def curve(path: Path, column: str) -> list[tuple[int, float]]:
+    with path.open(newline="") as f:
+        return [(int(row["epoch"]), float(row[column])) for row in csv.DictReader(f)]
+
+
+@pytest.mark.slow
 def test_parent_run_holds_flat_params_summary_and_stage_status(logged):
-    root, record, _, parent, children = logged
+    root, params, record, client, children = logged
+    parent = client.get_run(record.run_id)
+    bench = reported(root, params)["benchmark_report"]
     assert record.tracking_uri == f"sqlite:///{root.resolve()}/mlflow.db"
     assert parent.info.status == "FINISHED"
     assert record.run_name.startswith("slimline-") and record.run_name.endswith("-unknown")
-    assert parent.data.params["prune.ratio"] == "0.5"
+    assert parent.data.params["prune.ratio"] == str(params.prune.ratio)
     assert parent.data.params["tracking.model_name"] == "slimline-test"
-    assert parent.data.metrics["final.accuracy"] == 1.0
+    # the deployed model's figures, from the benchmark the stage wrote
+    summary = {k: v for k, v in parent.data.metrics.items() if k.startswith("final.")}
+    assert summary["final.accuracy"] == final(bench)["accuracy"]
+    assert summary["final.latency_ms_b1_p50"] == final(bench)["latency_ms_b1_p50"]
+    assert summary["final.size_bytes"] == final(bench)["size_bytes"]
+    assert summary["final.speedup"] == bench["speedup"]
     assert parent.data.metrics["gates_passed"] == 1.0
     assert parent.data.tags["slimline.cached_stages"] == "prepare,train_teacher"
     assert set(children) == set(STAGES) == set(record.stage_runs)
@@ -69,45 +84,82 @@ def test_parent_run_holds_flat_params_summary_and_stage_status(logged):
     assert all(c.data.metrics["seconds"] == 1.5 for c in children.values())
 
 
+@pytest.mark.slow
 def test_each_stage_child_has_its_metrics_and_curves(logged):
-    _, _, client, _, children = logged
-    teacher = children["train_teacher"]
-    assert teacher.data.metrics["accuracy"] == 1.0
-    curve = client.get_metric_history(teacher.info.run_id, "curve/val_loss")
-    assert [m.step for m in curve] == [1, 2, 3, 4, 5]
-    assert children["distill"].data.metrics["kd_gain"] == 0.0
-    steps = client.get_metric_history(children["prune"].info.run_id, "steps.accuracy_after")
-    assert [m.step for m in steps] == [0, 1]
-    assert children["quantize"].data.params["mode"] == "static"
+    root, params, _, client, children = logged
+    real = reported(root, params)
+
+    def history(stage: str, key: str) -> list[tuple[int, float]]:
+        return [
+            (m.step, m.value) for m in client.get_metric_history(children[stage].info.run_id, key)
+        ]
+
+    teacher = children["train_teacher"].data.metrics
+    assert teacher["accuracy"] == real["teacher_metrics"]["accuracy"]
+    assert teacher["best_epoch"] == real["teacher_metrics"]["best_epoch"]
+    for column in ("val_loss", "val_accuracy", "lr"):  # each epoch a step
+        expected = curve(root / params.paths.teacher_curve, column)
+        assert len(expected) == params.teacher.epochs
+        assert history("train_teacher", f"curve/{column}") == expected
+    student = children["distill"].data.metrics
+    assert student["kd_gain"] == real["student_metrics"]["kd_gain"]
+    assert student["baseline_accuracy"] == real["student_metrics"]["baseline_accuracy"]
+    # one prune step per iteration, as step metrics under the stage's own keys
+    steps = real["pruned_metrics"]["steps"]
+    assert len(steps) == params.prune.steps
+    for key in ("accuracy_after_finetune", "accuracy_before_finetune", "params"):
+        assert history("prune", f"steps.{key}") == [(i, s[key]) for i, s in enumerate(steps)]
+    assert children["prune"].data.metrics["params_ratio"] == real["pruned_metrics"]["params_ratio"]
+    quantize = children["quantize"]
+    assert quantize.data.params["mode"] == params.quantize.mode == "static"
+    assert quantize.data.metrics["agreement"] == real["quantize_metrics"]["agreement"]
+    # every gate validate judged: value, threshold and verdict
     gates = children["validate"].data.metrics
-    assert gates["min_accuracy.value"] == 1.0 and gates["min_accuracy.threshold"] == 0.9
+    assert gates["passed"] == 1.0
+    assert len(real["gates_report"]["gates"]) == 5
+    for g in real["gates_report"]["gates"]:
+        assert gates[f"{g['name']}.value"] == g["value"]
+        assert gates[f"{g['name']}.threshold"] == g["threshold"]
+        assert gates[f"{g['name']}.passed"] == 1.0
     bench = children["benchmark"].data.metrics
-    assert bench["final_int8.latency_ms_b1_p50"] == 0.05 and bench["speedup_gate.passed"] == 1
-    assert children["prepare"].data.metrics["expectations_failed"] == 0
-    assert children["prepare"].data.params["sha256"] == "d" * 64
+    for v in real["benchmark_report"]["variants"]:
+        assert bench[f"{v['name']}.latency_ms_b1_p50"] == v["latency_ms_b1_p50"]
+        assert bench[f"{v['name']}.accuracy"] == v["accuracy"]
+    assert bench["speedup_gate.passed"] == 1.0
+    assert bench["speedup_gate.value"] == real["benchmark_report"]["speedup"]
+    prepare = children["prepare"].data
+    data = real["data_report"]
+    assert prepare.metrics["expectations"] == len(data["expectations"]) > 0
+    assert prepare.metrics["expectations_failed"] == 0
+    assert prepare.metrics["test.samples"] == data["splits"]["test"]["samples"]
+    assert prepare.params["sha256"] == data["sha256"]
 
 
+@pytest.mark.slow
 def test_artifacts_land_in_mlartifacts_beside_the_store(logged):
-    root, record, client, _, children = logged
+    root, _, record, client, children = logged
 
     def paths(run_id: str, folder: str = "") -> set[str]:
         return {a.path for a in client.list_artifacts(run_id, folder or None)}
 
     assert {"dist", "plots", "reports", "dvc.lock", "params.yaml"} <= paths(record.run_id)
-    assert {"dist/model.onnx", "dist/model_card.md"} <= paths(record.run_id, "dist")
-    assert "reports/gates.json" in paths(record.run_id, "reports")
-    assert "plots/tradeoff.png" in paths(record.run_id, "plots")
+    assert {"dist/model.onnx", "dist/model_card.md", "dist/settings.json"} <= paths(
+        record.run_id, "dist"
+    )
+    assert {"reports/gates.json", "reports/benchmark.json"} <= paths(record.run_id, "reports")
+    assert {"plots/tradeoff.png", "plots/confusion.png"} <= paths(record.run_id, "plots")
     teacher = children["train_teacher"].info.run_id
     assert "models/onnx/teacher.onnx" in paths(teacher, "models/onnx")
     assert (root / "mlartifacts").is_dir() and not (root / "mlruns").exists()
-    assert not Path("mlruns").exists()  # SQLite's default root would be ./mlruns of the cwd
+    assert not Path("mlruns").exists()  # SQLite's default root: ./mlruns of the cwd (tmp_path)
 
 
-def test_lineage_tags_name_commit_dirty_lock_hashes_and_data(tmp_path):
+@pytest.mark.slow
+def test_lineage_tags_name_commit_dirty_lock_hashes_and_data(tmp_path, workspace):
     import mlflow
 
     root = tmp_path / "ws"
-    params = build(root)
+    params = workspace(root)
     git(root, "init", "-q")
     git(root, "add", "params.yaml", "dvc.lock")
     git(root, "commit", "-q", "-m", "x")
@@ -116,10 +168,12 @@ def test_lineage_tags_name_commit_dirty_lock_hashes_and_data(tmp_path):
     tags = mlflow.MlflowClient(record.tracking_uri).get_run(record.run_id).data.tags
     assert tags["slimline.git_commit"] == head and record.run_name.endswith(head[:7])
     assert tags["slimline.git_dirty"] == "false"
-    entry = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["prune"]
-    md5 = hashlib.md5(json.dumps(entry, sort_keys=True).encode()).hexdigest()
-    assert tags["slimline.dvc_lock.prune"] == md5
-    assert tags["slimline.data_sha256"] == "d" * 64
+    for stage in STAGES:  # each stage's entry of the real dvc.lock
+        entry = yaml.safe_load((root / "dvc.lock").read_text())["stages"][stage]
+        md5 = hashlib.md5(json.dumps(entry, sort_keys=True).encode()).hexdigest()
+        assert tags[f"slimline.dvc_lock.{stage}"] == md5
+    assert tags["slimline.data_sha256"] == reported(root, params)["data_report"]["sha256"]
+    assert tags["slimline.params_sha256"] == params.digest()
     assert tags["slimline.version"] == "0.1.0"
     (root / "params.yaml").write_text((root / "params.yaml").read_text() + "\n# edit\n")
     again = log_pipeline_run(root, params, stage_list())
@@ -127,29 +181,37 @@ def test_lineage_tags_name_commit_dirty_lock_hashes_and_data(tmp_path):
     assert tags["slimline.git_dirty"] == "true"
 
 
-def test_missing_outputs_of_a_failed_stage_are_tagged_not_fatal(tmp_path):
+@pytest.mark.slow
+def test_missing_outputs_of_a_failed_stage_are_tagged_not_fatal(tmp_path, workspace):
     import mlflow
 
     root = tmp_path / "ws"
     gone = ("metrics/pruned.json", "plots/pruned_curve.csv", "reports/benchmark.json")
-    params = build(root, omit=gone)
+    params = workspace(root, omit=gone)
     record = log_pipeline_run(root, params, stage_list(failed="prune"))
     client = mlflow.MlflowClient(record.tracking_uri)
     assert record.missing["prune"] == ["metrics/pruned.json", "plots/pruned_curve.csv"]
     prune = client.get_run(record.stage_runs["prune"])
     assert prune.info.status == "FAILED"
     assert prune.data.tags["slimline.missing"] == "metrics/pruned.json,plots/pruned_curve.csv"
+    assert "models/onnx/pruned.onnx" in {
+        a.path for a in client.list_artifacts(prune.info.run_id, "models/onnx")
+    }  # what the stage did leave is still logged
     parent = client.get_run(record.run_id)
     assert parent.info.status == "FINISHED"
     assert set(parent.data.tags["slimline.missing_outputs"].split(",")) == set(gone)
+    assert not any(k.startswith("final.") for k in parent.data.metrics)  # no benchmark, no figures
 
 
-def test_tracking_uri_env_wins_and_sqlite_artifacts_go_beside_its_file(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_tracking_uri_env_wins_and_sqlite_artifacts_go_beside_its_file(
+    tmp_path, monkeypatch, workspace
+):
     store = tmp_path / "elsewhere"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/other.db")
     root = tmp_path / "ws"
     store.mkdir()
-    record = log_pipeline_run(root, build(root), stage_list())
+    record = log_pipeline_run(root, workspace(root), stage_list())
     assert record.tracking_uri == f"sqlite:///{store}/other.db"
     assert (store / "mlartifacts").is_dir() and not (root / "mlflow.db").exists()
 

@@ -20,6 +20,7 @@ from tests.workspace import STAGES, build
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.ui,
+    pytest.mark.slow,  # the runs shown are copies of the session's real pipeline run
     pytest.mark.skipif(
         not CHROMIUM.exists(), reason="needs Debian's chromium: apt-get install -y chromium"
     ),
@@ -35,14 +36,15 @@ FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A project with three recorded runs: v2 champion, v3 challenger, all in its own store."""
+def project(tmp_path_factory, pipeline_once):
+    """A project with three recorded runs of the real pipeline's outputs (their accuracy
+    varied): v2 champion, v3 challenger, all in its own store."""
     root = tmp_path_factory.mktemp("ui-project")
     runs = []
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         for accuracy in (0.97, 0.99, 0.98):
-            params = build(root, accuracy=accuracy)
+            params = build(pipeline_once, root, accuracy=accuracy)
             stages = [{"name": s, "status": "ran", "seconds": 1.0} for s in STAGES]
             record = log_pipeline_run(root, params, stages)
             runs.append((record, decide_and_promote(root, params, record.run_id)))
@@ -81,7 +83,7 @@ def open_page(page, url: str, wait_for: str) -> str:
     close = page.get_by_role("button", name="Close")  # the assistant panel hides half the page
     if close.count():
         close.first.click()
-    page.wait_for_timeout(500)  # let the grid settle before the screenshot
+    page.wait_for_load_state("networkidle")  # the grid's data is in before the screenshot
     return page.inner_text("body")
 
 

@@ -4,7 +4,6 @@ and a failed write leaves nothing behind."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import subprocess
 import sys
@@ -178,13 +177,4 @@ def test_errors_on_a_device_with_room_are_not_blamed_on_space(tmp_path, device_f
     assert not isinstance(caught.value, DiskFullError) and caught.value.errno == errno.EACCES
     with pytest.raises(ValueError), atomic_path(tmp_path / "x.json"):
         raise ValueError("a bug, not the disk")
-    assert leftovers(tmp_path) == []
-
-
-def test_json_text_is_complete_or_absent_under_a_failing_encoder(tmp_path):
-    target = tmp_path / "gates.json"
-    write_json(target, {"passed": True})
-    with pytest.raises(TypeError):
-        write_json(target, {"passed": object()})  # fails while encoding, before any byte
-    assert json.loads(target.read_text()) == {"passed": True}
     assert leftovers(tmp_path) == []

@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from sklearn.datasets import load_digits
 
 from tests.flows.cli import SLIMLINE, copy_project, env, runs
 from tests.servers import free_port, start, stop
+from tests.waiting import wait_for
 from tests.workspace import STAGES
 
 pytestmark = pytest.mark.slow
@@ -183,9 +183,10 @@ def test_a_served_cron_deployment_retrains_on_new_data_only(prefect_server, flow
     assert paused
 
 
-def _wait_for_deployment(name, root, client_env, serve, log_path, timeout=90) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_for_deployment(name, root, client_env, serve, log_path, timeout=300) -> dict:
+    """The deployment as the API reads it back, once `serve` has registered it."""
+
+    def registered() -> dict | None:
         assert serve.poll() is None, log_path.read_text()[-3000:]
         proc = subprocess.run(
             [sys.executable, "-c", READ_BACK, name],
@@ -196,7 +197,9 @@ def _wait_for_deployment(name, root, client_env, serve, log_path, timeout=90) ->
             timeout=60,
             check=False,
         )
-        if proc.returncode == 0:
-            return json.loads(proc.stdout.strip().splitlines()[-1])
-        time.sleep(1)
-    raise AssertionError(f"{name} never appeared:\n{log_path.read_text()[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
+
+    try:
+        return wait_for(registered, timeout=timeout, what=f"deployment {name}")
+    except TimeoutError:
+        raise AssertionError(f"{name} never appeared:\n{log_path.read_text()[-3000:]}") from None

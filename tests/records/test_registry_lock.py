@@ -16,6 +16,7 @@ def test_challenger_and_champion_move_only_under_the_promotion_lock(tmp_path, mo
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is ./mlruns of the cwd
     params = load_params(ROOT / "params.yaml")
     name = params.tracking.model_name
     passed = {"value": 1.0, "threshold": 0.5, "passed": True}

@@ -21,6 +21,9 @@ from tests.project import dvc_repro, run
 from tests.reliability.pipeline import outputs, set_params
 from tests.stages.test_prepare import bad_npz
 
+# every case reruns the pipeline over a copy of the session's trained run
+pytestmark = pytest.mark.slow
+
 NPZ = "data/raw/user.npz"
 IMAGES = "data/raw/images"
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from tests.project import dvc_repro
 from tests.reliability.pipeline import outputs, set_params
+
+# every case reruns the pipeline over a copy of the session's trained run
+pytestmark = pytest.mark.slow
 
 
 def refused(project: Path, first_stage: str) -> list[str]:

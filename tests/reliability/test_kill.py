@@ -7,18 +7,20 @@ the stage runs otherwise) and every write goes to a hidden temp file renamed onl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from slimline.compression.models import load_checkpoint
 from tests.project import dvc_repro
 from tests.reliability.pipeline import OUTPUT_DIRS, outputs, set_params, tool_env, visible
+from tests.waiting import wait_for
 
 TEACHER = ["models/teacher.pt", "models/onnx/teacher.onnx", "metrics/teacher.json",
            "plots/teacher_curve.csv"]  # fmt: skip
@@ -34,17 +36,21 @@ def temp_files(project: Path) -> list[str]:
     )
 
 
-def wait_for_training(project: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
-    """Until the teacher's curve (a temp file until the stage ends) has an epoch row: the
+def training(project: Path, proc: subprocess.Popen) -> bool:
+    """Whether the teacher's curve (a temp file until the stage ends) has an epoch row: the
     stage process is then inside its training loop."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "dvc repro ended before training started"
-        for curve in (project / "plots").glob(".teacher_curve.csv.*"):
-            if len(curve.read_text().splitlines()) >= 2:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"no training epoch within {timeout} s")
+    assert proc.poll() is None, "dvc repro ended before training started"
+    curves = (project / "plots").glob(".teacher_curve.csv.*")
+    return any(len(curve.read_text().splitlines()) >= 2 for curve in curves)
+
+
+def group_gone(pgid: int) -> bool:
+    """No live (non-zombie) process is left in the process group."""
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                return False
+    return True
 
 
 @pytest.mark.slow
@@ -58,13 +64,14 @@ def test_sigkill_mid_training_keeps_last_outputs_and_next_repro_completes(projec
         start_new_session=True,  # its own process group: dvc and the stage it started
     )  # fmt: skip
     try:
-        wait_for_training(project, proc)
+        wait_for(lambda: training(project, proc), timeout=300, what="a training epoch")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
         log.close()
     assert proc.returncode == -signal.SIGKILL
-    time.sleep(0.5)  # the stage process dies with its group; let the kernel reap it
+    # dvc is reaped; the stage process it started dies with the group, a moment later
+    wait_for(lambda: group_gone(proc.pid), timeout=60, what="the stage process to die")
     # every output of the last good run, byte for byte; only hidden temp files were added
     assert visible(outputs(project)) == visible(before)
     left = temp_files(project)  # training runs while the stage's temp outputs are open

@@ -2,7 +2,7 @@
 store: a model that fails a gate is never registered and moves no alias. (Item 19, racing
 promotions, is proven by tests/test_registry.py::
 test_two_racing_promotions_leave_exactly_one_champion_the_better: real processes on one SQLite
-store, the race window widened.)
+store, their calls shown to overlap and the lock shown to be contended.)
 
 The store starts with the last good run registered as champion, so "no alias moved" is a
 statement about a registry that has something to lose.
@@ -28,6 +28,8 @@ from tests.project import dvc_repro
 from tests.reliability.pipeline import STAGES, set_params
 from tests.test_registry import client
 from tests.workspace import fresh_store
+
+pytestmark = pytest.mark.slow  # a copy of the session's trained run, stages rerun
 
 STAGE_LIST = [{"name": s, "status": "ran", "seconds": 1.0} for s in STAGES]
 

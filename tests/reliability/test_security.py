@@ -19,7 +19,7 @@ from onnx.external_data_helper import set_external_data
 from slimline.compression.models import FORMAT
 from slimline.compression.onnx_io import read_metadata
 from tests.conftest import ROOT, make_images, run_stage
-from tests.project import dvc_repro
+from tests.project import dvc_repro, make_project
 from tests.reliability.pipeline import OUTPUT_DIRS, outputs, set_params
 from tests.test_models import _Payload  # unpickling it opens (creates) a marker file
 
@@ -49,6 +49,7 @@ def live(payload_path: Path, marker: Path, load) -> None:
 # --- 16: a tampered checkpoint -----------------------------------------------------------------
 
 
+@pytest.mark.slow  # reruns a stage over a copy of the session's trained run
 def test_pickle_payload_in_place_of_a_checkpoint_is_refused_and_never_runs(project):
     marker = project.parent / "pwned"
     checkpoint = project / "models/student.pt"
@@ -61,12 +62,14 @@ def test_pickle_payload_in_place_of_a_checkpoint_is_refused_and_never_runs(proje
 # --- 24: checked before loaded, never unpickled -------------------------------------------------
 
 
+@pytest.mark.slow  # reruns a stage over a copy of the session's trained run
 def test_corrupt_deployable_model_is_refused_by_validate(project):
     model = project / "dist/model.onnx"
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
     refused(project, "validate", f"{model}: not a valid ONNX model")
 
 
+@pytest.mark.slow  # reruns a stage over a copy of the session's trained run
 def test_onnx_external_data_pointing_outside_its_folder_is_refused(project):
     secret = project.parent / "secret.bin"
     secret.write_bytes(b"\x00" * 4096)
@@ -81,6 +84,7 @@ def test_onnx_external_data_pointing_outside_its_folder_is_refused(project):
     refused(project, "validate", f"{model_path}: not a valid ONNX model", "points outside")
 
 
+@pytest.mark.slow  # reruns a stage over a copy of the session's trained run
 def test_pickled_object_array_in_prepared_data_is_refused_and_never_runs(project):
     marker = project.parent / "pwned"
     split = project / "data/prepared/train.npz"
@@ -179,7 +183,9 @@ def test_odd_class_folder_names_are_data_never_paths(project, tmp_path):
     assert not list(tmp_path.rglob("PWNED"))
 
 
-def test_output_paths_outside_the_project_or_on_its_files_are_refused(project, tmp_path):
+def test_output_paths_outside_the_project_or_on_its_files_are_refused(tmp_path):
+    # refused while params load, before any output is read: a fresh project will do
+    project = make_project(tmp_path / "project")
     set_params(project, paths={
         "teacher": "../outside.pt", "dist": str(tmp_path / "elsewhere"),
         "teacher_metrics": "params.yaml", "prepared": "src/prepared",

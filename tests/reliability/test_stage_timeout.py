@@ -4,10 +4,12 @@ failed stage, and DVC is left usable (no stale lock)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.flows.cli import runs, slimline
@@ -19,12 +21,10 @@ pytestmark = pytest.mark.slow
 def processes_in(project: Path) -> list[str]:
     """Command lines of live processes whose working directory is the project."""
     found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if (proc / "cwd").readlink() == project:
-                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-        except OSError:
-            continue
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if Path(proc.cwd()) == project:
+                found.append(" ".join(proc.cmdline()))
     return found
 
 

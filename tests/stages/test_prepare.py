@@ -1,14 +1,17 @@
 """The prepare stage as DVC runs it: a subprocess, exit codes, outputs kept on failure."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from slimline.compression.data import load_split
-from tests.conftest import run_stage, write_params
+from tests.conftest import ROOT, run_stage, write_params
 
 OUTPUTS = [
     "data/prepared/train.npz",
@@ -134,3 +137,36 @@ def test_bad_params_exit_2_with_one_message(tmp_path):
         f"error: {params}: invalid params",
         "  distill.alpha: less than or equal to 1 (got 2)",
     ]
+
+
+# A write refused for lack of room, without root: a file-size limit (RLIMIT_FSIZE) set in the
+# stage's own process makes its writes fail with EFBIG, as a full disk or a quota would
+# (the tmpfs variant, which needs root: tests/reliability/test_disk_full.py).
+LIMITED = """
+import resource, runpy, signal, sys
+limit = int(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sys.argv = [sys.argv[2], "--params", "params.yaml"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_file_size_limit_while_writing_the_splits_keeps_the_old_splits(prepared_digits):
+    root = prepared_digits.parent
+    before = snapshot(root)
+    limit = 64 * 1024
+    assert (root / "data/prepared/train.npz").stat().st_size > limit  # the write must fail
+    result = subprocess.run(
+        [sys.executable, "-c", LIMITED, str(limit), str(ROOT / "stages" / "prepare.py")],
+        cwd=root, env={**os.environ, "CI": "true"}, capture_output=True, text=True,
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: stage prepare: File too large while writing its outputs; "
+        "the previous outputs are kept"
+    )
+    assert "Traceback" not in result.stderr
+    assert snapshot(root) == before
+    assert not list((root / "data/prepared").glob(".*"))  # no temp files left behind

@@ -1,9 +1,9 @@
 """MLflow unreachable (issue 8, item 20): the pipeline's outputs are kept, retries are bounded,
 the message names the tracking URI, and nothing falls back to another store.
 
-tests/test_mlflow_server.py covers a dead port next to a real server that keeps its aliases;
-here the server is alive but hangs (what MLflow's default client waits ~4 min on), and the
-`slimline` command meets a dead port.
+tests/records/test_tracking_server.py covers a dead port next to a real server that keeps its
+aliases; here the server is alive but hangs (what MLflow's default client waits ~4 min on), and
+the `slimline` command meets a dead port.
 """
 
 from __future__ import annotations

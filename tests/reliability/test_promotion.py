@@ -1,6 +1,6 @@
 """Gates and the registry (issue 8, items 17 and 18) on real pipeline outputs and a real MLflow
 store: a model that fails a gate is never registered and moves no alias. (Item 19, racing
-promotions, is proven by tests/test_registry.py::
+promotions, is proven by tests/records/test_registry.py::
 test_two_racing_promotions_leave_exactly_one_champion_the_better: real processes on one SQLite
 store, their calls shown to overlap and the lock shown to be contended.)
 
@@ -25,8 +25,8 @@ from slimline.core.params import load_params
 from slimline.records.registry import Verdict, decide_and_promote
 from slimline.records.tracking import log_pipeline_run
 from tests.project import dvc_repro
+from tests.records.test_registry import client
 from tests.reliability.pipeline import STAGES, set_params
-from tests.test_registry import client
 from tests.workspace import fresh_store
 
 pytestmark = pytest.mark.slow  # a copy of the session's trained run, stages rerun

@@ -24,8 +24,8 @@ from slimline.compression.models import (
 )
 from slimline.core.errors import InputError
 from slimline.core.params import ModelSpec, load_params
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 IMAGE, WIDE_IMAGE, TABULAR = (1, 8, 8), (3, 12, 10), (20,)
 CASES = [
     ("mlp", TABULAR),

@@ -77,13 +77,15 @@ def page(project):
     print(f"requests kept from leaving 127.0.0.1: {left or 'none'}")
 
 
-def open_page(page, url: str, wait_for: str) -> str:
+def open_page(page, url: str, *ready: str) -> str:
+    """Open `url` and wait until every text in `ready` is shown (the UI polls its API, so the
+    network never goes idle: wait for the content itself)."""
     page.goto(url)
-    page.get_by_text(wait_for).first.wait_for(timeout=30_000)
+    for text in ready:
+        page.get_by_text(text).first.wait_for(timeout=30_000)
     close = page.get_by_role("button", name="Close")  # the assistant panel hides half the page
     if close.count():
         close.first.click()
-    page.wait_for_load_state("networkidle")  # the grid's data is in before the screenshot
     return page.inner_text("body")
 
 
@@ -94,7 +96,7 @@ def shot(page, name: str) -> None:
 
 def test_registered_model_shows_champion_and_challenger(project, page):
     base, runs = project
-    text = open_page(page, f"{base}/#/models/slimline-test", "Version 3")
+    text = open_page(page, f"{base}/#/models/slimline-test", "Version 3", "champion", "challenger")
     shot(page, "registered_model.png")
     (_, v1), (_, v2), (_, v3) = runs
     assert (v1.version, v2.version, v3.version) == ("1", "2", "3") and v2.champion
@@ -119,7 +121,7 @@ def test_parent_run_page_links_children_and_shows_the_verdict(project, page):
     base, runs = project
     record, _ = runs[1]
     url = f"{base}/#/experiments/{record.experiment_id}/runs/{record.run_id}"
-    text = open_page(page, url, "Child runs")
+    text = open_page(page, url, "Child runs", "slimline.verdict", *STAGES)
     shot(page, "parent_run.png")
     assert record.run_name in text and "slimline.verdict" in text
     assert all(stage in text for stage in STAGES)

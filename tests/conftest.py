@@ -29,6 +29,30 @@ def make_images(n_per_class: int = 12, classes: int = 3, size: int = 8, seed: in
     return x, y.astype(np.int64)
 
 
+def make_signals(n: int, channels: int = 2, length: int = 64, classes: int = 3, seed: int = 0):
+    """(N, C, L) sine waves, class k at 2 + 2k cycles per window (a harmonic of it on the second
+    channel), random phase and amplitude, plus noise: separable by frequency, not by level."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % classes).astype(np.int64)
+    t = np.arange(length) / length
+    cycles = (2 + 2 * y)[:, None, None] * np.arange(1, channels + 1)[None, :, None]
+    phase = rng.uniform(0, 2 * np.pi, (n, channels, 1))
+    amplitude = rng.uniform(0.5, 1.5, (n, 1, 1))
+    x = amplitude * np.sin(2 * np.pi * cycles * t + phase)
+    x = x + rng.normal(scale=0.3, size=(n, channels, length))
+    return x.astype(np.float32), y
+
+
+def make_signal_split(n: int, seed: int = 0, **kwargs):
+    """A `Split` of `make_signals` (2 channels, L=64, 3 classes): mean 0, std about 1 already."""
+    from slimline.compression.data import Split
+
+    x, y = make_signals(n, seed=seed, **kwargs)
+    names = [str(k) for k in range(int(y.max()) + 1)]
+    c = x.shape[1]
+    return Split(x, y, names, np.zeros(c, np.float32), np.ones(c, np.float32), 1.0)
+
+
 @pytest.fixture
 def npz_file(tmp_path: Path) -> Path:
     x, y = make_images()
@@ -48,6 +72,23 @@ def image_folder(tmp_path: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray((img[0] * 255).astype(np.uint8), mode="L").save(folder / f"{i}.png")
     return root
+
+
+def wine_frame():
+    """scikit-learn's bundled wine data (178 rows, 13 numeric features, classes 0..2) as a
+    DataFrame with a `target` column: a real table, made here, nothing downloaded."""
+    from sklearn.datasets import load_wine
+
+    return load_wine(as_frame=True).frame
+
+
+def write_table(frame, path: Path) -> Path:
+    """`frame` as CSV (.csv) or Parquet (.parquet / .pq), without the index."""
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
 
 
 def make_split(n: int, shape=(1, 8, 8), classes: int = 3, seed: int = 0):

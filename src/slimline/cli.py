@@ -67,6 +67,7 @@ def run(
 
     --params and -S are written into params.yaml first, as `dvc exp run -S` does.
     """
+    from slimline.compression.sizing import check_source_sizes
     from slimline.core.params import load_params, write_params
     from slimline.orchestration.commands import run_pipeline
     from slimline.orchestration.runlock import workspace_lock
@@ -74,6 +75,7 @@ def run(
     root = Path.cwd()
     try:
         validated = load_params(params, overrides or [])
+        check_source_sizes(validated, root)  # a student not smaller than its teacher: exit 2
         # one run per workspace: a second one stops here, before touching params.yaml
         with workspace_lock(root, "slimline run"):
             target = Path("params.yaml")
@@ -119,6 +121,7 @@ def sweep(
 
     Plots the accuracy / latency / size Pareto front to reports/pareto.png.
     """
+    from slimline.compression.sizing import check_source_sizes
     from slimline.core.params import load_params
     from slimline.orchestration.commands import run_sweep
     from slimline.orchestration.experiments import grid as combinations
@@ -127,7 +130,7 @@ def sweep(
     root = Path.cwd()
     try:
         for overrides in combinations(grid):  # every candidate valid before anything runs
-            load_params(root / "params.yaml", overrides)
+            check_source_sizes(load_params(root / "params.yaml", overrides), root)
         with workspace_lock(root, "slimline sweep"):
             code = run_sweep(root, grid, workers, dask_address, timeout)
     except InputError as e:
@@ -228,10 +231,16 @@ def predict(
     model: Annotated[
         Path, typer.Argument(help="An ONNX model made by slimline (dist/model.onnx).")
     ],
-    file: Annotated[Path, typer.Argument(help="An image (.png/.jpg) or an .npz with x (and y).")],
-    limit: Annotated[int, typer.Option(help="Rows to print for an .npz.")] = 20,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="An image (.png/.jpg), an .npz with x (and y; a prepared split is taken as it "
+            "is), or a CSV/Parquet table with the model's feature columns (and its target)."
+        ),
+    ],
+    limit: Annotated[int, typer.Option(help="Rows to print for an .npz or a table.")] = 20,
 ) -> None:
-    """Classify an image or an npz with the deployable model (onnxruntime and numpy only)."""
+    """Classify an image, an npz or a table with the deployable model (onnxruntime, numpy)."""
     from slimline.compression.predict import predict as classify
 
     try:

@@ -6,11 +6,15 @@ import pytest
 from slimline.compression import data
 from slimline.compression.validation import DataValidationError, validate
 from slimline.core.params import Data
-from tests.conftest import make_images
+from tests.conftest import make_images, make_signals, wine_frame, write_table
 
 
-def npz_source(path: Path) -> Data:
-    return Data(source="npz", path=str(path))
+def npz_source(path: Path, layout: str = "auto") -> Data:
+    return Data(source="npz", path=str(path), layout=layout)  # type: ignore[arg-type]
+
+
+def table_source(path: Path, target: str = "target") -> Data:
+    return Data(source="table", path=str(path), target=target)
 
 
 def test_digits_source_is_images_scaled_to_unit_range():
@@ -27,6 +31,67 @@ def test_npz_source_keeps_class_names_and_adds_channel_axis(tmp_path, npz_file):
     np.savez(tmp_path / "tab.npz", x=np.ones((6, 4)), y=np.array([0, 1, 0, 1, 0, 1]))
     tab = data.load_source(npz_source(tmp_path / "tab.npz"), tmp_path)
     assert tab.x.shape == (6, 4) and tab.class_names == ["0", "1"]
+
+
+def test_signal_layout_reads_n_c_l_and_adds_a_channel_to_n_l(tmp_path):
+    x, y = make_signals(12)
+    np.savez(tmp_path / "sig.npz", x=x, y=y)
+    ds = data.load_source(npz_source(tmp_path / "sig.npz", "signal"), tmp_path)
+    assert ds.x.shape == (12, 2, 64) and ds.x.dtype == np.float32  # (N, C, L) as given
+    np.testing.assert_array_equal(ds.x, x)
+    np.savez(tmp_path / "mono.npz", x=x[:, 0], y=y)
+    mono = data.load_source(npz_source(tmp_path / "mono.npz", "signal"), tmp_path)
+    assert mono.x.shape == (12, 1, 64)  # (N, L) -> (N, 1, L)
+    # the same (N, L) file under auto stays tabular, and (N, C, L) under auto is (N, H, W)
+    assert data.load_source(npz_source(tmp_path / "mono.npz"), tmp_path).x.shape == (12, 64)
+    assert data.load_source(npz_source(tmp_path / "sig.npz"), tmp_path).x.shape == (12, 1, 2, 64)
+    image = data.load_source(npz_source(tmp_path / "sig.npz", "image"), tmp_path)
+    assert image.x.shape == (12, 1, 2, 64)
+
+
+@pytest.mark.parametrize(
+    ("layout", "shape", "expected"),
+    [
+        ("signal", (6, 1, 4, 4), r"signal reads x as \(N, L\) or \(N, C, L\)"),
+        ("tabular", (6, 2, 8), r"tabular reads x as \(N, F\)"),
+        ("image", (6, 8), r"image reads x as \(N, H, W\) or \(N, C, H, W\)"),
+    ],
+)
+def test_layout_and_shape_disagree(tmp_path, layout, shape, expected):
+    np.savez(tmp_path / "d.npz", x=np.zeros(shape, np.float32), y=np.arange(6) % 2)
+    with pytest.raises(data.DataError, match=rf"data\.layout: {expected} \(got x of shape") as info:
+        data.load_source(npz_source(tmp_path / "d.npz", layout), tmp_path)
+    assert str(shape) in str(info.value) and "d.npz" in str(info.value)
+
+
+def test_signals_are_standardized_per_channel_with_train_statistics():
+    x, y = make_signals(90)
+    x[:, 0] = x[:, 0] * 5 + 3  # channels on different scales and offsets
+    x[:, 1] -= 2
+    ds = data.Dataset(x, y, ["a", "b", "c"], 1.0)
+    raw = data.split(ds, Data(), seed=0)
+    parts, mean, std = data.standardize(raw)
+    assert mean.shape == std.shape == (2,)
+    np.testing.assert_allclose(mean, raw["train"][0].mean(axis=(0, 2)), rtol=1e-5)
+    train = parts["train"][0]
+    np.testing.assert_allclose(train.mean(axis=(0, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(train.std(axis=(0, 2)), 1, atol=1e-4)
+    expected_val = (raw["val"][0] - mean[None, :, None]) / std[None, :, None]
+    np.testing.assert_allclose(parts["val"][0], expected_val, rtol=1e-5, atol=1e-5)
+    entries = validate(parts, 3, 2, "signals")  # GX: every expectation holds, per channel too
+    assert all(e["success"] for e in entries)
+    assert [e["column"] for e in entries if e["batch"] == "channels"] == ["train_mean"]
+
+
+def test_channels_off_centre_fail_although_the_overall_mean_is_zero():
+    x, y = make_signals(90)
+    ds = data.Dataset(x, y, ["a", "b", "c"], 1.0)
+    parts, _, _ = data.standardize(data.split(ds, Data(), seed=0))
+    train = parts["train"][0].copy()
+    train[:, 0] += 1  # channel 0 at +1, channel 1 at -1: the per-sample mean is untouched
+    train[:, 1] -= 1
+    parts["train"] = (train, parts["train"][1])
+    assert failed(parts) == {("expect_column_values_to_be_between", "train_mean")}
 
 
 def test_image_folder_reads_grey_pngs_resized_with_sorted_class_names(tmp_path, image_folder):
@@ -79,7 +144,12 @@ def test_truncated_real_npz(tmp_path, npz_file):
         ({"x": np.zeros((4, 3))}, "missing array 'y'"),
         ({"x": np.zeros((4, 3)), "y": np.zeros(3, np.int64)}, "same length \\(got 4 and 3\\)"),
         ({"x": np.zeros((4, 3)), "y": np.zeros(4)}, "integer labels \\(got float64"),
-        ({"x": np.zeros(4), "y": np.zeros(4, np.int64)}, "x must be numeric"),
+        ({"x": np.array(list("abcd")), "y": np.zeros(4, np.int64)}, "x must be numeric"),
+        (
+            {"x": np.zeros(4), "y": np.zeros(4, np.int64)},
+            r"data.layout: auto reads x as \(N, F\), \(N, H, W\) or \(N, C, H, W\) "
+            r"\(got x of shape \(4,\)",
+        ),
         ({"x": np.zeros((4, 3)), "y": np.array([0, 1, -1, 2])}, "labels 0..2, one per .*got -1"),
     ],
 )
@@ -102,6 +172,110 @@ def test_image_folder_errors(tmp_path, image_folder):
     (image_folder / "empty").mkdir()
     with pytest.raises(data.DataError, match="empty: empty class folder"):
         data.load_source(source, tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".pq"])
+def test_table_source_reads_features_and_maps_labels(tmp_path, suffix):
+    frame = wine_frame()
+    path = write_table(frame, tmp_path / f"wine{suffix}")
+    ds = data.load_source(table_source(path), tmp_path)
+    features = [c for c in frame.columns if c != "target"]
+    assert ds.x.shape == (178, 13) and ds.x.dtype == np.float32 and ds.y.dtype == np.int64
+    np.testing.assert_allclose(ds.x, frame[features].to_numpy(), rtol=1e-6)
+    assert ds.feature_names == tuple(features) and ds.target == "target" and ds.scale == 1.0
+    assert ds.class_names == ["0", "1", "2"] and np.bincount(ds.y).tolist() == [59, 71, 48]
+
+
+def test_table_class_names_are_the_sorted_label_values(tmp_path):
+    frame = wine_frame()
+    names = np.array(["zinfandel", "barolo", "merlot"])
+    frame["target"] = names[frame["target"]]  # text labels, not in sorted order
+    ds = data.load_source(table_source(write_table(frame, tmp_path / "w.csv")), tmp_path)
+    assert ds.class_names == ["barolo", "merlot", "zinfandel"]
+    assert [ds.class_names[k] for k in ds.y] == frame["target"].tolist()
+    frame["target"] = np.array([10, 2, 7])[wine_frame()["target"]]  # numbers sort as numbers
+    ds = data.load_source(table_source(write_table(frame, tmp_path / "n.parquet")), tmp_path)
+    assert ds.class_names == ["2", "7", "10"]
+    assert [int(ds.class_names[k]) for k in ds.y] == frame["target"].tolist()
+
+
+def bad_table(tmp_path: Path, kind: str) -> Path:
+    """A wine table broken one way, as .csv unless the kind says otherwise."""
+    frame = wine_frame()
+    path = tmp_path / "bad.csv"
+    if kind == "text":
+        frame["name"], frame["city"] = "x", "Paris"
+    elif kind == "missing":
+        frame.loc[[3, 5, 7], "ash"] = np.nan
+        frame.loc[9, "hue"] = np.nan
+    elif kind == "missing_label":
+        frame["target"] = frame["target"].astype("float64")
+        frame.loc[4, "target"] = np.nan
+    elif kind == "single_class":
+        frame["target"] = "red"
+    elif kind == "only_target":
+        frame = frame[["target"]]
+    elif kind == "no_rows":
+        frame = frame.iloc[:0]
+    elif kind in ("garbage_csv", "garbage_parquet"):
+        path = tmp_path / ("bad.csv" if kind == "garbage_csv" else "bad.parquet")
+        path.write_bytes(b"\xff\xfe\x00\x81 not text" if kind == "garbage_csv" else b"PAR1junk")
+        return path
+    elif kind == "suffix":
+        path = tmp_path / "bad.xlsx"
+    return write_table(frame, path)
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "message"),
+    [
+        ("text", "target", "non-numeric feature columns ['city', 'name'] (expected numbers; "
+                           "encode them first)"),
+        ("missing", "target", "missing values in columns ['ash', 'hue'] (empty cells per "
+                              "column: {'ash': 3, 'hue': 1}"),
+        ("missing_label", "target", "missing values in columns ['target'] (empty cells per "
+                                    "column: {'target': 1}"),
+        ("text", "label", "no target column 'label' (data.target; columns found: ['alcohol', "),
+        ("single_class", "target", "target column 'target' holds a single class 'red'"),
+        ("only_target", "target", "no feature columns besides the target 'target' (columns "
+                                  "found: ['target'])"),
+        ("no_rows", "target", "no rows"),
+        ("garbage_csv", "target", "not a readable CSV file (UnicodeDecodeError"),
+        ("garbage_parquet", "target", "not a readable Parquet file (ArrowInvalid"),
+        ("suffix", "target", "expected a table file ending in .csv, .parquet, .pq"),
+    ],
+)  # fmt: skip
+def test_table_errors_name_the_file_and_the_columns(tmp_path, kind, target, message):
+    path = bad_table(tmp_path, kind)
+    with pytest.raises(data.DataError) as info:
+        data.load_source(table_source(path, target), tmp_path)
+    assert str(info.value).startswith(f"data.path: {path}: ")
+    assert message in str(info.value)
+    if kind == "text":  # every column found is listed, the target among them
+        assert "'city'" in str(info.value) or target == "target"
+
+
+def test_missing_table_file(tmp_path):
+    with pytest.raises(data.DataError, match="absent.parquet: file not found"):
+        data.load_source(table_source(tmp_path / "absent.parquet"), tmp_path)
+
+
+def test_prepared_split_is_marked_and_carries_the_table_columns(tmp_path):
+    ds = data.load_source(table_source(write_table(wine_frame(), tmp_path / "w.csv")), tmp_path)
+    ds, _ = data.drop_duplicates(ds)  # keeps what the source said about its columns
+    mean, std = ds.x.mean(axis=0), ds.x.std(axis=0)
+    data.save_split(tmp_path / "test.npz", ds.x, ds.y, ds, mean, std)
+    with np.load(tmp_path / "test.npz", allow_pickle=False) as z:
+        assert str(z["prepared"]) == data.PREPARED_MARKER
+    split = data.load_split(tmp_path, "test")
+    assert split.feature_names == ds.feature_names and len(split.feature_names) == 13
+    assert split.target == "target" and split.input_shape == (13,)
+    images = data.load_source(Data(), Path())
+    data.save_split(tmp_path / "val.npz", images.x[:5], images.y[:5], images, mean, std)
+    with np.load(tmp_path / "val.npz", allow_pickle=False) as z:
+        assert "prepared" in z.files and "feature_names" not in z.files
+    assert data.load_split(tmp_path, "val").feature_names == ()
+    assert data.load_split(tmp_path, "val").target is None
 
 
 def test_split_is_deterministic_stratified_and_disjoint():
@@ -150,7 +324,7 @@ def failed(parts, num_classes=3, min_per_class=2) -> set[tuple[str, str | None]]
 
 def test_valid_data_passes_every_expectation():
     entries = validate(valid_parts(), 3, 2, "src")
-    assert len(entries) == 15 and all(e["success"] for e in entries)
+    assert len(entries) == 16 and all(e["success"] for e in entries)
 
 
 def test_nan_is_caught_by_not_null():

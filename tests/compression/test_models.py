@@ -24,9 +24,9 @@ from slimline.compression.models import (
 )
 from slimline.core.errors import InputError
 from slimline.core.params import ModelSpec, load_params
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_signal_split
 
-IMAGE, WIDE_IMAGE, TABULAR = (1, 8, 8), (3, 12, 10), (20,)
+IMAGE, WIDE_IMAGE, TABULAR, SIGNAL = (1, 8, 8), (3, 12, 10), (20,), (2, 64)
 CASES = [
     ("mlp", TABULAR),
     ("mlp", IMAGE),
@@ -34,6 +34,9 @@ CASES = [
     ("cnn", WIDE_IMAGE),
     ("resnet", IMAGE),
     ("resnet", WIDE_IMAGE),
+    ("mlp", SIGNAL),
+    ("cnn", SIGNAL),
+    ("resnet", SIGNAL),
 ]
 
 
@@ -80,6 +83,36 @@ def test_forward_shape(arch, shape):
 def test_conv_family_on_tabular_input_is_a_clear_error(arch):
     with pytest.raises(InputError, match=rf"teacher\.arch: mlp for tabular .*got '{arch}'"):
         build_model(spec(arch), TABULAR, 3, "teacher")
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet"])
+def test_signal_input_builds_1d_conv_families(arch):
+    model = build_model(spec(arch, depth=3), SIGNAL, 4)
+    kinds = {type(m) for m in model.modules()}
+    assert {nn.Conv1d, nn.BatchNorm1d} <= kinds
+    assert not kinds & {nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d}  # no 2-D layer anywhere
+    assert model_config(model)["input_shape"] == [2, 64]
+    assert count_macs(model, SIGNAL) > 0
+    # global average pooling over L: any length works, the class count stays
+    assert model.eval()(torch.randn(3, 2, 40)).shape == (3, 4)
+
+
+def test_cnn_on_signals_pools_while_the_length_allows():
+    config = model_config(build_model(spec("cnn", depth=4), (1, 6), 3))
+    assert config["pool"] == [True, False, False, False]  # 6 -> 3, then no further
+    model = build_model(spec("cnn", depth=3), SIGNAL, 3)
+    assert sum(isinstance(m, nn.MaxPool1d) for m in model.modules()) == 2
+
+
+@pytest.mark.parametrize(("arch", "width"), [("cnn", 8), ("resnet", 4)])
+def test_signal_models_train_well_above_chance(arch, width, restore_torch_state):
+    from slimline.compression.train import fit, loss_and_accuracy, seed_everything
+
+    train, val = make_signal_split(240, seed=1), make_signal_split(120, seed=2)
+    seed_everything(0, 1)
+    model = build_model(spec(arch, width=width), SIGNAL, 3)
+    fit(model, train, val, epochs=4, lr=0.01, batch_size=32, weight_decay=1e-4, seed=0)
+    assert loss_and_accuracy(model, val)[1] >= 0.8  # chance is 1/3
 
 
 def test_resnet_layout():

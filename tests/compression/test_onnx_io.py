@@ -146,3 +146,33 @@ def test_metadata_roundtrip_keeps_entries_and_outputs(exported, tmp_path):
     np.testing.assert_array_equal(run_logits(session(second), x), run_logits(session(path), x))
     with pytest.raises(TypeError, match="must be str"):
         add_metadata(path, first, {"epochs": 3})
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet"])
+def test_1d_signal_models_export_with_dynamic_batch_and_parity(arch, tmp_path):
+    from slimline.compression.models import build_model
+    from slimline.core.params import ModelSpec
+
+    torch.manual_seed(0)
+    shape = (2, 64)  # (C, L) signals: Conv1d / BatchNorm1d / MaxPool1d
+    spec = ModelSpec(arch=arch, width=8, depth=2, epochs=1, lr=0.01, batch_size=8)
+    model = build_model(spec, shape, 3).train()
+    with torch.no_grad():  # BatchNorm statistics that are not the defaults, so folding is tested
+        for _ in range(3):
+            model(torch.randn(16, *shape) * 2 + 0.5)
+    path = tmp_path / f"{arch}.onnx"
+    export_onnx(model, shape, path)
+    proto = onnx.load(str(path))
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert convs and all(
+        len(onnx.helper.get_attribute_value(a)) == 1
+        for n in convs
+        for a in n.attribute
+        if a.name == "kernel_shape"
+    )  # 1-D kernels, not 2-D ones of height 1
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
+    rng = np.random.default_rng(1)
+    for batch in (1, 64):
+        x = rng.standard_normal((batch, *shape)).astype(np.float32)
+        assert check_parity(model, path, x, atol=1e-4) < 1e-4
+        assert run_logits(session(path), x).shape == (batch, 3)

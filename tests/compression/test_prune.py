@@ -18,7 +18,7 @@ from slimline.compression.models import (
 from slimline.compression.prune import prune_and_finetune
 from slimline.compression.train import CsvCurve, fit, predict_logits, seed_everything
 from slimline.core.params import Distill, ModelSpec, Prune
-from tests.conftest import make_split
+from tests.conftest import make_signal_split, make_split
 
 SHAPE = (1, 8, 8)
 pytestmark = pytest.mark.usefixtures("restore_torch_state")
@@ -100,6 +100,52 @@ def test_pruned_checkpoint_reloads_to_identical_logits(tmp_path, family, request
     x = torch.from_numpy(VAL.x)
     assert torch.equal(loaded(x), pruned(x))
     assert model_config(loaded) == model_config(pruned)
+
+
+SIGNAL = (2, 64)
+SIGNAL_TRAIN, SIGNAL_VAL = make_signal_split(240, seed=1), make_signal_split(120, seed=2)
+
+
+@pytest.fixture(scope="module")
+def signal_models():
+    """1-D cnn and resnet trained on (N, 2, 64) sine waves, with their own train logits."""
+    out = {}
+    for arch, width in (("cnn", 16), ("resnet", 8)):
+        seed_everything(0, 1)
+        spec = ModelSpec(arch=arch, width=width, depth=2, epochs=4, lr=0.01, batch_size=32)
+        model = build_model(spec, SIGNAL, 3)
+        fit(model, SIGNAL_TRAIN, SIGNAL_VAL, epochs=4, lr=0.01, batch_size=32,
+            weight_decay=1e-4, seed=0)  # fmt: skip
+        out[arch] = model, predict_logits(model, SIGNAL_TRAIN.x)
+    return out
+
+
+@pytest.mark.parametrize("family", ["cnn", "resnet"])
+def test_1d_signal_models_prune_and_keep_accuracy(tmp_path, family, signal_models):
+    model, logits = signal_models[family]
+    pruned, report = run(model, logits, train=SIGNAL_TRAIN, val=SIGNAL_VAL)
+    assert 0.15 <= report["params_ratio"] <= 0.4  # channel ratio 0.5 on every 1-D conv
+    assert report["params_after"] == count_params(pruned) < report["params_before"]
+    assert report["val_accuracy_before"] >= 0.8  # chance is 1/3
+    assert report["val_accuracy"] >= report["val_accuracy_before"] - 0.08
+    x = torch.from_numpy(SIGNAL_VAL.x)
+    assert pruned(x).shape == (len(x), 3) and pruned.fc.out_features == 3  # classifier kept
+    assert all(not isinstance(m, torch.nn.Conv2d) for m in pruned.modules())
+    save_checkpoint(tmp_path / "pruned.pt", pruned)  # model_config reads the 1-D widths back
+    loaded = load_checkpoint(tmp_path / "pruned.pt")
+    assert torch.equal(loaded(x), pruned(x)) and model_config(loaded) == model_config(pruned)
+
+
+def test_1d_resnet_prunes_residual_coupled_channels_together(signal_models):
+    model, logits = signal_models["resnet"]
+    pruned, _ = run(model, logits, steps=1, train=SIGNAL_TRAIN, val=SIGNAL_VAL)
+    before, after = model_config(model), model_config(pruned)
+    assert after["stem"] < before["stem"]
+    assert all(len({b["out"] for b in stage}) == 1 for stage in after["stages"])
+    assert after["stages"][0][0]["out"] == after["stem"]  # stem and identity blocks coupled
+    assert [b["mid"] for stage in after["stages"] for b in stage] == [
+        b["mid"] // 2 for stage in before["stages"] for b in stage
+    ]
 
 
 def test_mlp_on_tabular_data_prunes_too():

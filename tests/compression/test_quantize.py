@@ -311,3 +311,78 @@ def test_stratified_sample_is_deterministic_and_stratified():
     assert [len(a) for a in stratified_sample(x, y, 0, seed=0)] == [0, 0]  # dynamic mode
     with pytest.raises(ValueError, match="n must be >= 0"):
         stratified_sample(x, y, -1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def signal_fp32(tmp_path_factory):
+    """1-D cnn and resnet trained on (N, 2, 64) sine waves, exported; with their splits."""
+    from slimline.compression.models import build_model
+    from slimline.compression.train import fit
+    from slimline.core.params import ModelSpec
+    from tests.conftest import make_signal_split
+
+    splits = [make_signal_split(n, seed=s) for n, s in ((240, 1), (150, 2), (150, 3))]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    paths = {}
+    try:
+        for arch, width in (("cnn", 8), ("resnet", 4)):
+            torch.manual_seed(0)
+            spec = ModelSpec(arch=arch, width=width, depth=2, epochs=4, lr=0.01, batch_size=32)
+            model = build_model(spec, (2, 64), 3)
+            fit(model, splits[0], splits[1], epochs=4, lr=0.01, batch_size=32,
+                weight_decay=1e-4, seed=0)  # fmt: skip
+            paths[arch] = tmp_path_factory.mktemp(arch) / f"{arch}_1d.onnx"
+            export_onnx(model, (2, 64), paths[arch])
+    finally:
+        torch.set_num_threads(threads)
+    return paths, {
+        name: (s.x, s.y) for name, s in zip(("train", "val", "test"), splits, strict=True)
+    }
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet"])
+def test_static_int8_on_1d_signal_models(arch, signal_fp32, tmp_path, caplog):
+    paths, signals = signal_fp32
+    out = tmp_path / "int8.onnx"
+    report = _run(paths[arch], out, signals, calib=64)
+    assert report["fp32_accuracy"] >= 0.8  # chance is 1/3
+    assert report["int8_accuracy"] >= report["fp32_accuracy"] - 0.03
+    assert report["agreement"] >= 0.95 and report["excluded_nodes"] == []
+    # compaction (default strides/dilations/kernel_shape dropped) kept ORT's outputs on 1-D
+    assert "changed ONNX Runtime outputs" not in caplog.text
+    graph = onnx.load(str(out)).graph
+    for node in graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Conv":  # the compacted file was kept: 1-D defaults are gone
+            assert "kernel_shape" not in attrs and "dilations" not in attrs
+            assert attrs.get("strides", [2]) == [2]  # only the resnet's downsampling convs
+        if node.op_type == "MaxPool":  # no default for a pool's kernel: it must stay
+            assert attrs["kernel_shape"] == [2]
+    ops = _fused_ops(out, tmp_path)  # Conv1d QDQ runs as ORT's QLinearConv
+    convs = Counter(n.op_type for n in onnx.load(str(paths[arch])).graph.node)["Conv"]
+    assert ops["QLinearConv"] == convs and "Conv" not in ops and ops["QGemm"] == 1
+    assert run_logits(session(out), signals["test"][0][:5]).shape == (5, 3)
+
+
+def test_compact_is_lossless_on_1d_convs(signal_fp32, tmp_path):
+    from onnxruntime.quantization import QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from slimline.compression.calibration import batch_reader
+
+    paths, signals = signal_fp32
+    pre, raw, small = tmp_path / "pre.onnx", tmp_path / "raw.onnx", tmp_path / "small.onnx"
+    quant_pre_process(str(paths["cnn"]), str(pre))
+    quantize_static(str(pre), str(raw), batch_reader(signals["train"][0][:64]), per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
+    onnx.save(compact(onnx.load(str(raw))), str(small))
+    x = signals["test"][0]
+    np.testing.assert_array_equal(run_logits(session(small), x), run_logits(session(raw), x))
+    for node in onnx.load(str(small)).graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Conv":  # 1-D defaults gone, the non-default pads kept
+            assert "kernel_shape" not in attrs and "strides" not in attrs
+            assert attrs.get("pads") == [1, 1]
+        if node.op_type == "MaxPool":
+            assert attrs["kernel_shape"] == [2] and attrs["strides"] == [2]

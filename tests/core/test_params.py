@@ -87,6 +87,32 @@ def test_conv_arch_on_tabular_npz_is_a_params_error(tmp_path):
     assert found == ["teacher.arch: mlp for tabular (N, F) data in tab.npz (got 'resnet')"]
 
 
+def test_table_source_needs_a_target_column(tmp_path):
+    found = problems(tmp_path, ["data.source=table", "data.path=d.csv", "teacher.arch=mlp",
+                                "student.arch=mlp"])  # fmt: skip
+    assert found == ["data.target: the table's label column, for source 'table' (got None)"]
+    ok = make_params(tmp_path / "ok.yaml", teacher={"arch": "mlp"}, student={"arch": "mlp"})
+    params = load_params(ok, ["data.source=table", "data.path=d.csv", "data.target=label"])
+    assert params.data.target == "label"
+
+
+def test_target_is_an_error_for_other_sources(tmp_path):
+    found = problems(tmp_path, ["data.source=npz", "data.path=d.npz", "data.target=label"])
+    assert found == [
+        "data.target: only for source 'table'; leave it null for source 'npz' (got 'label')"
+    ]
+    assert problems(tmp_path, ["data.target=label"])[0].startswith("data.target: only for")
+
+
+def test_table_source_is_tabular_so_conv_archs_are_params_errors(tmp_path):
+    # the file need not exist: a table is (N, F) rows whatever it holds
+    found = problems(tmp_path, ["data.source=table", "data.path=d.csv", "data.target=label"])
+    assert found == [
+        "teacher.arch: mlp for tabular (N, F) data in d.csv (got 'resnet')",
+        "student.arch: mlp for tabular (N, F) data in d.csv (got 'cnn')",
+    ]
+
+
 def test_paths_cannot_escape_the_project(tmp_path):
     found = problems(tmp_path, ["paths.teacher=../../etc/x.pt", "paths.dist=/tmp/dist"])
     assert "paths.teacher: a relative path inside the project (got '../../etc/x.pt')" in found
@@ -134,9 +160,85 @@ def test_overrides_are_parsed_as_yaml_and_flattened():
     assert params.digest() != load_params(ROOT / "params.yaml").digest()
 
 
+def test_null_width_and_depth_are_the_familys_default_for_the_role():
+    from slimline.core.params import MODEL_SIZES, ModelSpec
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert raw["teacher"]["width"] is None and raw["student"]["depth"] is None
+    params = load_params(ROOT / "params.yaml")  # resnet teacher, cnn student: the digits sizes
+    assert (params.teacher.width, params.teacher.depth) == MODEL_SIZES["teacher"]["resnet"]
+    assert (params.student.width, params.student.depth) == MODEL_SIZES["student"]["cnn"]
+    assert MODEL_SIZES["teacher"]["resnet"] == (40, 2) and MODEL_SIZES["student"]["cnn"] == (32, 3)
+    # switching arch alone switches the sizes; the resolved numbers are what is recorded
+    mlp = load_params(ROOT / "params.yaml", ["teacher.arch=mlp", "student.arch=mlp"])
+    assert (mlp.teacher.width, mlp.teacher.depth) == (512, 3)
+    assert (mlp.student.width, mlp.student.depth) == (32, 2)
+    assert to_flat_dict(mlp)["teacher.width"] == 512
+    # a number given is kept, and only the null one is filled in
+    mixed = load_params(ROOT / "params.yaml", ["teacher.arch=mlp", "teacher.width=100"])
+    assert (mixed.teacher.width, mixed.teacher.depth) == (100, 3)
+    spec = ModelSpec(arch="cnn", depth=5, epochs=1, lr=0.1, batch_size=1)
+    assert spec.size("teacher") == (128, 5) and spec.size("student") == (32, 5)
+    assert "teacher.width" in "\n".join(problems_of(["teacher.width=1"]))
+
+
+def problems_of(overrides: list[str]) -> list[str]:
+    with pytest.raises(ParamsError) as info:
+        load_params(ROOT / "params.yaml", overrides)
+    return info.value.problems
+
+
 def test_write_params_keeps_comments_and_applies_overrides(tmp_path):
     target = tmp_path / "params.yaml"
     write_params(target, ROOT / "params.yaml", ["prune.ratio=0.25"])
     text = target.read_text()
     assert "# per-layer channel ratio" in text
     assert load_params(target).prune.ratio == 0.25
+
+
+def signal_npz(tmp_path: Path, shape: tuple[int, ...]) -> str:
+    np.savez(tmp_path / "sig.npz", x=np.zeros(shape, np.float32), y=np.arange(shape[0]) % 3)
+    return "data.path=sig.npz"
+
+
+@pytest.mark.parametrize("shape", [(30, 64), (30, 2, 64)])
+def test_signal_layout_feeds_every_family(tmp_path, shape):
+    path = make_params(tmp_path / "params.yaml")
+    overrides = ["data.source=npz", signal_npz(tmp_path, shape), "data.layout=signal"]
+    params = load_params(path, overrides)  # resnet teacher, cnn student: 1-D convs
+    assert params.data.layout == "signal"
+    assert load_params(path, [*overrides, "student.arch=mlp"]).student.arch == "mlp"
+
+
+@pytest.mark.parametrize(
+    ("layout", "shape", "expected"),
+    [
+        ("signal", (30, 1, 8, 8), "data.layout: signal reads x as (N, L) or (N, C, L) "
+                                  "(got x of shape (30, 1, 8, 8) in sig.npz)"),
+        ("image", (30, 64), "data.layout: image reads x as (N, H, W) or (N, C, H, W) "
+                            "(got x of shape (30, 64) in sig.npz)"),
+        ("tabular", (30, 2, 64), "data.layout: tabular reads x as (N, F) "
+                                 "(got x of shape (30, 2, 64) in sig.npz)"),
+        ("auto", (30, 2, 2, 2, 2), "data.layout: auto reads x as (N, F), (N, H, W) or "
+                                   "(N, C, H, W) (got x of shape (30, 2, 2, 2, 2) in sig.npz)"),
+    ],
+)  # fmt: skip
+def test_layout_errors_name_the_field_and_the_shape(tmp_path, layout, shape, expected):
+    found = problems(tmp_path, ["data.source=npz", signal_npz(tmp_path, shape),
+                                f"data.layout={layout}", "teacher.lr=-1"])  # fmt: skip
+    assert found == ["teacher.lr: greater than 0 (got -1)", expected]
+
+
+def test_tabular_layout_still_needs_an_mlp(tmp_path):
+    found = problems(tmp_path, ["data.source=npz", signal_npz(tmp_path, (30, 64)),
+                                "data.layout=tabular", "student.arch=mlp"])  # fmt: skip
+    assert found == ["teacher.arch: mlp for tabular (N, F) data in sig.npz (got 'resnet')"]
+
+
+@pytest.mark.parametrize("source", ["digits", "image-folder"])
+def test_image_sources_take_only_an_image_layout(tmp_path, source):
+    found = problems(tmp_path, [f"data.source={source}", "data.path=imgs", "data.layout=signal"])
+    assert found == [f"data.layout: auto or image for source {source!r} (got 'signal')"]
+    assert "data.layout: 'auto', 'tabular', 'signal' or 'image' (got 'audio')" in problems(
+        tmp_path, ["data.layout=audio"]
+    )

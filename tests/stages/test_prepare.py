@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from slimline.compression.data import load_split
-from tests.conftest import ROOT, run_stage, write_params
+from tests.conftest import ROOT, run_stage, wine_frame, write_params, write_table
 
 OUTPUTS = [
     "data/prepared/train.npz",
@@ -127,6 +127,78 @@ def test_image_folder_source_through_the_stage(tmp_path, image_folder):
     split = load_split(tmp_path / "data/prepared", "val")
     assert split.class_names == ["class_0", "class_1", "class_2"]
     assert split.scale == 255.0 and split.input_shape == (1, 8, 8)
+
+
+MLP = {"teacher": {"arch": "mlp"}, "student": {"arch": "mlp"}}
+
+
+def table_params(path: Path, table: str, target: str = "target") -> Path:
+    return write_params(path, data={"source": "table", "path": table, "target": target}, **MLP)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_table_source_through_the_stage(tmp_path, suffix):
+    frame = wine_frame()
+    frame["target"] = np.array(["barolo", "merlot", "cabernet"])[frame["target"]]
+    write_table(frame, tmp_path / f"wine{suffix}")
+    result = run_stage("prepare", table_params(tmp_path / "params.yaml", f"wine{suffix}"))
+    assert result.returncode == 0, result.stderr
+    splits = [load_split(tmp_path / "data/prepared", name) for name in ("train", "val", "test")]
+    features = [c for c in frame.columns if c != "target"]
+    for split in splits:
+        assert split.x.dtype == np.float32 and split.input_shape == (13,)
+        assert split.class_names == ["barolo", "cabernet", "merlot"]
+        assert list(split.feature_names) == features and split.target == "target"
+    assert sum(len(s.y) for s in splits) == 178
+    train = splits[0]
+    assert np.abs(train.x.mean(axis=0)).max() < 1e-4  # standardized per feature, from train
+    np.testing.assert_allclose(train.x.std(axis=0), 1, atol=1e-3)
+    # a prepared row maps back to a row of the table, with its label
+    raw = train.x[0] * train.std + train.mean
+    match = np.abs(frame[features].to_numpy() - raw).max(axis=1).argmin()
+    np.testing.assert_allclose(frame[features].to_numpy()[match], raw, rtol=1e-4)
+    assert frame["target"][match] == train.class_names[train.y[0]]
+    report = json.loads((tmp_path / "reports/data_validation.json").read_text())
+    assert report["success"] and report["source"] == str(tmp_path / f"wine{suffix}")
+    assert report["class_names"] == ["barolo", "cabernet", "merlot"]
+    assert all(e["success"] for e in report["expectations"])
+    assert sum(report["splits"]["train"]["class_counts"]) == len(train.y)
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "message"),
+    [
+        ("text", "target", "non-numeric feature columns ['city', 'name'] (expected numbers"),
+        ("missing", "target", "missing values in columns ['ash'] (empty cells per column: "
+                              "{'ash': 2}"),
+        ("text", "label", "no target column 'label' (data.target; columns found: ['alcohol'"),
+        ("single_class", "target", "target column 'target' holds a single class 'red'"),
+    ],
+)  # fmt: skip
+def test_bad_table_exits_2_and_keeps_last_good_outputs(prepared_digits, kind, target, message):
+    root = prepared_digits.parent
+    before = snapshot(root)
+    frame = wine_frame()
+    if kind == "text":
+        frame["name"], frame["city"] = "x", "Paris"
+    elif kind == "missing":
+        frame.loc[[3, 5], "ash"] = np.nan
+    else:
+        frame["target"] = "red"
+    write_table(frame, root / "user.csv")
+    result = run_stage("prepare", table_params(root / "params.yaml", "user.csv", target))
+    assert result.returncode == 2, result.stderr
+    assert f"data.path: {root / 'user.csv'}: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert snapshot(root) == before
+
+
+def test_table_with_conv_models_is_a_params_error(tmp_path):
+    write_table(wine_frame(), tmp_path / "wine.csv")
+    data = {"source": "table", "path": "wine.csv", "target": "target"}
+    result = run_stage("prepare", write_params(tmp_path / "params.yaml", data=data))
+    assert result.returncode == 2
+    assert "teacher.arch: mlp for tabular (N, F) data in wine.csv (got 'resnet')" in result.stderr
 
 
 def test_bad_params_exit_2_with_one_message(tmp_path):

@@ -11,19 +11,30 @@ from slimline.core import gitinfo
 from slimline.core.atomic import read_json
 from slimline.core.params import Params
 
+# the model card's words for each layout (Split.layout)
+KINDS = {"tabular": "tabular-feature", "signal": "signal", "image": "image"}
+SHAPES = {"tabular": "(F,)", "signal": "(C, L)", "image": "(C, H, W)"}
+
 
 def model_metadata(params: Params, root: Path, test: Split) -> dict[str, str]:
     """What a consumer needs to feed the model raw inputs, and what made it."""
+    # a model trained on a table also names its feature columns (in input order) and label column
+    table = (
+        {"feature_names": json.dumps(list(test.feature_names)), "target": test.target or ""}
+        if test.feature_names
+        else {}
+    )
     return {
         "class_names": json.dumps(test.class_names),
         "input_shape": json.dumps(list(test.input_shape)),
+        "layout": test.layout,  # tabular (F,), signal (C, L) or image (C, H, W)
         "normalization": json.dumps(
             {"mean": test.mean.tolist(), "std": test.std.tolist(), "scale": test.scale}
         ),
         "params_sha256": params.digest(),
         "git_commit": gitinfo.commit(root),
         "slimline_version": __version__,
-    }
+    } | table
 
 
 def settings(params: Params, quantize_report: dict, metadata: dict[str, str]) -> dict:
@@ -67,17 +78,19 @@ def model_card(params: Params, root: Path, test: Split, size_bytes: int) -> str:
     return f"""# Model card: {params.tracking.model_name}
 
 ## Model
-A {len(test.class_names)}-class image/feature classifier: a `{params.student.arch}` student
+A {len(test.class_names)}-class {KINDS.get(test.layout, "input")} classifier: a
+`{params.student.arch}` student
 distilled from a `{params.teacher.arch}` teacher (T={params.distill.temperature},
 alpha={params.distill.alpha}), structurally pruned (channel ratio {params.prune.ratio},
 {params.prune.importance} importance, {params.prune.steps} steps) and quantized to INT8 with
 onnxruntime ({quant["mode"]}, {quant.get("calibration_method")} calibration on
 {quant.get("calibration_samples")} samples; nodes kept in FP32: {kept_fp32}).
 
-- Input `input`: float32 `(batch, {", ".join(map(str, test.input_shape))})`; output `logits`
-  `(batch, {len(test.class_names)})`.
-- Preprocessing: `(raw / scale - mean) / std` with scale {test.scale:g} and the per-channel
-  mean and std in the ONNX metadata (`normalization`).
+- Input `input`: float32 `(batch, {", ".join(map(str, test.input_shape))})`, layout
+  `{test.layout}` {SHAPES.get(test.layout, "")}; output `logits` `(batch, {len(test.class_names)})`.
+- Preprocessing: `(raw / scale - mean) / std` with scale {test.scale:g} and the
+  {"per-feature" if test.layout == "tabular" else "per-channel"} mean and std in the ONNX
+  metadata (`normalization`).
 - Classes: {", ".join(test.class_names)}.
 
 ## Data

@@ -1,25 +1,36 @@
 """Data sources, the stratified split, normalization and the prepared files.
 
-A source yields raw samples scaled to [0, 1] (images) or as given (tabular). `prepare` drops
-exact duplicates (a sample in both train and test is leakage), splits stratified by label
-with the seed, standardizes with statistics of the train split only, and the prepared files
-hold `x` exactly as the model consumes it plus what is needed to preprocess new inputs.
+A source yields raw samples scaled to [0, 1] (images) or as given (tabular, signals).
+`prepare` drops exact duplicates (a sample in both train and test is leakage), splits
+stratified by label with the seed, standardizes with statistics of the train split only,
+and the prepared files hold `x` exactly as the model consumes it plus what is needed to
+preprocess new inputs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from slimline.core.errors import InputError
-from slimline.core.params import Data, resolve
+from slimline.core.params import Data, layout_problem, resolve, resolve_layout
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPLITS = ("train", "val", "test")
+# a prepared x of (N, *input_shape): the layout by len(input_shape)
+LAYOUTS = {1: "tabular", 2: "signal", 3: "image"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+# The value of the `prepared` array that marks a prepared split: its x is already the model's
+# input (standardized), so `slimline predict` must take it as it is.
+PREPARED_MARKER = "slimline-prepared-split/1"
 # Standard deviations below this are treated as 1: a constant feature (a border pixel that is
 # always 0) must not blow up to huge values in val/test.
 MIN_STD = 1e-6
@@ -31,10 +42,12 @@ class DataError(InputError):
 
 @dataclass(frozen=True)
 class Dataset:
-    x: np.ndarray  # (N, F) tabular or (N, C, H, W) images, float32
+    x: np.ndarray  # (N, F) tabular, (N, C, L) signals or (N, C, H, W) images, float32
     y: np.ndarray  # (N,) int64
     class_names: list[str]
     scale: float  # raw value / scale = the value before standardization
+    feature_names: tuple[str, ...] = ()  # table sources: the feature columns, in order
+    target: str | None = None  # table sources: the label column
 
     @property
     def sha256(self) -> str:
@@ -50,9 +63,11 @@ class Split:
     x: np.ndarray
     y: np.ndarray
     class_names: list[str]
-    mean: np.ndarray  # per channel (images) or per feature (tabular)
+    mean: np.ndarray  # per channel (signals, images) or per feature (tabular)
     std: np.ndarray
     scale: float
+    feature_names: tuple[str, ...] = ()  # table sources: the feature columns, in order
+    target: str | None = None  # table sources: the label column
 
     @property
     def num_classes(self) -> int:
@@ -62,13 +77,24 @@ class Split:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
 
+    @property
+    def layout(self) -> str:
+        return layout_of(self.input_shape)
+
+
+def layout_of(input_shape: tuple[int, ...]) -> str:
+    """tabular (F,), signal (C, L) or image (C, H, W): what a model's input shape holds."""
+    return LAYOUTS.get(len(input_shape), "unknown")
+
 
 def load_source(data: Data, base: Path) -> Dataset:
     if data.source == "digits":
         return _digits()
     path = resolve(data.path or "", base)
     if data.source == "npz":
-        return _npz(path)
+        return _npz(path, data.layout)
+    if data.source == "table":
+        return _table(path, data.target or "")
     return _image_folder(path, data.image_size)
 
 
@@ -80,7 +106,7 @@ def _digits() -> Dataset:
     return Dataset(x, bunch.target.astype(np.int64), [str(c) for c in bunch.target_names], 16.0)
 
 
-def _npz(path: Path) -> Dataset:
+def _npz(path: Path, layout: str = "auto") -> Dataset:
     if not path.is_file():
         raise DataError(f"data.path: {path}: file not found (expected an .npz with x and y)")
     try:
@@ -94,22 +120,24 @@ def _npz(path: Path) -> Dataset:
     for key in ("x", "y"):
         if key not in arrays:
             raise DataError(
-                f"{path}: missing array {key!r} (expected x: (N, F) or (N, [C,] H, W) features, "
+                f"{path}: missing array {key!r} (expected x: (N, F), (N, [C,] L) or "
+                "(N, [C,] H, W) features, "
                 f"y: (N,) integer labels; found {sorted(arrays) or 'no arrays'})"
             )
     x, y = arrays["x"], arrays["y"]
-    if x.ndim not in (2, 3, 4) or not np.issubdtype(x.dtype, np.number):
-        raise DataError(
-            f"{path}: x must be numeric (N, F), (N, H, W) or (N, C, H, W) (got {x.dtype} {x.shape})"
-        )
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{path}: x must be numeric (got {x.dtype} {x.shape})")
+    problem = layout_problem(layout, x.shape, str(path))
+    if problem:
+        raise DataError(problem)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{path}: y must be (N,) integer labels (got {y.dtype} {y.shape})")
     if len(x) != len(y):
         raise DataError(f"{path}: x and y must have the same length (got {len(x)} and {len(y)})")
     scale = 255.0 if x.dtype == np.uint8 else 1.0
     x = x.astype(np.float32) / np.float32(scale)
-    if x.ndim == 3:
-        x = x[:, None]  # (N, H, W) -> (N, 1, H, W)
+    if (resolve_layout(layout, x.ndim), x.ndim) in (("image", 3), ("signal", 2)):
+        x = x[:, None]  # (N, H, W) -> (N, 1, H, W); (N, L) -> (N, 1, L)
     names = _class_names(path, arrays.get("class_names"), y)
     outside = np.unique(y[(y < 0) | (y >= len(names))])
     if len(outside):  # GX checks this too, but a stratified split would trip over it first
@@ -157,12 +185,91 @@ def _image_folder(root: Path, size: int) -> Dataset:
     return Dataset(np.ascontiguousarray(x), np.asarray(labels, np.int64), classes, 255.0)
 
 
+def _table(path: Path, target: str) -> Dataset:
+    """A CSV / Parquet file: `target` is the label column, every other column a feature."""
+    where = f"data.path: {path}"
+    frame = read_table(path, where)
+    columns = [str(c) for c in frame.columns]
+    if target not in columns:
+        raise DataError(
+            f"{where}: no target column {target!r} (data.target; columns found: {columns})"
+        )
+    features = [c for c in columns if c != target]
+    if not features:
+        raise DataError(
+            f"{where}: no feature columns besides the target {target!r} (columns found: {columns})"
+        )
+    x = table_features(frame, features, target, where)
+    labels = frame[target].tolist()
+    try:
+        values = sorted(set(labels))
+    except TypeError:  # mixed kinds (numbers and text): order them as text
+        values = sorted(set(labels), key=str)
+    names = [str(v) for v in values]
+    if len(names) < 2:
+        raise DataError(
+            f"{where}: target column {target!r} holds a single class {names[0]!r} "
+            "(expected at least two classes)"
+        )
+    if len(set(names)) != len(names):
+        raise DataError(f"{where}: target column {target!r} has labels that read the same: {names}")
+    index = {v: i for i, v in enumerate(values)}
+    y = np.asarray([index[v] for v in labels], np.int64)
+    return Dataset(x, y, names, 1.0, tuple(features), target)
+
+
+def read_table(path: Path, where: str) -> pd.DataFrame:
+    """A CSV or Parquet file (by its suffix) as a DataFrame; `where` starts every message."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(f"{where}: expected a table file ending in {', '.join(TABLE_SUFFIXES)}")
+    if not path.is_file():
+        raise DataError(f"{where}: file not found (expected a CSV or Parquet table)")
+    try:
+        frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    except (OSError, ValueError, UnicodeDecodeError) as e:  # parser, Arrow and empty-file errors
+        kind = "CSV" if suffix == ".csv" else "Parquet"
+        message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DataError(
+            f"{where}: not a readable {kind} file ({type(e).__name__}: {message})"
+        ) from None
+    frame.columns = [str(c) for c in frame.columns]
+    if frame.empty:
+        raise DataError(f"{where}: no rows (expected a header and one row per sample)")
+    return frame
+
+
+def table_features(
+    frame: pd.DataFrame, features: list[str], target: str | None, where: str
+) -> np.ndarray:
+    """The feature columns as (N, F) float32, after checking that they are numbers and that no
+    cell (of the features or the target) is empty; `where` starts every message."""
+    from pandas.api.types import is_numeric_dtype
+
+    text = sorted(c for c in features if not is_numeric_dtype(frame[c]))
+    if text:
+        raise DataError(
+            f"{where}: non-numeric feature columns {text} (expected numbers; encode them first)"
+        )
+    checked = features + ([target] if target is not None else [])
+    counts = frame[checked].isna().sum()
+    missing = {str(c): int(n) for c, n in counts.items() if n}
+    if missing:
+        raise DataError(
+            f"{where}: missing values in columns {sorted(missing)} (empty cells per column: "
+            f"{missing}; expected a value in every cell: fill or drop those rows first)"
+        )
+    return np.ascontiguousarray(frame[features].to_numpy(dtype=np.float32))
+
+
 def drop_duplicates(ds: Dataset) -> tuple[Dataset, int]:
     """Keep the first of samples with identical features, so no sample can be in two splits."""
     flat = np.ascontiguousarray(ds.x.reshape(len(ds.x), -1))
     _, first = np.unique(flat, axis=0, return_index=True)
     keep = np.sort(first)
-    return Dataset(ds.x[keep], ds.y[keep], ds.class_names, ds.scale), len(ds.x) - len(keep)
+    return replace(ds, x=ds.x[keep], y=ds.y[keep]), len(ds.x) - len(keep)
 
 
 def split(ds: Dataset, data: Data, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -191,18 +298,24 @@ def split(ds: Dataset, data: Data, seed: int) -> dict[str, tuple[np.ndarray, np.
 def standardize(
     parts: dict[str, tuple[np.ndarray, np.ndarray]],
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
-    """z-score every split with the train split's per-channel (or per-feature) statistics."""
+    """z-score every split with the train split's per-channel (signals (N, C, L), images
+    (N, C, H, W)) or per-feature (tabular (N, F)) statistics."""
     x_train = parts["train"][0]
-    axes = (0, 2, 3) if x_train.ndim == 4 else (0,)
+    axes = (0, *range(2, x_train.ndim))  # all but the channel (feature) axis
     mean = x_train.mean(axis=axes, dtype=np.float64).astype(np.float32)
     std = x_train.std(axis=axes, dtype=np.float64).astype(np.float32)
     std = np.where(std < MIN_STD, np.float32(1), std)
-    shape = (1, -1, 1, 1) if x_train.ndim == 4 else (1, -1)
+    shape = channel_shape(x_train.ndim)
     out = {
         name: (((x - mean.reshape(shape)) / std.reshape(shape)).astype(np.float32), y)
         for name, (x, y) in parts.items()
     }
     return out, mean, std
+
+
+def channel_shape(ndim: int) -> tuple[int, ...]:
+    """How per-channel statistics broadcast over an x of `ndim` (with N): (1, -1, 1, ...)."""
+    return (1, -1) + (1,) * (ndim - 2)
 
 
 def save_split(path: Path, x: np.ndarray, y: np.ndarray, ds: Dataset, mean, std) -> None:
@@ -218,7 +331,11 @@ def save_split(path: Path, x: np.ndarray, y: np.ndarray, ds: Dataset, mean, std)
         "mean": mean,
         "std": std,
         "scale": np.float32(ds.scale),
+        "prepared": np.str_(PREPARED_MARKER),
     }
+    if ds.feature_names:
+        arrays["feature_names"] = np.asarray(ds.feature_names, dtype=np.str_)
+        arrays["target"] = np.str_(ds.target or "")
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
         for name, array in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
@@ -237,6 +354,8 @@ def load_split(prepared: str | Path, name: str) -> Split:
                 mean=z["mean"],
                 std=z["std"],
                 scale=float(z["scale"]),
+                feature_names=tuple(str(c) for c in z.get("feature_names", [])),
+                target=str(z["target"]) if "target" in z.files else None,
             )
     except FileNotFoundError:
         raise DataError(f"{path}: prepared split not found; run the prepare stage first") from None

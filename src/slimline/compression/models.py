@@ -1,5 +1,9 @@
 """Model families (mlp, cnn, resnet), one factory, and checkpoints that load without pickle.
 
+The conv families follow the input: (C, L) signals get Conv1d / BatchNorm1d / MaxPool1d and
+(C, H, W) images their 2-D forms, with global average pooling over L or H, W either way; the
+config needs no flag, the input shape says which.
+
 Every model is built from a JSON-able config holding each layer's channel count, not from
 width/depth: structured pruning leaves widths that no formula reproduces, so the config is read
 back from the modules themselves (`model_config`) and a checkpoint stores it beside a plain
@@ -18,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimline.compression.sizing import layer_config
 from slimline.core.atomic import atomic_path
 from slimline.core.errors import InputError
 from slimline.core.params import ModelSpec
@@ -30,8 +35,27 @@ class CheckpointError(InputError):
     """An unreadable, tampered or mismatched checkpoint; the message names the file."""
 
 
-def _conv_bn(c_in: int, c_out: int, k: int = 3, stride: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, k, stride, padding=k // 2, bias=False), nn.BatchNorm2d(c_out)]
+CONVS: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d}
+NORMS: dict[int, type[nn.Module]] = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+POOLS: dict[int, type[nn.Module]] = {1: nn.MaxPool1d, 2: nn.MaxPool2d}
+
+
+def _dims(input_shape: tuple[int, ...]) -> int:
+    """Spatial dimensions of a conv family's input: 1 for (C, L) signals, 2 for (C, H, W)."""
+    dims = len(input_shape) - 1
+    if dims not in CONVS:
+        raise ValueError(f"input_shape: (C, L) or (C, H, W) for a conv family (got {input_shape})")
+    return dims
+
+
+def _conv_bn(c_in: int, c_out: int, k: int = 3, stride: int = 1, dims: int = 2) -> list[nn.Module]:
+    conv = CONVS[dims](c_in, c_out, k, stride, padding=k // 2, bias=False)
+    return [conv, NORMS[dims](c_out)]
+
+
+def _spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    """Global average pool over L (signals) or H, W (images): (B, C, ...) -> (B, C)."""
+    return x.mean(dim=tuple(range(2, x.ndim)))
 
 
 class MLP(nn.Module):
@@ -54,7 +78,8 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    """conv3x3-bn-relu layers, a 2x2 max pool after a layer where `pool` says so, GAP, fc."""
+    """conv3x3-bn-relu layers, a 2x2 max pool after a layer where `pool` says so, GAP, fc
+    (conv3-bn-relu and a pool of 2 on signals)."""
 
     def __init__(self, input_shape, num_classes: int, channels: list[int], pool: list[bool]):
         super().__init__()
@@ -62,24 +87,24 @@ class CNN(nn.Module):
             raise ValueError(f"cnn: one pool flag per conv layer (got {channels}, {pool})")
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
         layers: list[nn.Module] = []
-        c_in = input_shape[0]
+        c_in, dims = input_shape[0], _dims(self.input_shape)
         for c, p in zip(channels, pool, strict=True):
-            layers += [*_conv_bn(c_in, c), nn.ReLU(inplace=True)]
-            layers += [nn.MaxPool2d(2)] if p else []
+            layers += [*_conv_bn(c_in, c, dims=dims), nn.ReLU(inplace=True)]
+            layers += [POOLS[dims](2)] if p else []
             c_in = c
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(c_in, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, K)
-        x = self.features(x).mean(dim=(2, 3))  # global average pool: (B, C_last)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, [H,] W) -> (B, K)
+        x = _spatial_mean(self.features(x))  # global average pool: (B, C_last)
         return self.fc(x)
 
     def layer_config(self) -> dict[str, Any]:
         mods = list(self.features)
-        convs = [i for i, m in enumerate(mods) if isinstance(m, nn.Conv2d)]
+        convs = [i for i, m in enumerate(mods) if isinstance(m, nn.Conv1d | nn.Conv2d)]
         ends = [*convs[1:], len(mods)]  # each conv's layers run up to the next conv
         pool = [
-            any(isinstance(m, nn.MaxPool2d) for m in mods[a:b])
+            any(isinstance(m, nn.MaxPool1d | nn.MaxPool2d) for m in mods[a:b])
             for a, b in zip(convs, ends, strict=True)
         ]
         return {"channels": [mods[i].out_channels for i in convs], "pool": pool}
@@ -88,14 +113,18 @@ class CNN(nn.Module):
 class BasicBlock(nn.Module):
     """conv-bn-relu-conv-bn plus shortcut; `mid` is free to differ from `out` after pruning."""
 
-    def __init__(self, c_in: int, mid: int, out: int, stride: int, shortcut: bool):
+    def __init__(self, c_in: int, mid: int, out: int, stride: int, shortcut: bool, dims: int = 2):
         super().__init__()
         if not shortcut and (stride != 1 or c_in != out):
             raise ValueError(f"resnet block {c_in}->{out} stride {stride} needs a 1x1 shortcut")
         self.body = nn.Sequential(
-            *_conv_bn(c_in, mid, stride=stride), nn.ReLU(inplace=True), *_conv_bn(mid, out)
+            *_conv_bn(c_in, mid, stride=stride, dims=dims),
+            nn.ReLU(inplace=True),
+            *_conv_bn(mid, out, dims=dims),
         )
-        self.shortcut = nn.Sequential(*_conv_bn(c_in, out, 1, stride)) if shortcut else None
+        self.shortcut = (
+            nn.Sequential(*_conv_bn(c_in, out, 1, stride, dims=dims)) if shortcut else None
+        )
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,19 +144,21 @@ class ResNet(nn.Module):
     def __init__(self, input_shape, num_classes: int, stem: int, stages: list[list[dict]]):
         super().__init__()
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
-        self.stem = nn.Sequential(*_conv_bn(input_shape[0], stem), nn.ReLU(inplace=True))
+        dims = _dims(self.input_shape)
+        self.stem = nn.Sequential(*_conv_bn(input_shape[0], stem, dims=dims), nn.ReLU(inplace=True))
         c_in, built = stem, []
         for blocks in stages:
             stage = []
             for b in blocks:
-                stage.append(BasicBlock(c_in, b["mid"], b["out"], b["stride"], b["shortcut"]))
+                args = (b["mid"], b["out"], b["stride"], b["shortcut"])
+                stage.append(BasicBlock(c_in, *args, dims=dims))
                 c_in = b["out"]
             built.append(nn.Sequential(*stage))
         self.stages = nn.Sequential(*built)
         self.fc = nn.Linear(c_in, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, K)
-        x = self.stages(self.stem(x)).mean(dim=(2, 3))  # (B, C_last)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, [H,] W) -> (B, K)
+        x = _spatial_mean(self.stages(self.stem(x)))  # (B, C_last)
         return self.fc(x)
 
     def layer_config(self) -> dict[str, Any]:
@@ -143,40 +174,19 @@ class ResNet(nn.Module):
 _CLASSES = {"mlp": MLP, "cnn": CNN, "resnet": ResNet}
 
 
-def _spec_config(spec: ModelSpec, input_shape: tuple[int, ...]) -> dict[str, Any]:
-    """Layer config of a fresh model: widths double per conv layer / per resnet stage."""
-    if spec.arch == "mlp":
-        return {"hidden": [spec.width] * spec.depth}
-    if spec.arch == "cnn":
-        channels, pool, size = [], [], min(input_shape[1:])
-        for i in range(spec.depth):
-            channels.append(spec.width * 2**i)
-            # pool while at least 2x2 stays for the next layer; never after the last conv
-            pool.append(i < spec.depth - 1 and size >= 4)
-            size = size // 2 if pool[-1] else size
-        return {"channels": channels, "pool": pool}
-    stages, c_in = [], spec.width
-    for s in range(3):
-        out, stride = spec.width * 2**s, 1 if s == 0 else 2
-        first = {"mid": out, "out": out, "stride": stride, "shortcut": stride != 1 or c_in != out}
-        rest = {"mid": out, "out": out, "stride": 1, "shortcut": False}
-        stages.append([first] + [dict(rest) for _ in range(spec.depth - 1)])
-        c_in = out
-    return {"stem": spec.width, "stages": stages}
-
-
 def build_model(
     spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, field: str = "model"
 ) -> nn.Module:
-    """A fresh model of `spec`'s family; `field` ("teacher", "student") names it in errors."""
+    """A fresh model of `spec`'s family; `field` ("teacher", "student") names it in errors
+    and picks the role's default for a null width or depth (`sizing.layer_config`)."""
     input_shape = tuple(int(d) for d in input_shape)
-    if spec.arch != "mlp" and len(input_shape) != 3:
+    if spec.arch != "mlp" and len(input_shape) not in (2, 3):
         raise InputError(
             f"{field}.arch: mlp for tabular input of shape {input_shape}; {spec.arch!r} needs "
-            f"(C, H, W) images (got {spec.arch!r})"
+            f"(C, L) signals or (C, H, W) images (got {spec.arch!r})"
         )
     config = {"family": spec.arch, "input_shape": list(input_shape), "num_classes": num_classes}
-    return build_from_config(config | _spec_config(spec, input_shape))
+    return build_from_config(config | layer_config(spec, input_shape, field))
 
 
 def model_config(model: nn.Module) -> dict[str, Any]:

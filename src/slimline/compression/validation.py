@@ -2,8 +2,10 @@
 
 GX validates tables, and a (N, C, H, W) image array is not one: each sample becomes a row of
 summaries (min, max, mean, value count, content hash) that carry every property we check.
-Four batches, each with its own suite: the samples of all splits, the class counts per split,
-the train rows (standardization), and the content hashes (leakage between splits).
+Five batches, each with its own suite: the samples of all splits, the class counts per split,
+the train rows (standardization), the train mean of each channel (signals (N, C, L), images
+(N, C, H, W)) or feature (tabular (N, F)), which standardization makes 0 one by one, and the
+content hashes (leakage between splits).
 """
 
 from __future__ import annotations
@@ -67,10 +69,16 @@ def _frames(parts: Parts, num_classes: int) -> dict[str, pd.DataFrame]:
     # Duplicates inside one split are harmless; across splits they are leakage. Deduplicate
     # per split first so a uniqueness expectation over the union finds only the latter.
     hashes = samples.drop_duplicates(["split", "sample_hash"])[["split", "sample_hash"]]
+    x_train = parts["train"][0]
+    axes = (0, *range(2, x_train.ndim))  # all but the channel (feature) axis
+    with np.errstate(invalid="ignore"):
+        channel_means = x_train.mean(axis=axes, dtype=np.float64) if len(x_train) else []
+    channels = pd.DataFrame({"channel": np.arange(len(channel_means)), "train_mean": channel_means})
     return {
         "samples": samples,
         "class_counts": counts,
         "train": samples[samples["split"] == "train"],
+        "channels": channels,
         "leakage": hashes,
     }
 
@@ -116,6 +124,12 @@ def _suites(num_classes: int, n_values: int, min_per_class: int) -> dict[str, li
         "train": [
             gxe.ExpectColumnMeanToBeBetween(
                 column="x_mean", min_value=-MAX_TRAIN_MEAN, max_value=MAX_TRAIN_MEAN
+            ),
+        ],
+        # per channel too: an overall mean of 0 can hide channels at +1 and -1
+        "channels": [
+            gxe.ExpectColumnValuesToBeBetween(
+                column="train_mean", min_value=-MAX_TRAIN_MEAN, max_value=MAX_TRAIN_MEAN
             ),
         ],
         "leakage": [gxe.ExpectColumnValuesToBeUnique(column="sample_hash")],

@@ -28,6 +28,14 @@ PROJECT_FILES = frozenset(
 )  # fmt: skip
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Probability = Annotated[float, Field(ge=0, le=1)]
+# How an npz's `x` is read, by its ndim (with N): a short form gains a channel axis, so the
+# prepared x is (N, F), (N, C, L) or (N, C, H, W). `auto` is (N, F) tabular or images.
+LAYOUT_SHAPES = {
+    "tabular": {2: "(N, F)"},
+    "signal": {2: "(N, L)", 3: "(N, C, L)"},
+    "image": {3: "(N, H, W)", 4: "(N, C, H, W)"},
+    "auto": {2: "(N, F)", 3: "(N, H, W)", 4: "(N, C, H, W)"},
+}
 
 
 class _Section(BaseModel):
@@ -81,12 +89,16 @@ class Paths(_Section):
 
 
 class Data(_Section):
-    source: Literal["digits", "npz", "image-folder"] = "digits"
+    source: Literal["digits", "npz", "image-folder", "table"] = "digits"
     path: str | None = None
+    # table: the label column of the CSV / Parquet file; every other column is a feature
+    target: str | None = None
     val_fraction: Fraction = 0.15
     test_fraction: Fraction = 0.2
     image_size: Annotated[int, Field(ge=8, le=512)] = 8
     min_per_class: Annotated[int, Field(ge=1)] = 2
+    # how an npz's x is read (LAYOUT_SHAPES); digits and image folders hold images, tables rows
+    layout: Literal["auto", "tabular", "signal", "image"] = "auto"
 
     @model_validator(mode="after")
     def _rules(self) -> Data:
@@ -98,9 +110,33 @@ class Data(_Section):
             )
         if self.source != "digits" and not self.path:
             problems.append(f"data.path: a file or folder for source {self.source!r} (got None)")
+        if self.source == "table" and not self.target:
+            problems.append(
+                f"data.target: the table's label column, for source 'table' (got {self.target!r})"
+            )
+        if self.source != "table" and self.target is not None:
+            problems.append(
+                f"data.target: only for source 'table'; leave it null for source {self.source!r} "
+                f"(got {self.target!r})"
+            )
+        fixed = {"digits": "image", "image-folder": "image", "table": "tabular"}.get(self.source)
+        if fixed and self.layout not in ("auto", fixed):
+            problems.append(
+                f"data.layout: auto or {fixed} for source {self.source!r} (got {self.layout!r})"
+            )
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+
+# (width, depth) that a null `width` / `depth` stands for, per role and family: each family at
+# its own scale, so that switching `arch` alone (mlp for tables) still gives a real teacher and
+# a student of at most a tenth of it. resnet / cnn are the digits run's sizes (1,086,370 and
+# 94,186 parameters); an mlp teacher is 512 x 3 (~0.5M + 512 per feature), its student 32 x 2.
+MODEL_SIZES: dict[str, dict[str, tuple[int, int]]] = {
+    "teacher": {"mlp": (512, 3), "cnn": (128, 3), "resnet": (40, 2)},
+    "student": {"mlp": (32, 2), "cnn": (32, 3), "resnet": (16, 1)},
+}
 
 
 class ModelSpec(_Section):
@@ -108,14 +144,29 @@ class ModelSpec(_Section):
 
     arch: Literal["mlp", "cnn", "resnet"]
     # mlp: hidden units; cnn: channels of the first conv (doubled per layer);
-    # resnet: channels of the first stage (doubled per stage).
-    width: Annotated[int, Field(ge=2, le=1024)]
+    # resnet: channels of the first stage (doubled per stage). null: the family's default
+    # for the role (MODEL_SIZES), which `Params` fills in.
+    width: Annotated[int, Field(ge=2, le=1024)] | None = None
     # mlp: hidden layers; cnn: conv layers; resnet: residual blocks per stage (3 stages).
-    depth: Annotated[int, Field(ge=1, le=8)]
+    depth: Annotated[int, Field(ge=1, le=8)] | None = None
     epochs: Annotated[int, Field(ge=1, le=1000)]
     lr: Annotated[float, Field(gt=0, le=1)]
     batch_size: Annotated[int, Field(ge=1, le=4096)]
     weight_decay: Annotated[float, Field(ge=0, le=1)] = 1e-4
+
+    def size(self, role: str) -> tuple[int, int]:
+        """(width, depth), a null one being the family's default for `role` (teacher or
+        student; a student's for any other name)."""
+        width, depth = MODEL_SIZES.get(role, MODEL_SIZES["student"])[self.arch]
+        return (
+            width if self.width is None else self.width,
+            depth if self.depth is None else self.depth,
+        )
+
+    def sized(self, role: str) -> ModelSpec:
+        """This spec with its null width / depth replaced by the role's defaults."""
+        width, depth = self.size(role)
+        return self.model_copy(update={"width": width, "depth": depth})
 
 
 class Distill(_Section):
@@ -197,6 +248,16 @@ class Params(_Section):
     gates: Gates = Gates()
     benchmark: Benchmark = Benchmark()
     tracking: Tracking = Tracking()
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Params:
+        # a null width / depth is the family's default for the role: resolved here, once, so
+        # that every reader (the stages, MLflow's params, settings.json) sees the numbers used
+        for role in MODEL_SIZES:
+            spec = getattr(self, role)
+            if spec.width is None or spec.depth is None:
+                object.__setattr__(self, role, spec.sized(role))
+        return self
 
     def digest(self) -> str:
         """sha256 of the validated params, so artifacts can name what made them."""
@@ -304,14 +365,18 @@ def _suggest(loc: tuple) -> str:
 
 
 def _data_shape_problems(raw: dict, base: Path) -> list[str]:
-    """Conv families need image data; npz tabular (N, F) data can only feed an mlp.
+    """x must have a shape `data.layout` reads (LAYOUT_SHAPES); conv families need signals or
+    images: tabular (N, F) data can only feed an mlp.
 
     Takes the params as a dict, so that it also runs when other fields are invalid."""
     try:
         data = Data.model_validate(raw.get("data") or {})
     except ValidationError:
         return []  # a bad data section is reported on its own
-    if input_ndim(data, base) != 2:
+    shape = npz_x_shape(resolve(data.path or "", base)) if data.source == "npz" else None
+    if shape is not None and (problem := layout_problem(data.layout, shape, str(data.path))):
+        return [problem]
+    if input_layout(data, base) != "tabular":
         return []
     sections = {role: raw.get(role) for role in ("teacher", "student")}
     archs = {role: s.get("arch") if isinstance(s, dict) else None for role, s in sections.items()}
@@ -322,11 +387,43 @@ def _data_shape_problems(raw: dict, base: Path) -> list[str]:
     ]
 
 
+def layout_problem(layout: str, shape: tuple[int, ...], where: str) -> str | None:
+    """Why an npz's x of `shape` cannot be read with `data.layout`, or None when it can."""
+    forms = LAYOUT_SHAPES[layout]
+    if len(shape) in forms:
+        return None
+    *first, last = forms.values()
+    return (
+        f"data.layout: {layout} reads x as {', '.join(first) + ' or ' if first else ''}{last} "
+        f"(got x of shape {tuple(shape)} in {where})"
+    )
+
+
+def resolve_layout(layout: str, ndim: int) -> str:
+    """tabular, signal or image: how a source x of `ndim` (with N) is read under `layout`."""
+    if layout != "auto":
+        return layout
+    return "tabular" if ndim == 2 else "image"
+
+
+def input_layout(data: Data, base: Path) -> str | None:
+    """How the source's x is read (tabular, signal, image), or None when unreadable here."""
+    ndim = input_ndim(data, base)
+    return None if ndim is None else resolve_layout(data.layout, ndim)
+
+
 def input_ndim(data: Data, base: Path) -> int | None:
     """ndim of the source's `x` (images: 3 or 4), or None when it cannot be read here."""
+    if data.source == "table":
+        return 2  # rows of numeric feature columns: (N, F)
     if data.source != "npz":
         return 3
-    path = resolve(data.path or "", base)
+    shape = npz_x_shape(resolve(data.path or "", base))
+    return None if shape is None else len(shape)
+
+
+def npz_x_shape(path: Path) -> tuple[int, ...] | None:
+    """Shape of `x` in an npz, from its header alone; None when it cannot be read."""
     try:
         import zipfile
 
@@ -340,7 +437,7 @@ def input_ndim(data: Data, base: Path) -> int | None:
                 else np.lib.format.read_array_header_2_0
             )
             shape, _, _ = read_header(f)
-        return len(shape)
+        return tuple(shape)
     except Exception:  # missing/corrupt data is the prepare stage's error, with its own message
         return None
 

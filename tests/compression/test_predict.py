@@ -21,15 +21,20 @@ from slimline.core.errors import InputError
 from tests.conftest import write_params, write_table
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    """A 'classifier' of (1, 4, 4) images: class = whether the top half is brighter."""
-    torch.manual_seed(0)
+def first_half_minus_second() -> nn.Module:
+    """16 inputs, flattened; class 1 when the first 8 sum higher than the last 8."""
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
     with torch.no_grad():
         net[1].weight.zero_()
         net[1].weight[1, :8], net[1].weight[1, 8:] = 1.0, -1.0
         net[1].bias.zero_()
+    return net
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """A 'classifier' of (1, 4, 4) images: class = whether the top half is brighter."""
+    net = first_half_minus_second()
     tmp = tmp_path_factory.mktemp("predict")
     export_onnx(net, (1, 4, 4), tmp / "raw.onnx", 20)
     meta = {
@@ -244,12 +249,7 @@ def test_prepared_test_split_and_raw_csv_give_the_models_accuracy(cancer_project
 def signal_model(tmp_path_factory):
     """A 'classifier' of (2, 8) signals: class 1 when channel 0, standardized, sums higher
     than channel 1; its metadata says each channel has its own mean and std."""
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
-    with torch.no_grad():
-        net[1].weight.zero_()
-        net[1].weight[1, :8], net[1].weight[1, 8:] = 1.0, -1.0
-        net[1].bias.zero_()
+    net = first_half_minus_second()
     tmp = tmp_path_factory.mktemp("signal")
     export_onnx(net, (2, 8), tmp / "raw.onnx", 20)
     meta = {

@@ -16,7 +16,7 @@ import pytest
 
 from slimline.compression.data import load_split
 from slimline.compression.validation import sample_hash
-from tests.conftest import run_stage
+from tests.conftest import make_images, run_stage
 from tests.project import dvc_repro, run
 from tests.reliability.pipeline import outputs, set_params
 from tests.stages.test_prepare import bad_npz
@@ -113,8 +113,7 @@ def test_bad_image_folder_is_refused_and_last_good_outputs_kept(project, image_f
 
 def duplicated(path: Path) -> int:
     """Every sample twice (a test sample then has its twin in train); returns the unique count."""
-    x = np.random.default_rng(1).uniform(size=(90, 1, 8, 8)).astype(np.float32)
-    y = np.arange(90) % 3
+    x, y = make_images(n_per_class=30, seed=1)  # learnable: the probe must pass them
     np.savez(path, x=np.concatenate([x, x]), y=np.concatenate([y, y]))
     return len(x)
 

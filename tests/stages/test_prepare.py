@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from slimline.compression.data import load_split
-from tests.conftest import ROOT, run_stage, wine_frame, write_params, write_table
+from tests.conftest import (
+    ROOT,
+    make_images,
+    run_stage,
+    wine_frame,
+    write_params,
+    write_table,
+)
 
 OUTPUTS = [
     "data/prepared/train.npz",
@@ -54,6 +61,10 @@ def test_digits_prepared_and_reported(prepared_digits):
     assert report["success"] and len(report["sha256"]) == 64
     assert all(e["success"] for e in report["expectations"])
     assert report["splits"]["test"]["samples"] == len(test.y)
+    probe = report["learnability"]
+    assert probe["verdict"] == "learnable" and probe["majority_accuracy"] < 0.15
+    assert min(probe["accuracy"].values()) > 0.9 and probe["held_out_samples"] > 500
+    assert report["conflicting_labels"]["features"] == 0
 
 
 def test_rerun_gives_identical_bytes(prepared_digits):
@@ -81,6 +92,9 @@ def bad_npz(path: Path, kind: str) -> None:
         np.savez(path, x=x, y=y[:-1])
     elif kind == "float_labels":
         np.savez(path, x=x, y=y.astype(np.float32))
+    elif kind == "inf":
+        x[7, 0, 1, 1] = np.inf
+        np.savez(path, x=x, y=y)
 
 
 @pytest.mark.parametrize(
@@ -94,6 +108,7 @@ def bad_npz(path: Path, kind: str) -> None:
         ("label_out_of_range", "y must hold labels 0..1, one per class name (got 2)"),
         ("length_mismatch", "same length"),
         ("float_labels", "integer labels"),
+        ("inf", "expect_column_values_to_not_be_null"),
     ],
 )
 def test_bad_data_exits_2_and_keeps_last_good_outputs(prepared_digits, kind, message):
@@ -109,6 +124,87 @@ def test_bad_data_exits_2_and_keeps_last_good_outputs(prepared_digits, kind, mes
     assert "Traceback" not in result.stderr
     assert snapshot(root) == before
     assert not list((root / "data/prepared").glob(".*"))  # no temp files left behind
+
+
+def degenerate_npz(path: Path, kind: str) -> None:
+    """Data no classifier can learn from, each a different way; learnable unless broken."""
+    x, y = make_images(n_per_class=40)  # 120 separable samples, classes a, b, c
+    names = np.array(["a", "b", "c"])
+    if kind == "single_class":
+        y[:] = 1
+    elif kind == "declared_class_without_samples":
+        names = np.array(["a", "b", "c", "d"])
+    elif kind == "class_too_few_to_split":
+        x, y = x[:84], y[:84]  # class c keeps 4 samples
+    elif kind == "class_too_few_for_val":
+        x, y = x[:87], y[:87]  # class c keeps 7: one in val, below min_per_class 2
+    elif kind == "identical_samples":
+        x[:] = x[0]
+    elif kind == "constant_features":
+        x = np.full((300, 5), 3.0, np.float32)
+        y = np.arange(300) % 3
+    elif kind == "conflicting_labels":
+        x, y = np.concatenate([x, x]), np.concatenate([y, (y + 1) % 3])
+    elif kind == "random_labels":
+        y = np.random.default_rng(0).permutation(y)
+    np.savez(path, x=x, y=y, class_names=names)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("single_class", "the labels hold a single class 'b' in all 120 samples (expected at "
+                         "least two classes)"),
+        ("declared_class_without_samples", "class 'd' (label 3) has no samples"),
+        ("class_too_few_to_split", "too few samples to split: class 'c' has 4 (after dropping "
+                                   "duplicates); expected at least 6 per class"),
+        ("class_too_few_for_val", "too few samples to split: class 'c' has 1 in val (of 7 "
+                                  "samples)"),
+        ("identical_samples", "all 120 samples have the same features"),
+        ("constant_features", "all 300 samples have the same features (every one of the 5 "
+                              "values is constant"),
+        ("conflicting_labels", "120 of 120 distinct feature vectors (240 samples) carry "
+                               "conflicting labels, e.g. samples 0 and 120 have the same "
+                               "features and labels ['a', 'b']"),
+        ("random_labels", "the labels look unrelated to the features"),
+    ],
+)  # fmt: skip
+def test_unlearnable_data_exits_2_and_keeps_last_good_outputs(prepared_digits, kind, message):
+    root = prepared_digits.parent
+    before = snapshot(root)
+    degenerate_npz(root / "user.npz", kind)
+    tabular = MLP if kind == "constant_features" else {}  # (N, F) data feeds only mlp
+    data = {"source": "npz", "path": "user.npz"}
+    result = run_stage("prepare", write_params(root / "params.yaml", data=data, **tabular))
+    assert result.returncode == 2, result.stderr
+    assert f"data.path: {root / 'user.npz'}: {message}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert snapshot(root) == before
+    assert not list((root / "data/prepared").glob(".*"))
+
+
+def test_random_labels_message_gives_the_probe_and_the_majority(prepared_digits):
+    root = prepared_digits.parent
+    degenerate_npz(root / "user.npz", "random_labels")
+    params = write_params(root / "params.yaml", data={"source": "npz", "path": "user.npz"})
+    stderr = run_stage("prepare", params).stderr
+    assert "probe fit on train scores 0." in stderr and "val/test samples against the " in stderr
+    assert "majority-class rate 0.3" in stderr and "one-sided binomial p = " in stderr
+
+
+def test_image_folder_with_one_class_folder_exits_2(prepared_digits, image_folder):
+    root = prepared_digits.parent
+    before = snapshot(root)
+    for extra in ("class_1", "class_2"):
+        shutil.rmtree(image_folder / extra)
+    data = {"source": "image-folder", "path": str(image_folder), "image_size": 8}
+    result = run_stage("prepare", write_params(root / "params.yaml", data=data))
+    assert result.returncode == 2, result.stderr
+    assert (
+        f"data.path: {image_folder}: the labels hold a single class 'class_0' in all 10 samples"
+        in result.stderr
+    )
+    assert snapshot(root) == before
 
 
 def test_image_folder_source_through_the_stage(tmp_path, image_folder):

@@ -286,11 +286,12 @@ def split(ds: Dataset, data: Data, seed: int) -> dict[str, tuple[np.ndarray, np.
             rest, test_size=val_share, stratify=ds.y[rest], random_state=seed
         )
     except ValueError as e:
-        counts = np.bincount(ds.y[ds.y >= 0]).tolist() if len(ds.y) else []
+        found = np.bincount(ds.y[ds.y >= 0], minlength=len(ds.class_names))
+        counts = {name: int(n) for name, n in zip(ds.class_names, found, strict=False)}
         where = f"data.path: {data.path}" if data.source != "digits" else "data"
         raise DataError(
-            f"{where}: cannot split {len(ds.y)} samples stratified into train/val/test ({e}); "
-            f"every class needs several samples (class counts: {counts})"
+            f"{where}: cannot split {len(ds.y)} samples of {len(counts)} classes stratified into "
+            f"train/val/test ({e}); every class needs several samples (class counts: {counts})"
         ) from None
     return {name: (ds.x[i], ds.y[i]) for name, i in zip(SPLITS, (train, val, test), strict=True)}
 

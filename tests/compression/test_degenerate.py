@@ -1,0 +1,138 @@
+"""Data no classifier can learn from: the checks before the split and the learnability probe."""
+
+
+import numpy as np
+import pytest
+
+from slimline.compression import data
+from slimline.compression.degenerate import (
+    MAX_CONFLICT_SHARE,
+    check_classes,
+    check_features_vary,
+    conflicting_labels,
+)
+from slimline.compression.learnability import probe
+from slimline.core.params import Data
+from tests.conftest import make_images, make_signals, make_split, wine_frame
+
+
+def dataset(x, y, classes: int = 3) -> data.Dataset:
+    return data.Dataset(np.asarray(x, np.float32), np.asarray(y, np.int64),
+                        [str(k) for k in range(classes)], 1.0)  # fmt: skip
+
+
+def prepared(ds: data.Dataset, **fractions) -> dict:
+    ds, _ = data.drop_duplicates(ds)
+    parts, _, _ = data.standardize(data.split(ds, Data(**fractions), seed=0))
+    return parts
+
+
+def test_a_single_class_is_refused_for_every_source():
+    x, _ = make_images()
+    with pytest.raises(data.DataError, match=r"^src: the labels hold a single class '2' in all 36"):
+        check_classes(dataset(x, np.full(36, 2)), "src", 2)
+    table = data.Dataset(x, np.zeros(36, np.int64), ["red"], 1.0, ("a",), "colour")
+    with pytest.raises(data.DataError, match="target column 'colour' holds a single class 'red'"):
+        check_classes(table, "src", 2)
+
+
+def test_a_declared_class_without_samples_and_a_class_too_small_are_named():
+    x, y = make_images()
+    with pytest.raises(data.DataError, match=r"class '3' \(label 3\) has no samples"):
+        check_classes(dataset(x, y, classes=4), "src", 2)
+    keep = np.r_[0:24, 24:29]  # class 2 keeps 5 samples
+    with pytest.raises(data.DataError, match="class '2' has 5 .* at least 6 per class"):
+        check_classes(dataset(x[keep], y[keep]), "src", 2)
+    check_classes(dataset(x, y), "src", 2)  # 12 each: fine
+
+
+def test_identical_samples_and_all_constant_features_are_refused():
+    x, y = make_images()
+    with pytest.raises(data.DataError, match="all 36 samples have the same features"):
+        check_features_vary(dataset(np.broadcast_to(x[0], x.shape), y), "src")
+    with pytest.raises(data.DataError, match="all 30 samples have the same features"):
+        check_features_vary(dataset(np.ones((30, 4)), np.arange(30) % 3), "src")
+    some_constant = np.c_[np.ones((30, 1)), np.arange(30)]  # one constant column is normal
+    check_features_vary(dataset(some_constant, np.arange(30) % 3), "src")
+
+
+def test_a_few_conflicting_labels_are_reported_many_are_refused():
+    x, y = make_images(n_per_class=40)
+    few = 5  # under MAX_CONFLICT_SHARE of 120 distinct vectors
+    xs, ys = np.concatenate([x, x[:few]]), np.concatenate([y, (y[:few] + 1) % 3])
+    report = conflicting_labels(dataset(xs, ys), "src")
+    assert report["features"] == few and report["samples"] == 2 * few
+    assert report["example"] == {"samples": [0, 120], "labels": ["0", "1"]}
+    many = int(120 * MAX_CONFLICT_SHARE) + 1
+    xs, ys = np.concatenate([x, x[:many]]), np.concatenate([y, (y[:many] + 1) % 3])
+    with pytest.raises(data.DataError, match=f"src: {many} of 120 distinct feature vectors"):
+        conflicting_labels(dataset(xs, ys), "src")
+    assert conflicting_labels(dataset(x, y), "src") == {
+        "features": 0, "samples": 0, "share": 0.0, "max_share": MAX_CONFLICT_SHARE,
+    }  # fmt: skip
+
+
+def digits_parts(shuffle: bool = False) -> dict:
+    ds = data.load_source(Data(), None)  # type: ignore[arg-type]
+    if shuffle:
+        ds = dataset(ds.x, np.random.default_rng(0).permutation(ds.y), 10)
+    return prepared(ds)
+
+
+def test_probe_passes_digits_and_records_its_figures():
+    # its cost (~0.13 s warm on digits) is a benchmark figure, not asserted here
+    report = probe(digits_parts(), 10, "digits")
+    assert report["verdict"] == "learnable" and report["majority_accuracy"] < 0.15
+    assert min(report["accuracy"].values()) > 0.9 and max(report["p_value"].values()) < 1e-6
+
+
+def test_probe_refuses_shuffled_digits_with_both_accuracies():
+    with pytest.raises(data.DataError) as info:
+        probe(digits_parts(shuffle=True), 10, "scikit-learn digits")
+    message = str(info.value)
+    assert message.startswith("scikit-learn digits: the labels look unrelated to the features")
+    assert "against the majority-class rate 0.1" in message
+
+
+def fixtures() -> dict:
+    images = make_images()
+    signals = make_signals(450)
+    frame = wine_frame()
+    wine = (frame.drop(columns="target").to_numpy(), frame["target"].to_numpy())
+    split = make_split(300)
+    return {
+        "images": (images, {}),
+        "image_folder": (make_images(n_per_class=10, size=12), {"val_fraction": 0.2,
+                                                                  "test_fraction": 0.2}),
+        "signals": (signals, {}),
+        "wine": (wine, {}),
+        "split": ((split.x, split.y), {}),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(fixtures()))
+def test_probe_passes_the_test_fixtures_and_refuses_them_shuffled(name):
+    (x, y), fractions = fixtures()[name]
+    report = probe(prepared(dataset(x, y), **fractions), 3, name)
+    assert report["verdict"] == "learnable", report
+    if len(y) >= 150:  # enough held-out samples for chance to be told apart
+        shuffled = np.random.default_rng(1).permutation(y)
+        with pytest.raises(data.DataError, match=f"{name}: the labels look unrelated"):
+            probe(prepared(dataset(x, shuffled), **fractions), 3, name)
+
+
+def test_a_held_out_split_too_small_to_tell_is_inconclusive_not_refused():
+    x, y = make_images(n_per_class=3, classes=2)  # y: 0 0 0 1 1 1
+    train, val, test = [0, 3], [1, 4], [2, 5]
+    parts = {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": (x[test], y[test])}
+    assert probe(parts, 2, "src")["verdict"] == "inconclusive"
+
+
+def test_a_split_too_small_for_every_class_names_the_class_counts():
+    x, y = make_images(n_per_class=6, classes=10)  # 6 each passes check_classes; val gets 9 < 10
+    check_classes(dataset(x, y, classes=10), "src", 2)
+    with pytest.raises(data.DataError) as info:
+        data.split(dataset(x, y, classes=10), Data(source="npz", path="d.npz"), seed=0)
+    message = str(info.value)
+    assert message.startswith("data.path: d.npz: cannot split 60 samples of 10 classes")
+    assert "class counts: {'0': 6, '1': 6," in message

@@ -1,6 +1,5 @@
 """Data no classifier can learn from: the checks before the split and the learnability probe."""
 
-
 import numpy as np
 import pytest
 

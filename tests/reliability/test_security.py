@@ -19,7 +19,7 @@ from onnx.external_data_helper import set_external_data
 from slimline.compression.models import FORMAT
 from slimline.compression.onnx_io import read_metadata
 from tests.compression.test_models import _Payload  # unpickling it opens (creates) a marker file
-from tests.conftest import ROOT, make_images, run_stage
+from tests.conftest import ROOT, run_stage
 from tests.project import dvc_repro, make_project
 from tests.reliability.pipeline import OUTPUT_DIRS, outputs, set_params
 
@@ -165,7 +165,15 @@ def test_odd_class_folder_names_are_data_never_paths(project, tmp_path):
     from PIL import Image
 
     images = tmp_path / "user images"  # outside the project: read, never written
-    x, y = make_images(n_per_class=20, classes=len(ODD_CLASS_NAMES), size=8)
+    # 8x8 like the trained project's models; class k lights pixels 6k..6k+5 (make_images'
+    # row bands would be empty for 10 classes on 8 rows: labels unrelated to the images, which
+    # prepare refuses as unlearnable)
+    classes = len(ODD_CLASS_NAMES)
+    y = np.repeat(np.arange(classes), 20)
+    x = np.random.default_rng(0).uniform(0, 0.2, (len(y), 1, 64)).astype(np.float32)
+    for i, k in enumerate(y):
+        x[i, 0, 6 * k : 6 * k + 6] += 0.8
+    x = x.reshape(len(y), 1, 8, 8)
     for i, (img, label) in enumerate(zip(x, y, strict=True)):
         folder = images / ODD_CLASS_NAMES[label]
         folder.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,9 @@ def test_a_stage_past_its_timeout_is_killed_and_the_flow_fails_cleanly(project):
     )
     assert processes_in(project.resolve()) == []
     after = visible(outputs(project))
-    assert after == before  # the killed stage wrote nothing; dvc.lock is unchanged
+    # the killed stage wrote nothing; dvc.lock is unchanged (file names, not a byte diff:
+    # pytest's diff of two dicts of file contents runs for minutes)
+    assert sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k)) == []
 
     _, found = runs(project)
     parent = next(r for r in found if "mlflow.parentRunId" not in r.data.tags)

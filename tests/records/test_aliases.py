@@ -3,16 +3,14 @@ global concurrency limit (alone, with the file lock disabled) when a Prefect ser
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.racing import race
 from tests.servers import free_port, start, stop
 
 # Two holders take the lock. Whichever gets it first keeps it until the other has asked for
@@ -49,31 +47,9 @@ def held(tmp_path: Path, uri: str, mode: str, env: dict) -> tuple[dict, dict]:
     """Run the two holders; their times (requested, acquired, released), by acquisition."""
     folder = tmp_path / "holders"
     folder.mkdir()
-    code = textwrap.dedent(HOLDER)
-    holders = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                code,
-                str(tmp_path),
-                uri,
-                str(folder),
-                mode,
-                me,
-                other,
-                str(ROOT),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for me, other in (("a", "b"), ("b", "a"))
-    ]
-    outs = [p.communicate(timeout=600) for p in holders]
-    assert all(p.returncode == 0 for p in holders), [err for _, err in outs]
-    times = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    argv = [str(tmp_path), uri, str(folder), mode]
+    seen = race(HOLDER, ("a", "b"), lambda me, other: [*argv, me, other, str(ROOT)], env)
+    times = list(seen.values())
     first, second = sorted(times, key=lambda t: t["acquired"])
     return first, second
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from slimline.records.aliases import RegistryError, list_versions, promote, roll
 from slimline.records.registry import decide_and_promote
 from slimline.records.tracking import log_pipeline_run
 from tests.conftest import ROOT
+from tests.racing import race
 from tests.workspace import STAGES, final, reported, scored_accuracy
 
 NAME = "slimline-test"
@@ -230,29 +228,11 @@ def test_two_racing_promotions_leave_exactly_one_champion_the_better(tmp_path, s
         params = workspace(tmp_path / name, accuracy=acc)
         runs[name] = log_pipeline_run(tmp_path / name, params, STAGE_LIST).run_id
     (folder := tmp_path / "race").mkdir()
-    code = textwrap.dedent(RACER)
-    racers = {
-        me: subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                code,
-                str(tmp_path / me),
-                runs[me],
-                str(folder),
-                me,
-                other,
-                str(ROOT),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for me, other in (("better", "worse"), ("worse", "better"))
-    }
-    outputs = {n: p.communicate(timeout=600) for n, p in racers.items()}
-    assert all(p.returncode == 0 for p in racers.values()), [e for _, e in outputs.values()]
-    seen = {n: json.loads(out.strip().splitlines()[-1]) for n, (out, _) in outputs.items()}
+    seen = race(
+        RACER,
+        ("better", "worse"),
+        lambda me, other: [str(tmp_path / me), runs[me], str(folder), me, other, str(ROOT)],
+    )
     # they raced: both were inside decide_and_promote at once
     assert max(s["entered"] for s in seen.values()) < min(s["left"] for s in seen.values())
     # and the lock serialized them: one held it while the other asked, then handed it over

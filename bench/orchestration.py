@@ -53,6 +53,7 @@ COPIED = [
     "stages",
     "src",
     "data/raw",
+    "data/pretrained",
     "flows",
     "prefect.yaml",
     ".dvc/config",

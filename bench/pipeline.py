@@ -21,7 +21,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ["dvc.yaml", "params.yaml", "stages", "src", "data/raw", ".dvc/config", ".dvcignore"]
+COPIED = ["dvc.yaml", "params.yaml", "stages", "src", "data/raw", "data/pretrained", ".dvc/config",
+          ".dvcignore"]  # fmt: skip
 
 
 def copy_project(dest: Path) -> Path:

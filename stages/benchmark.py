@@ -12,6 +12,7 @@ from slimline.compression.data import load_split
 from slimline.compression.evaluate import accuracy, confusion_matrix, plot_confusion, predictions
 from slimline.compression.gates import Gate
 from slimline.compression.onnx_io import run_logits, session
+from slimline.compression.onnx_teacher import TeacherFeed, TeacherInterface
 from slimline.compression.quantize import quantize
 from slimline.core.atomic import atomic_paths, read_json, write_json
 from slimline.core.params import Params
@@ -29,6 +30,12 @@ def main(params: Params, root: Path) -> str:
         "pruned_fp32": (root / paths.pruned_onnx, metrics["pruned"]["params"]),
         "final_int8": (root / paths.dist / "model.onnx", metrics["pruned"]["params"]),
     }
+    # an imported ONNX teacher is called as it asks (raw values, its shape, a fixed batch)
+    teacher = metrics["teacher"]
+    feeds = {} if teacher.get("source") != "onnx" else {
+        "teacher_fp32": TeacherFeed(TeacherInterface.from_dict(teacher["interface"]),
+                                    test.mean, test.std, test.scale)
+    }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="slimline-bench-") as tmp:
         dynamic = Path(tmp) / "pruned_int8_dynamic.onnx"
         quantize(models["pruned_fp32"][0], dynamic, calib_x=test.x[:0], val_x=test.x,
@@ -38,9 +45,13 @@ def main(params: Params, root: Path) -> str:
         timings = measure_many(
             {name: path for name, (path, _) in models.items()}, test.x[:1],
             test.x[: b.throughput_batch], threads=b.threads, warmup=b.warmup, runs=b.runs,
-            throughput_runs=b.throughput_runs,
+            throughput_runs=b.throughput_runs, feeds=feeds,
         )  # fmt: skip
-        logits = {name: run_logits(session(path), test.x) for name, (path, _) in models.items()}
+        logits = {
+            name: feeds[name].logits(session(path), test.x) if name in feeds
+            else run_logits(session(path), test.x)
+            for name, (path, _) in models.items()
+        }  # fmt: skip
         variants = [
             {"name": name, "accuracy": accuracy(logits[name], test.y),
              "size_bytes": path.stat().st_size, "params": n_params} | timings[name]

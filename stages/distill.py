@@ -8,9 +8,10 @@ from pathlib import Path
 
 from slimline.compression.data import load_splits
 from slimline.compression.evaluate import accuracy, agreement
-from slimline.compression.models import build_model, load_checkpoint
+from slimline.compression.models import build_model
 from slimline.compression.publish import finish_model, model_outputs
 from slimline.compression.sizing import check_sizes
+from slimline.compression.teacher import OnnxTeacher, load_teacher
 from slimline.compression.train import (
     CsvCurve,
     fit_spec,
@@ -27,7 +28,9 @@ def main(params: Params, root: Path) -> str:
     seed_everything(params.seed, params.threads)
     train, val, test = load_splits(root / params.paths.prepared)
     check_sizes(params, train.input_shape, train.num_classes)  # exit 2: not smaller
-    teacher = load_checkpoint(root / params.paths.teacher)
+    teacher = load_teacher(root / params.paths.teacher)
+    if isinstance(teacher, OnnxTeacher):  # an imported teacher's size is known once loaded
+        check_sizes(params, train.input_shape, train.num_classes, teacher.param_count)
     # offline KD: the teacher's logits are computed once, looked up per batch by sample index
     soft_targets = predict_logits(teacher, train.x)
     spec = params.student

@@ -6,6 +6,7 @@ from slimline.compression.data import load_splits
 from slimline.compression.models import load_checkpoint
 from slimline.compression.prune import prune_and_finetune
 from slimline.compression.publish import finish_model, model_outputs
+from slimline.compression.teacher import load_teacher
 from slimline.compression.train import CsvCurve, predict_logits, seed_everything
 from slimline.core.atomic import write_json
 from slimline.core.params import Params
@@ -16,7 +17,7 @@ def main(params: Params, root: Path) -> str:
     seed_everything(params.seed, params.threads)
     train, val, test = load_splits(root / params.paths.prepared)
     student = load_checkpoint(root / params.paths.student)
-    teacher = load_checkpoint(root / params.paths.teacher)
+    teacher = load_teacher(root / params.paths.teacher)
     soft_targets = predict_logits(teacher, train.x)
     with model_outputs(root, params, "pruned") as out:
         curve = CsvCurve(out.curve)

@@ -1,10 +1,11 @@
-"""DVC stage train_teacher: train the teacher, save, export to ONNX, measure."""
+"""DVC stage train_teacher: train the teacher, save, export to ONNX, measure; or, with
+`teacher.source: onnx`, check a pretrained ONNX teacher against the data and import it."""
 
 from pathlib import Path
 
 from slimline.compression.data import load_splits
 from slimline.compression.models import build_model
-from slimline.compression.publish import finish_model, model_outputs
+from slimline.compression.publish import finish_model, import_teacher, model_outputs
 from slimline.compression.train import CsvCurve, fit_spec, seed_everything
 from slimline.core.atomic import write_json
 from slimline.core.params import Params
@@ -14,6 +15,18 @@ from slimline.core.stage import run_stage
 def main(params: Params, root: Path) -> str:
     seed_everything(params.seed, params.threads)
     train, val, test = load_splits(root / params.paths.prepared)
+    if params.teacher.source == "onnx":
+        source = root / params.teacher.path
+        with model_outputs(root, params, "teacher") as out:
+            CsvCurve(out.curve).flush()  # nothing trains: a curve of no epochs
+            metrics = import_teacher(source, out, train, test, params)
+            write_json(out.metrics, metrics)
+        said = "".join(f"\n  {note}" for note in metrics["notes"])
+        return (
+            f"teacher: imported {params.teacher.path} (sha256 {metrics['sha256'][:12]}, "
+            f"{params.teacher.input} input), test accuracy {metrics['accuracy']:.4f}, "
+            f"{metrics['params']:,} params{said}"
+        )
     model = build_model(params.teacher, train.input_shape, train.num_classes)
     with model_outputs(root, params, "teacher") as out:
         history = fit_spec(
@@ -23,6 +36,7 @@ def main(params: Params, root: Path) -> str:
         metrics = finish_model(model, out, test, params) | {
             "val_accuracy": history.best.val_accuracy,
             "best_epoch": history.best_epoch,
+            "source": "train",
         }
         write_json(out.metrics, metrics)
     return f"teacher: test accuracy {metrics['accuracy']:.4f}, {metrics['params']:,} params"

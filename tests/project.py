@@ -29,8 +29,8 @@ TRAINED = {
     "student": TINY["student"] | {"width": 8, "epochs": 6, "batch_size": 64, "lr": 0.02},
     "prune": TINY["prune"] | {"finetune_epochs": 2, "lr": 0.01},
 }
-COPIED = ["dvc.yaml", "params.yaml", "stages", "src", "data/raw", ".dvc/config", ".dvcignore",
-          ".gitignore", "flows", "prefect.yaml"]  # fmt: skip
+COPIED = ["dvc.yaml", "params.yaml", "stages", "src", "data/raw", "data/pretrained", ".dvc/config",
+          ".dvcignore", ".gitignore", "flows", "prefect.yaml"]  # fmt: skip
 
 
 def copy_pipeline(dest: Path, names: list[str] = COPIED) -> None:

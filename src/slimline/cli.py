@@ -67,7 +67,7 @@ def run(
 
     --params and -S are written into params.yaml first, as `dvc exp run -S` does.
     """
-    from slimline.compression.sizing import check_source_sizes
+    from slimline.compression.preflight import check_before_run
     from slimline.core.params import load_params, write_params
     from slimline.orchestration.commands import run_pipeline
     from slimline.orchestration.runlock import workspace_lock
@@ -75,7 +75,7 @@ def run(
     root = Path.cwd()
     try:
         validated = load_params(params, overrides or [])
-        check_source_sizes(validated, root)  # a student not smaller than its teacher: exit 2
+        check_before_run(validated, root)  # a student too big, an unusable teacher: exit 2
         # one run per workspace: a second one stops here, before touching params.yaml
         with workspace_lock(root, "slimline run"):
             target = Path("params.yaml")
@@ -121,7 +121,7 @@ def sweep(
 
     Plots the accuracy / latency / size Pareto front to reports/pareto.png.
     """
-    from slimline.compression.sizing import check_source_sizes
+    from slimline.compression.preflight import check_before_run
     from slimline.core.params import load_params
     from slimline.orchestration.commands import run_sweep
     from slimline.orchestration.experiments import grid as combinations
@@ -130,7 +130,7 @@ def sweep(
     root = Path.cwd()
     try:
         for overrides in combinations(grid):  # every candidate valid before anything runs
-            check_source_sizes(load_params(root / "params.yaml", overrides), root)
+            check_before_run(load_params(root / "params.yaml", overrides), root)
         with workspace_lock(root, "slimline sweep"):
             code = run_sweep(root, grid, workers, dask_address, timeout)
     except InputError as e:

@@ -17,7 +17,6 @@ from slimline.compression.models import build_model, count_params, model_config
 from slimline.compression.sizing import (
     SizeError,
     check_sizes,
-    check_source_sizes,
     config_params,
     source_shape,
     spec_params,
@@ -71,7 +70,7 @@ def test_mlp_on_a_table_gets_a_real_teacher_and_a_tenth_sized_student(tmp_path):
     assert (params.teacher.width, params.teacher.depth) == MODEL_SIZES["teacher"]["mlp"]
     assert (params.student.width, params.student.depth) == MODEL_SIZES["student"]["mlp"]
     assert source_shape(params.data, tmp_path) == ((13,), 3)
-    sizes = check_source_sizes(params, tmp_path)
+    sizes = check_sizes(params, (13,), 3)
     assert sizes is not None
     teacher, student = sizes
     assert teacher >= 100_000 and teacher >= 10 * student

@@ -242,3 +242,33 @@ def test_image_sources_take_only_an_image_layout(tmp_path, source):
     assert "data.layout: 'auto', 'tabular', 'signal' or 'image' (got 'audio')" in problems(
         tmp_path, ["data.layout=audio"]
     )
+
+
+def test_an_onnx_teacher_needs_only_its_file_and_input(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["teacher"] = {"source": "onnx", "path": "data/pretrained/model.onnx", "input": "raw"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    teacher = load_params(tmp_path / "params.yaml").teacher
+    assert (teacher.source, teacher.path, teacher.input) == (
+        "onnx",
+        "data/pretrained/model.onnx",
+        "raw",
+    )
+
+
+@pytest.mark.parametrize(
+    ("teacher", "expected"),
+    [
+        (
+            {"source": "onnx"},
+            "teacher.path: an .onnx file for source 'onnx' (got 'data/pretrained')",
+        ),
+        ({"source": "train", "input": "raw"}, "teacher.input: only for source 'onnx'"),
+        ({"source": "keras"}, "teacher.source: 'train' or 'onnx' (got 'keras')"),
+        ({"input": "standardized"}, "teacher.input: 'prepared' or 'raw' (got 'standardized')"),
+    ],
+)
+def test_teacher_source_rules_name_the_field(tmp_path, teacher, expected):
+    with pytest.raises(ParamsError) as e:
+        load_params(make_params(tmp_path / "params.yaml", teacher=teacher))
+    assert expected in str(e.value)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from slimline.compression.onnx_io import session
+from slimline.compression.onnx_teacher import TeacherFeed
 from slimline.core.atomic import atomic_path
 from slimline.core.units import KB_LABEL, kilobytes
 
@@ -29,36 +30,47 @@ def measure_many(
     warmup: int,
     runs: int,
     throughput_runs: int,
+    feeds: Mapping[str, TeacherFeed] | None = None,
 ) -> dict[str, dict[str, float]]:
     """latency_ms_b1_p50 / _p95 (batch 1) and throughput_b64 (images/s at x_batch) of each
-    variant, interleaved call by call."""
+    variant, interleaved call by call. A variant in `feeds` (an imported ONNX teacher) is
+    called as it asks: raw values, its own shape and names, a fixed batch padded."""
     one = np.ascontiguousarray(x_one[:1], dtype=np.float32)  # (1, ...)
     batch = np.ascontiguousarray(x_batch, dtype=np.float32)  # (B, ...)
     calls = {}
     for name, path in paths.items():
         sess = session(path, threads)
-        feed_name, out = sess.get_inputs()[0].name, [sess.get_outputs()[0].name]
-        calls[name] = (sess, feed_name, out)
+        feed = (feeds or {}).get(name)
+        if feed is None:
+            feed_name, out = sess.get_inputs()[0].name, [sess.get_outputs()[0].name]
+            inputs = {"one": [one], "batch": [batch]}
+        else:
+            feed_name, out = feed.interface.input_name, [feed.interface.output_name]
+            inputs = {
+                k: [c for c, _ in feed.batches(x)] for k, x in (("one", one), ("batch", batch))
+            }
+        calls[name] = (sess, feed_name, out, inputs)
     names = list(calls)
 
-    def timed(name: str, x: np.ndarray) -> int:
-        sess, feed_name, out = calls[name]
+    def timed(name: str, which: str) -> int:
+        sess, feed_name, out, inputs = calls[name]
         start = time.perf_counter_ns()
-        sess.run(out, {feed_name: x})
+        for x in inputs[which]:
+            sess.run(out, {feed_name: x})
         return time.perf_counter_ns() - start
 
     for _ in range(warmup):  # thread pools, allocator arenas, caches
         for name in names:
-            timed(name, one)
-            timed(name, batch)
+            timed(name, "one")
+            timed(name, "batch")
     latency: dict[str, list[int]] = {name: [] for name in names}
     busy = dict.fromkeys(names, 0)
     for i in range(max(runs, throughput_runs)):
         for name in names[i % len(names) :] + names[: i % len(names)]:
             if i < runs:
-                latency[name].append(timed(name, one))
+                latency[name].append(timed(name, "one"))
             if i < throughput_runs:
-                busy[name] += timed(name, batch)
+                busy[name] += timed(name, "batch")
     return {
         name: {
             "latency_ms_b1_p50": float(np.percentile(latency[name], 50)) / 1e6,

@@ -49,6 +49,19 @@ def settings(params: Params, quantize_report: dict, metadata: dict[str, str]) ->
     return {"params": params.model_dump(mode="json"), "quantizer": quantizer, "lineage": metadata}
 
 
+def _teacher_phrase(params: Params, metrics: dict) -> str:
+    if metrics.get("source") != "onnx":
+        return f"a `{params.teacher.arch}` teacher"
+    reads = {"prepared": "the prepared (standardized) samples", "raw": "the raw values"}[
+        params.teacher.input
+    ]
+    said = "".join(f"; {note}" for note in metrics.get("notes", []))
+    return (
+        f"a pretrained ONNX teacher (`{params.teacher.path}`, sha256 "
+        f"`{metrics['sha256'][:16]}…`, reading {reads}{said})"
+    )
+
+
 def model_card(params: Params, root: Path, test: Split, size_bytes: int) -> str:
     p = params.paths
     teacher, student, pruned, quant = (
@@ -56,8 +69,10 @@ def model_card(params: Params, root: Path, test: Split, size_bytes: int) -> str:
         for path in (p.teacher_metrics, p.student_metrics, p.pruned_metrics, p.quantize_metrics)
     )
     data = read_json(root / p.data_report)
+    imported = teacher.get("source") == "onnx"
     rows = [
-        ("teacher (FP32)", params.teacher.arch, teacher["accuracy"], teacher["params"],
+        ("teacher (FP32)", "onnx" if imported else params.teacher.arch, teacher["accuracy"],
+         teacher["params"],
          teacher["onnx_size_bytes"]),
         ("student, distilled (FP32)", params.student.arch, student["accuracy"], student["params"],
          student["onnx_size_bytes"]),
@@ -80,7 +95,7 @@ def model_card(params: Params, root: Path, test: Split, size_bytes: int) -> str:
 ## Model
 A {len(test.class_names)}-class {KINDS.get(test.layout, "input")} classifier: a
 `{params.student.arch}` student
-distilled from a `{params.teacher.arch}` teacher (T={params.distill.temperature},
+distilled from {_teacher_phrase(params, teacher)} (T={params.distill.temperature},
 alpha={params.distill.alpha}), structurally pruned (channel ratio {params.prune.ratio},
 {params.prune.importance} importance, {params.prune.steps} steps) and quantized to INT8 with
 onnxruntime ({quant["mode"]}, {quant.get("calibration_method")} calibration on

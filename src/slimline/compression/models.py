@@ -28,6 +28,7 @@ from slimline.core.errors import InputError
 from slimline.core.params import ModelSpec
 
 FORMAT = "slimline-checkpoint/1"
+_EXPECTED = f"expected a {FORMAT} file written by slimline's save_checkpoint"
 FAMILIES = ("mlp", "cnn", "resnet")
 
 
@@ -239,23 +240,37 @@ def save_checkpoint(path: str | Path, model: nn.Module) -> None:
 def load_checkpoint(path: str | Path) -> nn.Module:
     """Rebuild a model saved by `save_checkpoint`, in eval mode; never unpickles objects."""
     path = Path(path)
-    expected = f"expected a {FORMAT} file written by slimline's save_checkpoint"
+    return model_from_payload(path, read_payload(path))
+
+
+def read_payload(path: Path) -> dict[str, Any]:
+    """The dict a checkpoint holds, loaded with `weights_only` (tensors and plain values)."""
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found ({expected})")
+        raise CheckpointError(f"{path}: checkpoint not found ({_EXPECTED})")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many kinds for corrupt or refused input
-        raise CheckpointError(f"{path}: {_load_failure(e)}; {expected}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"{path}: wrong checkpoint format {got!r}; {expected}")
+        raise CheckpointError(f"{path}: {_load_failure(e)}; {_EXPECTED}") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(
+            f"{path}: wrong checkpoint format {type(payload).__name__!r}; {_EXPECTED}"
+        )
+    return payload
+
+
+def model_from_payload(path: Path, payload: dict[str, Any]) -> nn.Module:
+    """The model of a `save_checkpoint` payload, in eval mode; `path` names it in errors."""
+    if payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: wrong checkpoint format {payload.get('format')!r}; {_EXPECTED}"
+        )
     try:
         model = build_from_config(json.loads(payload["config"]))
         model.load_state_dict(payload["state_dict"], strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         what = str(e).splitlines()[0][:300]
         raise CheckpointError(
-            f"{path}: config and weights do not match ({type(e).__name__}: {what}); {expected}"
+            f"{path}: config and weights do not match ({type(e).__name__}: {what}); {_EXPECTED}"
         ) from e
     return model.eval()
 

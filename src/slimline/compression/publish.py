@@ -1,5 +1,8 @@
 """What every model stage (teacher, student, pruned) writes, all or nothing.
 
+An imported ONNX teacher (`import_teacher`) writes the same four outputs: the file as given,
+a teacher checkpoint around it, its metrics and a curve of no epochs.
+
 The checkpoint, the ONNX export (checked and compared with torch), the metrics and the curve
 are written to temp files and renamed together only when all of them succeeded: a failed
 parity check or a killed run leaves the previous model, metrics and curve in place.
@@ -20,6 +23,8 @@ from slimline.core.atomic import atomic_paths
 from slimline.core.params import Params
 
 Role = Literal["teacher", "student", "pruned"]
+# train samples an ONNX teacher is first run on: enough to tell probabilities from logits
+PROBE_SAMPLES = 256
 
 
 @dataclass(frozen=True)
@@ -59,4 +64,35 @@ def finish_model(model: nn.Module, out: ModelOutputs, test: Split, params: Param
         "macs": count_macs(model, test.input_shape),
         "onnx_size_bytes": out.onnx.stat().st_size,
         "onnx_parity_max_abs_diff": diff,
+    }
+
+
+def import_teacher(
+    source: Path, out: ModelOutputs, train: Split, test: Split, params: Params
+) -> dict:
+    """Check the ONNX teacher at `source`, keep it as given (the baseline the benchmark and the
+    gates measure) and as a teacher checkpoint; returns the metrics it wrote nothing of yet."""
+    import hashlib
+
+    from slimline.compression.onnx_teacher import TeacherFeed, inspect_teacher
+    from slimline.compression.teacher import OnnxTeacher, save_teacher
+    from slimline.compression.train import loss_and_accuracy
+
+    stats = (train.mean, train.std, train.scale)
+    probe = train.x[:PROBE_SAMPLES]
+    interface, data = inspect_teacher(source, probe, train.num_classes, params.teacher.input, stats)
+    out.onnx.write_bytes(data)  # one file, weights inside: its size is the teacher's size
+    feed = TeacherFeed(interface, *stats)
+    save_teacher(out.checkpoint, data, feed)
+    loss, accuracy = loss_and_accuracy(OnnxTeacher(data, feed), test)
+    return {
+        "accuracy": accuracy,
+        "loss": loss,
+        "params": interface.params,
+        "onnx_size_bytes": len(data),
+        "source": "onnx",
+        "source_path": params.teacher.path,
+        "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),  # of the file as given
+        "interface": interface.as_dict(),
+        "notes": interface.notes(),
     }

@@ -97,31 +97,37 @@ def spec_params(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int,
 
 
 def check_sizes(
-    params: Params, input_shape: tuple[int, ...], num_classes: int
+    params: Params,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    teacher_params: int | None = None,
 ) -> tuple[int, int] | None:
     """(teacher, student) parameter counts for data of `input_shape` and `num_classes`;
     `SizeError` when the student is not smaller than the teacher. None when a conv family
-    meets tabular input: that mismatch has its own message (params, `build_model`)."""
+    meets tabular input: that mismatch has its own message (params, `build_model`). An ONNX
+    teacher (`teacher.source: onnx`) counts as `teacher_params`, its weights; None when that
+    is unknown or 0 (a tree ensemble keeps its model in attributes, not weights)."""
     input_shape = tuple(int(d) for d in input_shape)
-    specs = {"teacher": params.teacher, "student": params.student}
+    imported = params.teacher.source == "onnx"
+    specs = {"student": params.student} | ({} if imported else {"teacher": params.teacher})
     if any(s.arch != "mlp" and len(input_shape) not in (2, 3) for s in specs.values()):
         return None
-    teacher, student = (spec_params(s, input_shape, num_classes, r) for r, s in specs.items())
+    student = spec_params(params.student, input_shape, num_classes, "student")
+    if imported:
+        teacher, described = teacher_params or 0, f"ONNX, {params.teacher.path}"
+    else:
+        teacher = spec_params(params.teacher, input_shape, num_classes, "teacher")
+        described = _describe(params.teacher, "teacher")
+    if not teacher:
+        return None
     if student >= teacher:
         raise SizeError(
             f"student: {student:,} parameters ({_describe(params.student, 'student')}) is not "
-            f"smaller than the teacher's {teacher:,} ({_describe(params.teacher, 'teacher')}) "
+            f"smaller than the teacher's {teacher:,} ({described}) "
             f"for input {input_shape} and {num_classes} classes (student.width, "
             "student.depth; the student should be at most a tenth of the teacher)"
         )
     return teacher, student
-
-
-def check_source_sizes(params: Params, root: Path) -> tuple[int, int] | None:
-    """`check_sizes` for the data `params.data` names (relative to `root`), read cheaply; None
-    when the source cannot be read here (the prepare stage then says what is wrong with it)."""
-    shape = source_shape(params.data, root)
-    return None if shape is None else check_sizes(params, *shape)
 
 
 def source_shape(data: Data, base: Path) -> tuple[tuple[int, ...], int] | None:

@@ -169,6 +169,33 @@ class ModelSpec(_Section):
         return self.model_copy(update={"width": width, "depth": depth})
 
 
+class TeacherSpec(ModelSpec):
+    """The teacher: trained here (`source: train`) or a pretrained ONNX classifier (`onnx`),
+    which keeps the training keys' defaults since nothing trains it."""
+
+    source: Literal["train", "onnx"] = "train"
+    # source onnx: the ONNX file. The default folder is the train_teacher stage's dependency
+    # (dvc.yaml), so that a teacher dropped there or replaced reruns the chain.
+    path: str = "data/pretrained"
+    # what the ONNX teacher reads: the prepared (standardized) samples or the raw values
+    input: Literal["prepared", "raw"] = "prepared"
+    arch: Literal["mlp", "cnn", "resnet"] = "resnet"
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 15
+    lr: Annotated[float, Field(gt=0, le=1)] = 0.003
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
+
+    @model_validator(mode="after")
+    def _rules(self) -> TeacherSpec:
+        if self.source == "onnx" and not self.path.endswith(".onnx"):
+            raise ValueError(f"teacher.path: an .onnx file for source 'onnx' (got {self.path!r})")
+        if self.source == "train" and self.input != "prepared":
+            raise ValueError(
+                "teacher.input: only for source 'onnx'; a trained teacher reads the prepared "
+                f"data (got {self.input!r})"
+            )
+        return self
+
+
 class Distill(_Section):
     temperature: Annotated[float, Field(gt=0, le=100)] = 4.0
     alpha: Probability = 0.7
@@ -239,7 +266,7 @@ class Params(_Section):
     threads: Annotated[int, Field(ge=1, le=256)] = 1
     paths: Paths = Paths()
     data: Data = Data()
-    teacher: ModelSpec
+    teacher: TeacherSpec
     student: ModelSpec
     distill: Distill = Distill()
     prune: Prune = Prune()

@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
-from slimline.compression.sizing import check_source_sizes
+from slimline.compression.preflight import check_before_run
 from slimline.core.params import Params, load_params
 from slimline.orchestration import dvc_run
 from slimline.orchestration.runlock import workspace_lock
@@ -128,7 +128,7 @@ def pipeline(
     root = Path(project_dir).resolve()
     # read once, validated before any stage runs; every step below gets this object
     params = load_params(root / params_file)
-    check_source_sizes(params, root)  # scheduled runs too: a student too big stops here (2)
+    check_before_run(params, root)  # scheduled runs too: bad sizes or teacher stop here (2)
     with workspace_lock(root, f"flow {FLOW_NAME}"):
         stages, failure = run_stages(root, stage_timeout)
         try:

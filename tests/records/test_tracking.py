@@ -133,6 +133,10 @@ def test_each_stage_child_has_its_metrics_and_curves(logged):
     assert prepare.metrics["expectations_failed"] == 0
     assert prepare.metrics["test.samples"] == data["splits"]["test"]["samples"]
     assert prepare.params["sha256"] == data["sha256"]
+    # the degenerate-data checks' verdict is reviewable beside the run, not only in the report
+    assert prepare.params["learnability.verdict"] == data["learnability"]["verdict"]
+    assert prepare.metrics["learnability.accuracy.knn"] == data["learnability"]["accuracy"]["knn"]
+    assert prepare.metrics["conflicting_labels.share"] == data["conflicting_labels"]["share"]
 
 
 @pytest.mark.slow

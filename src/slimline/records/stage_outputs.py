@@ -66,10 +66,19 @@ def read_stage(root: Path, params: Params, stage: str) -> tuple[StageFigures, li
 
 
 def data_summary(report: dict) -> dict:
-    """The data report without its per-expectation detail (that stays in the artifact)."""
+    """The data report without its per-expectation detail (that stays in the artifact), with
+    the degenerate-data checks' figures: the learnability verdict and its probes' accuracies
+    against the majority class, the share of conflicting labels."""
     checks = report.get("expectations", [])
     splits = report.get("splits", {})
+    learn = report.get("learnability", {})
     return {
+        "learnability": {
+            key: learn[key]
+            for key in ("verdict", "accuracy", "p_value", "majority_accuracy")
+            if key in learn
+        },
+        "conflicting_labels": report.get("conflicting_labels", {}),
         "success": report.get("success"),
         "source": report.get("source"),
         "sha256": report.get("sha256"),

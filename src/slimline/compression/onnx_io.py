@@ -115,27 +115,33 @@ def check_parity(
     return diff
 
 
-def session(path: str | Path, threads: int = 1) -> Any:
-    """A CPU InferenceSession on a validated file: intra-op `threads`, inter-op 1, sequential."""
+def session(model: str | Path | bytes, threads: int = 1, name: str = "") -> Any:
+    """A CPU InferenceSession on a validated model, a file or serialized bytes (`name` then
+    says whose, in errors): intra-op `threads`, inter-op 1, sequential."""
     import onnx
     import onnxruntime as ort
 
-    path = Path(path)
-    if not path.is_file():
-        raise OnnxError(f"{path}: ONNX file not found")
+    source: str | bytes
+    if isinstance(model, bytes):
+        where, source = name or "ONNX model in memory", model
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise OnnxError(f"{path}: ONNX file not found")
+        where, source = str(path), str(path)
     try:
-        onnx.checker.check_model(str(path))
+        onnx.checker.check_model(source)
     except Exception as e:  # DecodeError, ValidationError, ...: all mean "not a usable model"
-        raise OnnxError(f"{path}: not a valid ONNX model ({type(e).__name__}: {e})") from None
+        raise OnnxError(f"{where}: not a valid ONNX model ({type(e).__name__}: {e})") from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only: stage logs stay readable
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as e:
-        raise OnnxError(f"{path}: ONNX Runtime cannot load it ({e})") from None
+        raise OnnxError(f"{where}: ONNX Runtime cannot load it ({e})") from None
 
 
 def run_logits(sess: Any, x: np.ndarray, batch_size: int = 512) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from slimline.compression.onnx_io import OnnxError
+from slimline.compression.onnx_io import OnnxError, session
 
 FLOAT_TYPES = {1: "float32", 11: "float64"}  # onnx TensorProto element types we can feed
 PROBABILITY_TOLERANCE = 1e-3  # rows within this of summing to 1 are probabilities
@@ -190,7 +190,8 @@ def load_checked(path: Path) -> Any:
     if not path.is_file():
         raise TeacherError(f"{path}: teacher.path: ONNX file not found")
     try:
-        proto = onnx.load(str(path))  # reads external data files beside it into the model
+        # reads external data files beside it into the model; checked just below
+        proto = onnx.load_model(str(path))
         convert_model_from_external_data(proto)
     except Exception as e:  # protobuf DecodeError, a missing data file: not a usable file
         raise TeacherError(
@@ -247,14 +248,8 @@ def _output_name(path: Path, graph: Any) -> str:
 
 def _run_probe(path: Path, proto: Any, feed: TeacherFeed, probe: np.ndarray) -> np.ndarray:
     """The raw output (no probability conversion) on `probe`; TeacherError when ORT fails."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     try:
-        sess = ort.InferenceSession(
-            proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
+        sess = session(proto.SerializeToString(), name=str(path))
         raw = dataclasses.replace(feed.interface, output="logits")
         return dataclasses.replace(feed, interface=raw).logits(sess, probe)
     except Exception as e:  # ORT's errors are many kinds; each means "cannot run on this data"

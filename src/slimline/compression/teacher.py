@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from slimline.compression.models import CheckpointError, model_from_payload, read_payload
+from slimline.compression.onnx_io import session
 from slimline.compression.onnx_teacher import TeacherFeed, TeacherInterface
 from slimline.core.atomic import atomic_path
 
@@ -27,13 +28,8 @@ class OnnxTeacher(nn.Module):
 
     def __init__(self, onnx_bytes: bytes, feed: TeacherFeed):
         super().__init__()
-        import onnxruntime as ort
-
         self.onnx_bytes, self.feed = onnx_bytes, feed
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = torch.get_num_threads()
-        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self.session = session(onnx_bytes, torch.get_num_threads(), name="the ONNX teacher")
 
     @property
     def param_count(self) -> int:

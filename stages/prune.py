@@ -2,12 +2,14 @@
 
 from pathlib import Path
 
+from slimline.compression.augment import from_mode
 from slimline.compression.data import load_splits
+from slimline.compression.device import accelerator, out_of_memory_hint
 from slimline.compression.models import load_checkpoint
 from slimline.compression.prune import prune_and_finetune
 from slimline.compression.publish import finish_model, model_outputs
 from slimline.compression.teacher import load_teacher
-from slimline.compression.train import CsvCurve, predict_logits, seed_everything
+from slimline.compression.train import CsvCurve, distill_loss, seed_everything
 from slimline.core.atomic import write_json
 from slimline.core.params import Params
 from slimline.core.stage import run_stage
@@ -18,16 +20,17 @@ def main(params: Params, root: Path) -> str:
     train, val, test = load_splits(root / params.paths.prepared)
     student = load_checkpoint(root / params.paths.student)
     teacher = load_teacher(root / params.paths.teacher)
-    soft_targets = predict_logits(teacher, train.x)
-    with model_outputs(root, params, "pruned") as out:
+    acc, augment = accelerator(params.device, params.precision), from_mode(params.data.augment)
+    kd = distill_loss(teacher, train, params.distill, acc, augment)
+    with model_outputs(root, params, "pruned") as out, out_of_memory_hint(acc, "student"):
         curve = CsvCurve(out.curve)
         pruned, report = prune_and_finetune(
-            student, soft_targets, train, val, params.prune, params.distill,
+            student, kd, train, val, params.prune,
             batch_size=params.student.batch_size, weight_decay=params.student.weight_decay,
-            seed=params.seed, callbacks=[curve],
+            seed=params.seed, callbacks=[curve], acc=acc, augment=augment,
         )  # fmt: skip
         curve.flush()  # ratio 0 fine-tunes nothing: the curve is then a header alone
-        metrics = report | finish_model(pruned, out, test, params)
+        metrics = report | finish_model(pruned, out, test, params) | acc.describe()
         write_json(out.metrics, metrics)
     return (
         f"pruned: {metrics['params_before']:,} -> {metrics['params_after']:,} params, "

@@ -3,7 +3,9 @@
 
 from pathlib import Path
 
+from slimline.compression.augment import from_mode
 from slimline.compression.data import load_splits
+from slimline.compression.device import accelerator, out_of_memory_hint
 from slimline.compression.models import build_model
 from slimline.compression.publish import finish_model, import_teacher, model_outputs
 from slimline.compression.train import CsvCurve, fit_spec, seed_everything
@@ -27,17 +29,24 @@ def main(params: Params, root: Path) -> str:
             f"{params.teacher.input} input), test accuracy {metrics['accuracy']:.4f}, "
             f"{metrics['params']:,} params{said}"
         )
+    acc = accelerator(params.device, params.precision)
     model = build_model(params.teacher, train.input_shape, train.num_classes)
-    with model_outputs(root, params, "teacher") as out:
+    with model_outputs(root, params, "teacher") as out, out_of_memory_hint(acc, "teacher"):
         history = fit_spec(
-            model, params.teacher, train, val, seed=params.seed,
-            callbacks=[CsvCurve(out.curve)], desc="teacher",
+            model, params.teacher, train, val, seed=params.seed, acc=acc,
+            augment=from_mode(params.data.augment), callbacks=[CsvCurve(out.curve)],
+            desc="teacher",
         )  # fmt: skip
-        metrics = finish_model(model, out, test, params) | {
-            "val_accuracy": history.best.val_accuracy,
-            "best_epoch": history.best_epoch,
-            "source": "train",
-        }
+        metrics = (
+            finish_model(model, out, test, params)
+            | {
+                "val_accuracy": history.best.val_accuracy,
+                "best_epoch": history.best_epoch,
+                "source": "train",
+                "augment": params.data.augment,
+            }
+            | acc.describe()
+        )
         write_json(out.metrics, metrics)
     return f"teacher: test accuracy {metrics['accuracy']:.4f}, {metrics['params']:,} params"
 

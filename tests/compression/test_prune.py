@@ -16,7 +16,13 @@ from slimline.compression.models import (
     save_checkpoint,
 )
 from slimline.compression.prune import prune_and_finetune
-from slimline.compression.train import CsvCurve, fit, predict_logits, seed_everything
+from slimline.compression.train import (
+    CsvCurve,
+    fit,
+    make_kd_loss,
+    predict_logits,
+    seed_everything,
+)
 from slimline.core.params import Distill, ModelSpec, Prune
 from tests.conftest import make_signal_split, make_split
 
@@ -53,8 +59,9 @@ def run(model, logits, ratio=0.5, steps=2, importance="magnitude", callbacks=(),
     prune = Prune(
         ratio=ratio, steps=steps, importance=importance, round_to=2, finetune_epochs=2, lr=0.005
     )
+    kd = make_kd_loss(logits, KD.temperature, KD.alpha)
     return prune_and_finetune(
-        model, logits, data.get("train", TRAIN), data.get("val", VAL), prune, KD,
+        model, kd, data.get("train", TRAIN), data.get("val", VAL), prune,
         batch_size=32, weight_decay=1e-4, seed=0, callbacks=callbacks,
     )  # fmt: skip
 

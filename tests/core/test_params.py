@@ -272,3 +272,23 @@ def test_teacher_source_rules_name_the_field(tmp_path, teacher, expected):
     with pytest.raises(ParamsError) as e:
         load_params(make_params(tmp_path / "params.yaml", teacher=teacher))
     assert expected in str(e.value)
+
+
+def test_device_precision_and_augment_are_checked(tmp_path):
+    params = load_params(make_params(tmp_path / "params.yaml", device="cpu", precision="bf16",
+                                     data={"augment": "crop_flip"}))  # fmt: skip
+    assert (params.device, params.precision, params.data.augment) == ("cpu", "bf16", "crop_flip")
+    with pytest.raises(ParamsError) as e:
+        load_params(make_params(tmp_path / "p2.yaml", device="tpu", precision="fp8"))
+    assert "device: 'auto', 'cpu' or 'cuda' (got 'tpu')" in str(e.value)
+    assert "precision: 'fp32' or 'bf16' (got 'fp8')" in str(e.value)
+
+
+def test_augmentation_is_for_images_only(tmp_path):
+    np.savez(tmp_path / "sig.npz", x=np.zeros((30, 2, 50), np.float32), y=np.arange(30) % 3)
+    data = {"source": "npz", "path": "sig.npz", "layout": "signal", "augment": "crop"}
+    with pytest.raises(ParamsError) as e:
+        load_params(make_params(tmp_path / "params.yaml", data=data))
+    assert "data.augment: none for signal data (crops and flips are for images; got 'crop')" in (
+        str(e.value)
+    )

@@ -62,6 +62,16 @@ def _teacher_phrase(params: Params, metrics: dict) -> str:
     )
 
 
+def _training_phrase(student: dict) -> str:
+    """Where and how the student trained (metrics/student.json), as the card says it."""
+    where = f"on {student.get('device_name') or student.get('device', 'cpu')}"
+    precision = student.get("precision", "fp32")
+    views = student.get("augment", "none")
+    kd = student.get("kd", "offline")
+    augmented = "no augmentation" if views == "none" else f"augmentation `{views}`"
+    return f"{where} in {precision}, {augmented}, {kd} KD"
+
+
 def model_card(params: Params, root: Path, test: Split, size_bytes: int) -> str:
     p = params.paths
     teacher, student, pruned, quant = (
@@ -107,6 +117,7 @@ onnxruntime ({quant["mode"]}, {quant.get("calibration_method")} calibration on
   {"per-feature" if test.layout == "tabular" else "per-channel"} mean and std in the ONNX
   metadata (`normalization`).
 - Classes: {", ".join(test.class_names)}.
+- Trained {_training_phrase(student)}.
 
 ## Data
 Source: {data["source"]} (sha256 `{data["sha256"][:16]}…`), stratified splits: {splits};

@@ -2,10 +2,11 @@
 
 Recipe per step: 1. importance (L2 magnitude, or Taylor from fresh gradients), 2. one
 `pruner.step()` removing an equal share of every prunable layer's channels (residual-coupled
-channels go together), 3. fine-tune with the KD loss against the teacher's cached train logits
-through the same `fit` as every other training. The classifier `fc` is never pruned, so the class
-count stays; its inputs shrink with the last layer. The pruned model keeps its class (MLP, CNN,
-ResNet) with narrower modules, so `model_config` reads the new widths back for the checkpoint.
+channels go together), 3. fine-tune with the KD loss the caller gives (the teacher's cached
+train logits, or its logits of each augmented batch) through the same `fit` as every other
+training. The classifier `fc` is never pruned, so the class count stays; its inputs shrink with
+the last layer. The pruned model keeps its class (MLP, CNN, ResNet) with narrower modules, so
+`model_config` reads the new widths back for the checkpoint.
 
 `prune.ratio == 0` means "no pruning": the model is returned unchanged (a copy) without any
 fine-tuning, so a pipeline run with pruning off carries the student through bit for bit; the
@@ -17,14 +18,15 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
+from slimline.compression.augment import Augment
 from slimline.compression.data import Split
+from slimline.compression.device import CPU, Accelerator
 from slimline.compression.models import count_macs, count_params
-from slimline.compression.train import Callback, LossFn, fit, loss_and_accuracy, make_kd_loss
-from slimline.core.params import Distill, Prune
+from slimline.compression.train import Batches, Callback, LossFn, fit, loss_and_accuracy
+from slimline.core.params import Prune
 
 TAYLOR_BATCHES = 4  # batches of gradient that Taylor importance averages before each step
 
@@ -52,14 +54,15 @@ def _make_pruner(model: nn.Module, input_shape: tuple[int, ...], prune: Prune):
 def _accumulate_gradients(
     model: nn.Module, train: Split, loss_fn: LossFn, batch_size: int, seed: int
 ) -> None:
-    """Taylor importance is |weight * grad|: it needs gradients of the training loss."""
-    x = torch.as_tensor(train.x, dtype=torch.float32)
-    y = torch.as_tensor(train.y, dtype=torch.long)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    """Taylor importance is |weight * grad|: it needs gradients of the training loss (on the
+    CPU and un-augmented: a few batches only rank the channels)."""
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train.y), generator=gen)
     model.eval()  # gradients without moving BatchNorm statistics
     model.zero_grad(set_to_none=True)
     for idx in order.split(batch_size)[:TAYLOR_BATCHES]:
-        loss_fn(model(x[idx]), y[idx], idx).backward()
+        x, y = Batches().make(train, idx, gen)
+        loss_fn(model(x), y, idx, x).backward()
 
 
 def _size(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
@@ -68,27 +71,29 @@ def _size(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
 
 def prune_and_finetune(
     model: nn.Module,
-    teacher_logits_train: np.ndarray,
+    loss_fn: LossFn,
     train: Split,
     val: Split,
     prune: Prune,
-    distill: Distill,
     *,
     batch_size: int,
     weight_decay: float,
     seed: int,
     callbacks: Sequence[Callback] = (),
+    acc: Accelerator = CPU,
+    augment: Augment | None = None,
 ) -> tuple[nn.Module, dict]:
-    """Prune a copy of `model` in `prune.steps` steps; returns it and the metrics report."""
+    """Prune a copy of `model` in `prune.steps` steps, fine-tuning each with `loss_fn` (KD
+    from the teacher, cached or online); returns it and the metrics report."""
     model = copy.deepcopy(model)  # the caller's model stays the unpruned reference
     shape = train.input_shape
     before = _size(model, shape)
     acc_before = loss_and_accuracy(model, val)[1]
-    loss_fn = make_kd_loss(teacher_logits_train, distill.temperature, distill.alpha)
     steps = []
     if prune.ratio > 0:
+        where = {"acc": acc, "augment": augment}
         steps = _run_steps(
-            model, loss_fn, train, val, prune, batch_size, weight_decay, seed, callbacks
+            model, loss_fn, train, val, prune, batch_size, weight_decay, seed, callbacks, where
         )
     after = _size(model, shape)
     report = {
@@ -108,7 +113,7 @@ def prune_and_finetune(
 
 
 def _run_steps(
-    model, loss_fn, train, val, prune, batch_size, weight_decay, seed, callbacks
+    model, loss_fn, train, val, prune, batch_size, weight_decay, seed, callbacks, where
 ) -> list[dict]:
     pruner = _make_pruner(model, train.input_shape, prune)
     steps = []
@@ -130,6 +135,7 @@ def _run_steps(
             loss_fn=loss_fn,
             callbacks=callbacks,
             desc=f"prune {step}/{prune.steps}",
+            **where,
         )
         steps.append(
             {"step": step}

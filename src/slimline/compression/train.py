@@ -2,8 +2,11 @@
 
 `fit` owns the optimizer (AdamW, no decay on biases and norms), the OneCycle learning-rate
 schedule, seeded shuffling and best-epoch selection; what differs between uses is the loss
-(`LossFn`: cross-entropy, or KD against cached teacher logits looked up by sample index) and the
-callbacks (curve CSV, anything a caller wants). Nothing here logs to a tracker.
+(`LossFn`: cross-entropy; KD against cached teacher logits looked up by sample index; or online
+KD, the teacher run on the very batch the student sees) and the callbacks (curve CSV, anything a
+caller wants). Where it runs (`device.Accelerator`: CPU or CUDA, fp32 or bf16 autocast) and
+whether training batches are augmented (`augment.Augment`, images only) are arguments too; the
+model comes back on the CPU either way. Nothing here logs to a tracker.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from slimline.compression.augment import Augment
 from slimline.compression.data import Split
+from slimline.compression.device import CPU, Accelerator
 from slimline.core.atomic import write_text
-from slimline.core.params import ModelSpec
+from slimline.core.params import Distill, ModelSpec
 
-# (logits (B, K), labels (B,), sample indices into the train split (B,)) -> scalar loss
-LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+# (logits (B, K), labels (B,), sample indices into the train split (B,), the input batch as the
+# model saw it, augmented and on its device (B, ...)) -> scalar loss
+LossFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr")
 
 
@@ -83,7 +89,7 @@ class CsvCurve:
         write_text(self.path, "\n".join(lines) + "\n")
 
 
-def cross_entropy(logits: Tensor, y: Tensor, idx: Tensor) -> Tensor:
+def cross_entropy(logits: Tensor, y: Tensor, idx: Tensor, x: Tensor) -> Tensor:
     return F.cross_entropy(logits, y)
 
 
@@ -111,25 +117,61 @@ def make_kd_loss(teacher_logits: np.ndarray | Tensor, temperature: float, alpha:
     """KD against teacher logits computed once for the whole train split (N, K)."""
     cached = torch.as_tensor(teacher_logits, dtype=torch.float32)
 
-    def loss(logits: Tensor, y: Tensor, idx: Tensor) -> Tensor:
-        return kd_loss(logits, cached[idx], y, temperature, alpha)
+    def loss(logits: Tensor, y: Tensor, idx: Tensor, x: Tensor) -> Tensor:
+        return kd_loss(logits, cached[idx].to(logits.device), y, temperature, alpha)
 
     return loss
 
 
+def make_online_kd_loss(
+    teacher: nn.Module, temperature: float, alpha: float, acc: Accelerator = CPU
+) -> LossFn:
+    """KD against the teacher's logits of each batch as the student sees it (augmented views:
+    a cache of clean-view logits would describe other images). The teacher runs in eval mode,
+    without gradients, on the batch's device."""
+    teacher = acc.prepare(teacher).eval()
+
+    def loss(logits: Tensor, y: Tensor, idx: Tensor, x: Tensor) -> Tensor:
+        with torch.no_grad(), acc.autocast():
+            soft = teacher(x).float()
+        return kd_loss(logits, soft, y, temperature, alpha)
+
+    return loss
+
+
+def distill_loss(
+    teacher: nn.Module, train: Split, distill: Distill, acc: Accelerator, augment: Augment | None
+) -> LossFn:
+    """KD from `teacher` (on `acc`): its train logits computed once and looked up by index, or,
+    when batches are augmented, its logits of each augmented view (online)."""
+    if augment is not None:
+        return make_online_kd_loss(teacher, distill.temperature, distill.alpha, acc)
+    logits = predict_logits(acc.prepare(teacher), train.x, acc=acc)
+    return make_kd_loss(logits, distill.temperature, distill.alpha)
+
+
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: np.ndarray | Tensor, batch_size: int = 512) -> np.ndarray:
-    """Eval-mode logits (N, K) as float32 numpy; the model's train/eval mode is restored."""
+def predict_logits(
+    model: nn.Module, x: np.ndarray | Tensor, batch_size: int = 512, acc: Accelerator = CPU
+) -> np.ndarray:
+    """Eval-mode fp32 logits (N, K) as numpy, computed on the model's device (`acc`) batch by
+    batch, so x may be read lazily; the model's train/eval mode is restored."""
     was_training = model.training
     model.eval()
-    x = torch.as_tensor(x, dtype=torch.float32)
-    out = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    out = [
+        model(acc.batch(torch.as_tensor(np.asarray(x[i : i + batch_size]), dtype=torch.float32)))
+        .float()
+        .cpu()
+        for i in range(0, len(x), batch_size)
+    ]
     model.train(was_training)
-    return out.numpy()
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
-def loss_and_accuracy(model: nn.Module, split: Split) -> tuple[float, float]:
-    logits = torch.from_numpy(predict_logits(model, split.x))  # (N, K)
+def loss_and_accuracy(
+    model: nn.Module, split: Split, acc: Accelerator = CPU
+) -> tuple[float, float]:
+    logits = torch.from_numpy(predict_logits(model, split.x, acc=acc))  # (N, K)
     y = torch.as_tensor(split.y, dtype=torch.long)
     loss = F.cross_entropy(logits, y).item()
     # count / n in float64, as compression.evaluate does for ONNX outputs: the same model
@@ -170,12 +212,32 @@ def _better(new: EpochRecord, best: EpochRecord) -> bool:
     return (new.val_accuracy, -new.val_loss) > (best.val_accuracy, -best.val_loss)
 
 
-def _train_epoch(model, x, y, batches, loss_fn, opt, sched) -> tuple[float, float]:
+@dataclass(frozen=True)
+class Batches:
+    """How training batches are made: read from the split, augmented, put on the device."""
+
+    acc: Accelerator = CPU
+    augment: Augment | None = None
+
+    def make(self, train: Split, idx: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        rows = np.sort(idx.numpy())  # ascending reads: a lazily read split streams forward
+        order = torch.from_numpy(np.argsort(np.argsort(idx.numpy())))
+        x = torch.from_numpy(np.asarray(train.x[rows], dtype=np.float32))[order]  # (B, ...)
+        if self.augment is not None:
+            x = self.augment(x, gen)
+        y = torch.as_tensor(train.y[idx.numpy()], dtype=torch.long)
+        return self.acc.batch(x), y.to(self.acc.device)
+
+
+def _train_epoch(model, train, batches, make, loss_fn, opt, sched, gen) -> tuple[float, float]:
     """One pass over `batches`; returns (mean loss per sample, lr of the last step)."""
     model.train()
     total, seen, step_lr = 0.0, 0, opt.param_groups[0]["lr"]
     for idx in batches:
-        loss = loss_fn(model(x[idx]), y[idx], idx)  # x[idx]: (B, *input_shape)
+        x, y = make.make(train, idx, gen)  # x: (B, *input_shape) on the device
+        with make.acc.autocast():
+            logits = model(x)
+        loss = loss_fn(logits.float(), y, idx, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         step_lr = opt.param_groups[0]["lr"]
@@ -199,35 +261,47 @@ def fit(
     loss_fn: LossFn | None = None,
     callbacks: Sequence[Callback] = (),
     desc: str = "train",
+    acc: Accelerator = CPU,
+    augment: Augment | None = None,
 ) -> History:
-    """Train in place; the model ends with the weights of the best val-accuracy epoch.
+    """Train in place on `acc`; the model ends on the CPU with the weights of the best
+    val-accuracy epoch.
 
-    `loss_fn` defaults to cross-entropy on the labels; pass `make_kd_loss(...)` to distill.
+    `loss_fn` defaults to cross-entropy on the labels; pass `make_kd_loss(...)` (cached teacher
+    logits) or `make_online_kd_loss(...)` (with `augment`) to distill.
     """
     loss_fn = loss_fn or cross_entropy
-    x = torch.as_tensor(train.x, dtype=torch.float32)
-    y = torch.as_tensor(train.y, dtype=torch.long)
+    make = Batches(acc, augment)
+    model = acc.prepare(model)
+    n = len(train.y)
     gen = torch.Generator().manual_seed(seed)
+    views = torch.Generator().manual_seed(seed + 1)  # the augmented views, apart from the order
     opt = _optimizer(model, lr, weight_decay)
-    total_steps = epochs * _steps(len(y), batch_size)
+    total_steps = epochs * _steps(n, batch_size)
     # OneCycle: warm-up then anneal, which suits short budgets and pruned-model fine-tunes alike
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps)
     records: list[EpochRecord] = []
     best_epoch, best_state = 0, None
     with _progress(epochs, desc) as bar:
         for epoch in range(1, epochs + 1):
-            batches = _batches(len(y), batch_size, gen)
-            train_loss, step_lr = _train_epoch(model, x, y, batches, loss_fn, opt, sched)
-            val_loss, val_acc = loss_and_accuracy(model, val)
+            batches = _batches(n, batch_size, gen)
+            train_loss, step_lr = _train_epoch(
+                model, train, batches, make, loss_fn, opt, sched, views
+            )
+            val_loss, val_acc = loss_and_accuracy(model, val, acc)
             records.append(EpochRecord(epoch, train_loss, val_loss, val_acc, step_lr))
             if best_state is None or _better(records[-1], records[best_epoch - 1]):
                 best_epoch = epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                }
             for cb in callbacks:
                 cb.on_epoch_end(records[-1])
             bar.set_postfix(loss=f"{records[-1].train_loss:.4f}", val_acc=f"{val_acc:.4f}")
             bar.update()
     assert best_state is not None  # epochs >= 1: the first epoch always sets it
+    # in place, so the caller's module: on the CPU, in the usual layout, for export
+    model.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     model.load_state_dict(best_state)
     model.eval()
     return History(records, best_epoch)

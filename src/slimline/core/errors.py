@@ -8,3 +8,8 @@ of the stage itself (exit 1).
 
 class InputError(ValueError):
     """Bad params, data, checkpoint or model file; the message names it."""
+
+
+class ResourceError(RuntimeError):
+    """A stage that ran out of a resource it cannot make more of (GPU memory): exit 1 with one
+    message saying what to change, no traceback."""

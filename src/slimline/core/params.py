@@ -99,6 +99,9 @@ class Data(_Section):
     min_per_class: Annotated[int, Field(ge=1)] = 2
     # how an npz's x is read (LAYOUT_SHAPES); digits and image folders hold images, tables rows
     layout: Literal["auto", "tabular", "signal", "image"] = "auto"
+    # train-time views of image data (compression.augment): random crop with 4 pixels of
+    # padding, and a left-right flip for classes that allow it; never val / test
+    augment: Literal["none", "crop", "crop_flip"] = "none"
 
     @model_validator(mode="after")
     def _rules(self) -> Data:
@@ -264,6 +267,10 @@ class Params(_Section):
     # torch intra-op threads: the thread count changes float reduction order, so it is part
     # of what makes a run bit-reproducible.
     threads: Annotated[int, Field(ge=1, le=256)] = 1
+    # where training and teacher logits run (auto: cuda when torch sees one); export,
+    # quantization and the benchmark stay on the CPU with onnxruntime
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of the forward passes
     paths: Paths = Paths()
     data: Data = Data()
     teacher: TeacherSpec
@@ -403,7 +410,13 @@ def _data_shape_problems(raw: dict, base: Path) -> list[str]:
     shape = npz_x_shape(resolve(data.path or "", base)) if data.source == "npz" else None
     if shape is not None and (problem := layout_problem(data.layout, shape, str(data.path))):
         return [problem]
-    if input_layout(data, base) != "tabular":
+    layout = input_layout(data, base)
+    if data.augment != "none" and layout not in ("image", None):
+        return [
+            f"data.augment: none for {layout} data (crops and flips are for images; "
+            f"got {data.augment!r})"
+        ]
+    if layout != "tabular":
         return []
     sections = {role: raw.get(role) for role in ("teacher", "student")}
     archs = {role: s.get("arch") if isinstance(s, dict) else None for role, s in sections.items()}

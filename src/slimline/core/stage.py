@@ -12,7 +12,7 @@ from pathlib import Path
 
 from slimline.core.atomic import DiskFullError
 from slimline.core.env import quiet_telemetry
-from slimline.core.errors import InputError
+from slimline.core.errors import InputError, ResourceError
 from slimline.core.params import Params, load_params
 
 log = logging.getLogger("slimline")
@@ -34,7 +34,7 @@ def run_stage(name: str, body: Callable[[Params, Path], str]) -> None:
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except DiskFullError as e:
+    except (DiskFullError, ResourceError) as e:
         print(f"error: stage {name}: {e}", file=sys.stderr)
         sys.exit(1)
     except Exception as e:

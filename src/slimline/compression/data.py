@@ -10,6 +10,7 @@ preprocess new inputs.
 from __future__ import annotations
 
 import hashlib
+import os
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -344,12 +345,14 @@ def save_split(path: Path, x: np.ndarray, y: np.ndarray, ds: Dataset, mean, std)
                 np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
 
 
-def load_split(prepared: str | Path, name: str) -> Split:
+def load_split(prepared: str | Path, name: str, lazy: bool = False) -> Split:
+    """One prepared split; `lazy`: its x read from the file row by row as asked for
+    (`StoredRows`), so a split bigger than memory is never loaded whole."""
     path = Path(prepared) / f"{name}.npz"
     try:
         with np.load(path, allow_pickle=False) as z:
             return Split(
-                x=z["x"],
+                x=StoredRows(path, "x") if lazy else z["x"],  # type: ignore[arg-type]
                 y=z["y"],
                 class_names=[str(c) for c in z["class_names"]],
                 mean=z["mean"],
@@ -364,7 +367,72 @@ def load_split(prepared: str | Path, name: str) -> Split:
         raise DataError(f"{path}: unreadable prepared split ({e}); rerun prepare") from None
 
 
-def load_splits(prepared: str | Path) -> tuple[Split, Split, Split]:
-    """(train, val, test)."""
-    train, val, test = (load_split(prepared, name) for name in SPLITS)
-    return train, val, test
+class StoredRows:
+    """Rows of an array stored uncompressed in an .npz (as `save_split` writes them), read
+    with positioned reads when indexed: `x[a:b]`, `x[rows]` or `np.asarray(x)` for all of it."""
+
+    def __init__(self, path: Path, member: str):
+        with zipfile.ZipFile(path) as z:
+            info = z.getinfo(f"{member}.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ValueError(f"{member} is compressed; it cannot be read row by row")
+        with path.open("rb") as f:
+            f.seek(info.header_offset + 26)  # the local header's name and extra lengths
+            name_len, extra_len = np.frombuffer(f.read(4), "<u2")
+            f.seek(info.header_offset + 30 + int(name_len) + int(extra_len))
+            fmt = np.lib.format
+            version = fmt.read_magic(f)
+            read_header = (
+                fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(f)
+            self.offset = f.tell()
+        if fortran:
+            raise ValueError(f"{member} is stored in Fortran order; expected C order")
+        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            rows = self._block(start, max(start, stop))
+            return rows[::step] if step != 1 else rows
+        if isinstance(key, int | np.integer):
+            return self._block(int(key) % len(self), int(key) % len(self) + 1)[0]
+        rows = np.asarray(key, dtype=np.int64) % max(len(self), 1)
+        order = np.argsort(rows, kind="stable")
+        ascending = rows[order]
+        runs = np.split(ascending, np.flatnonzero(np.diff(ascending) != 1) + 1)
+        found = np.concatenate([self._block(r[0], r[-1] + 1) for r in runs if len(r)] or [
+            self._block(0, 0)
+        ])  # fmt: skip
+        out = np.empty_like(found)
+        out[order] = found  # back in the order asked for
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self[:] if dtype is None else self[:].astype(dtype)
+
+    def _block(self, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop-1, one positioned read (the file is opened per call: forked
+        DataLoader workers and threads never share a file offset)."""
+        count = stop - start
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            data = os.pread(fd, count * self.row_bytes, self.offset + start * self.row_bytes)
+        finally:
+            os.close(fd)
+        return np.frombuffer(data, self.dtype).reshape(count, *self.shape[1:]).copy()
+
+
+def load_splits(prepared: str | Path, lazy_train: bool = False) -> tuple[Split, Split, Split]:
+    """(train, val, test); `lazy_train`: the train split's x is read as batches ask for it."""
+    train = load_split(prepared, "train", lazy=lazy_train)
+    return train, load_split(prepared, "val"), load_split(prepared, "test")

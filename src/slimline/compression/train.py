@@ -15,6 +15,7 @@ import dataclasses
 import os
 import random
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,26 +147,39 @@ def distill_loss(
     when batches are augmented, its logits of each augmented view (online)."""
     if augment is not None:
         return make_online_kd_loss(teacher, distill.temperature, distill.alpha, acc)
-    logits = predict_logits(acc.prepare(teacher), train.x, acc=acc)
-    return make_kd_loss(logits, distill.temperature, distill.alpha)
+    # on disk (an unlinked temp file, mapped; the mapping outlives the closed file), not in
+    # memory: (N, K) logits grow with the data
+    with tempfile.TemporaryFile() as f:
+        cache = np.memmap(f, np.float32, "w+", shape=(len(train.y), train.num_classes))
+    predict_logits(acc.prepare(teacher), train.x, acc=acc, out=cache)
+    return make_kd_loss(cache, distill.temperature, distill.alpha)
 
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, x: np.ndarray | Tensor, batch_size: int = 512, acc: Accelerator = CPU
+    model: nn.Module,
+    x: np.ndarray | Tensor,
+    batch_size: int = 512,
+    acc: Accelerator = CPU,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Eval-mode fp32 logits (N, K) as numpy, computed on the model's device (`acc`) batch by
-    batch, so x may be read lazily; the model's train/eval mode is restored."""
+    batch, so x may be read lazily; written into `out` when given (e.g. a memmap). The
+    model's train/eval mode is restored."""
     was_training = model.training
     model.eval()
-    out = [
-        model(acc.batch(torch.as_tensor(np.asarray(x[i : i + batch_size]), dtype=torch.float32)))
-        .float()
-        .cpu()
-        for i in range(0, len(x), batch_size)
-    ]
+    parts = []
+    for i in range(0, len(x), batch_size):
+        batch = torch.as_tensor(np.asarray(x[i : i + batch_size]), dtype=torch.float32)
+        logits = model(acc.batch(batch)).float().cpu().numpy()
+        if out is None:
+            parts.append(logits)
+        else:
+            out[i : i + len(logits)] = logits
     model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+    if out is not None:
+        return out
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
 def loss_and_accuracy(

@@ -166,13 +166,17 @@ def models(params: ParamsOpt = Path("params.yaml")) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from slimline.core.tables import key_column
     from slimline.records.aliases import list_versions
 
     p, root = _project(params)
     table = Table(title=f"registered model {p.tracking.model_name}")
-    for column in ("version", "aliases", "accuracy", "size", "latency", "commit", "created (UTC)"):
+    versions = _registry(lambda: list_versions(root, p))
+    key_column(table, "version", (v.version for v in versions))
+    key_column(table, "aliases", (", ".join(v.aliases) for v in versions), words=True)
+    for column in ("accuracy", "size", "latency", "commit", "created (UTC)"):
         table.add_column(column)
-    for v in _registry(lambda: list_versions(root, p)):
+    for v in versions:
         table.add_row(
             v.version,
             ", ".join(v.aliases),

@@ -244,18 +244,15 @@ def print_sweep(outcome: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from slimline.core.tables import key_column
+
     table = Table(title=f"{outcome['sweep']}: candidates (dvc exp show lists them)")
-    for column in (
-        "candidate",
-        "overrides",
-        "accuracy",
-        "latency b1 p50",
-        "size",
-        "gates",
-        "Pareto",
-    ):
+    candidates = outcome["candidates"]
+    key_column(table, "candidate", (c["name"] for c in candidates))
+    key_column(table, "overrides", (" ".join(c["overrides"]) for c in candidates), words=True)
+    for column in ("accuracy", "latency b1 p50", "size", "gates", "Pareto"):
         table.add_column(column)
-    for c in outcome["candidates"]:
+    for c in candidates:
         f = c["figures"]
         table.add_row(
             c["name"],

@@ -63,10 +63,14 @@ def print_summary(root: Path, params: Params, outcome: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from slimline.core.tables import key_column
+
     table = Table(title="slimline: what this run produced")
-    for column in ("variant", "accuracy", "size", "latency b1 p50"):
-        table.add_column(column, justify="left" if column == "variant" else "right")
-    for v in variants(root, params):
+    rows = variants(root, params)
+    key_column(table, "variant", (v["name"] for v in rows))
+    for column in ("accuracy", "size", "latency b1 p50"):
+        table.add_column(column, justify="right")
+    for v in rows:
         table.add_row(
             v["name"],
             _num(v.get("accuracy")),

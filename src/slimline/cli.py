@@ -38,6 +38,12 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", "-v", help="Also show the libraries' INFO logs (Dask, Prefect, MLflow)."
+    ),
+]
 TimeoutOpt = Annotated[
     float,
     typer.Option("--stage-timeout", help="Seconds a stage may run before it is killed."),
@@ -62,6 +68,7 @@ def run(
     params: ParamsOpt = Path("params.yaml"),
     overrides: SetOpt = None,
     stage_timeout: TimeoutOpt = 3600.0,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run the pipeline flow (DVC stages, MLflow, registry verdict) on params.yaml.
 
@@ -82,7 +89,7 @@ def run(
             if overrides or params.resolve() != target.resolve():
                 write_params(target, params, overrides or [])
                 typer.echo(f"params.yaml now holds {params} with {overrides or 'no overrides'}")
-            code = run_pipeline(root, validated, stage_timeout)
+            code = run_pipeline(root, validated, stage_timeout, verbose)
     except InputError as e:
         fail(str(e), 2)
     finished(code)
@@ -93,12 +100,13 @@ def schedule(
     cron: Annotated[str, typer.Option("--cron", help="Cron expression, e.g. '0 3 * * *'.")],
     name: Annotated[str, typer.Option("--name", help="Deployment name.")] = "scheduled-retraining",
     stage_timeout: TimeoutOpt = 3600.0,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Serve the pipeline flow as a cron deployment on PREFECT_API_URL's server (Ctrl+C stops)."""
     from slimline.orchestration.commands import serve_schedule
 
     try:
-        serve_schedule(Path.cwd(), cron, name, stage_timeout)
+        serve_schedule(Path.cwd(), cron, name, stage_timeout, verbose)
     except InputError as e:
         fail(str(e), 2)
 
@@ -116,6 +124,7 @@ def sweep(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds a candidate may run before it is killed.")
     ] = 7200.0,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run every combination as a DVC experiment in parallel; promote the best that passes.
 
@@ -132,7 +141,7 @@ def sweep(
         for overrides in combinations(grid):  # every candidate valid before anything runs
             check_before_run(load_params(root / "params.yaml", overrides), root)
         with workspace_lock(root, "slimline sweep"):
-            code = run_sweep(root, grid, workers, dask_address, timeout)
+            code = run_sweep(root, grid, workers, dask_address, timeout, verbose)
     except InputError as e:
         fail(str(e), 2)
     finished(code)

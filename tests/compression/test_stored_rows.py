@@ -34,3 +34,9 @@ def test_a_compressed_member_is_refused_with_a_reason(tmp_path):
     np.savez_compressed(tmp_path / "c.npz", x=np.zeros((4, 2), np.float32))
     with pytest.raises(ValueError, match="compressed"):
         StoredRows(tmp_path / "c.npz", "x")
+
+
+def test_an_object_array_is_refused_never_read(tmp_path):
+    np.savez(tmp_path / "o.npz", x=np.array([{"a": 1}, None], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        StoredRows(tmp_path / "o.npz", "x")

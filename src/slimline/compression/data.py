@@ -387,6 +387,11 @@ class StoredRows:
             )
             shape, fortran, dtype = read_header(f)
             self.offset = f.tell()
+        if np.dtype(dtype).kind not in "fiub":  # object arrays are pickles: never read
+            raise ValueError(
+                f"{member} holds {np.dtype(dtype)} values; numbers expected (object arrays "
+                "cannot be loaded when allow_pickle=False)"
+            )
         if fortran:
             raise ValueError(f"{member} is stored in Fortran order; expected C order")
         self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)

@@ -18,6 +18,7 @@ from slimline.core.errors import InputError
 from slimline.core.params import Params
 from slimline.core.units import format_kb
 from slimline.orchestration import dvc_run
+from slimline.orchestration.logs import library_levels
 
 # the ephemeral server's default 20 s was exceeded on a loaded 2-core machine (STACK.md)
 STARTUP_TIMEOUT = "120"
@@ -104,11 +105,19 @@ def warm_pipeline(root: Path) -> None:
     preload_store(root)
 
 
-def run_pipeline(root: Path, params: Params, stage_timeout: float | None) -> int:
+def run_pipeline(
+    root: Path, params: Params, stage_timeout: float | None, verbose: bool = False
+) -> int:
     """Run the pipeline flow on `root`, whose params.yaml holds `params` (validated by the
     caller); 0 ran, 2 bad input (a stage exited 2), 1 failed."""
+    library_levels(verbose)
+
+    def warm() -> None:
+        warm_pipeline(root)
+        library_levels(verbose)  # again: importing them set their own levels
+
     try:
-        with prefect_session(root, lambda: warm_pipeline(root)):
+        with prefect_session(root, warm):
             from slimline.orchestration.pipeline_flow import pipeline
 
             state = pipeline(project_dir=str(root), stage_timeout=stage_timeout, return_state=True)
@@ -139,7 +148,9 @@ def report_failure(state) -> int:
     return 2 if isinstance(error, InputError) else 1
 
 
-def serve_schedule(root: Path, cron: str, name: str, stage_timeout: float | None) -> None:
+def serve_schedule(
+    root: Path, cron: str, name: str, stage_timeout: float | None, verbose: bool = False
+) -> None:
     """Serve a cron deployment of the pipeline flow until interrupted (needs a Prefect server:
     an ephemeral one runs no scheduler, so no run would ever be created)."""
     quiet_telemetry()
@@ -153,6 +164,8 @@ def serve_schedule(root: Path, cron: str, name: str, stage_timeout: float | None
     from prefect.schedules import Cron
 
     from slimline.orchestration.pipeline_flow import FLOW_NAME, pipeline
+
+    library_levels(verbose)
 
     # serve() returns on SIGTERM or Ctrl+C and pauses the deployment: no runner, no runs
     try:
@@ -195,13 +208,22 @@ def check_cron(cron: str) -> None:
 
 
 def run_sweep(
-    root: Path, specs: list[str], workers: int, address: str | None, timeout: float | None
+    root: Path,
+    specs: list[str],
+    workers: int,
+    address: str | None,
+    timeout: float | None,
+    verbose: bool = False,
 ) -> int:
     """The sweep flow on a Dask task runner: 0 every candidate ran, 1 one failed, 2 bad input."""
+    library_levels(verbose)
+
+    def warm() -> None:
+        preload("slimline.orchestration.sweep_flow", "prefect_dask", "mlflow")
+        library_levels(verbose)  # again: importing them set their own levels
+
     try:
-        with prefect_session(
-            root, lambda: preload("slimline.orchestration.sweep_flow", "prefect_dask", "mlflow")
-        ):
+        with prefect_session(root, warm):
             from slimline.orchestration.sweep_flow import sweep
 
             state = sweep.with_options(task_runner=dask_runner(root, workers, address))(

@@ -83,6 +83,12 @@ def print_summary(root: Path, params: Params, outcome: dict) -> None:
     run = outcome.get("run", {})
     console.print(f"MLflow run: {run.get('run_name')} ({run.get('run_id')})")
     console.print(f"registry: {outcome['verdict']['summary']}", markup=False)
+    paths = params.paths
+    console.print(
+        f"look: {paths.dist}/model_card.md, {paths.gates_report}, {paths.benchmark_table}; "
+        "`slimline ui` for the runs and the registry",
+        markup=False,
+    )
 
 
 def _num(value: Any) -> str:

@@ -1,0 +1,44 @@
+"""What `slimline run`, `sweep` and `schedule` print: slimline's lines, the stages' output,
+warnings and errors. Library chatter (Dask's cluster and worker banners, Prefect's server and
+client internals, MLflow's registry notes and database migrations) is logged below INFO unless
+the user asks for it with `--verbose`.
+
+Levels are set by name once the libraries are imported (each configures its own loggers on
+import), and through the settings they read at import for what starts later (Dask's workers).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+# loggers whose INFO lines say how a library works, not what the pipeline did
+CHATTY = (
+    "distributed",
+    "dask",
+    "tornado",
+    "bokeh",
+    "mlflow",
+    "alembic",
+    "httpx",
+    "uvicorn",
+    "prefect.server",
+    "prefect.client",
+    "prefect._internal",
+    "prefect.events",
+    "prefect.runner",
+    "prefect.task_runner",
+    "prefect_dask",
+    "prefect.prefect_dask",
+)
+
+
+def library_levels(verbose: bool) -> None:
+    """Library chatter at WARNING, or at INFO with `--verbose`. Call it before the libraries
+    are imported and again after (either order is safe)."""
+    level = logging.INFO if verbose else logging.WARNING
+    name = logging.getLevelName(level).lower()
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = name  # read when distributed is imported
+    os.environ["MLFLOW_LOGGING_LEVEL"] = name.upper()  # read when mlflow is imported
+    for logger in CHATTY:
+        logging.getLogger(logger).setLevel(level)

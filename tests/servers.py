@@ -19,12 +19,17 @@ def free_port() -> int:
 
 
 def start(
-    command: list[str], port: int, log: Path, cwd: Path | None = None, health: str = "/health"
+    command: list[str],
+    port: int,
+    log: Path,
+    cwd: Path | None = None,
+    health: str = "/health",
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
-    """Start a server (`mlflow server`, `slimline ui`, `prefect server start`); return once
-    GET `health` answers 200."""
+    """Start a server (`mlflow server`, `slimline ui`, `prefect server start`) in `env` (this
+    process's by default); return once GET `health` answers 200."""
     # the job runner would add ~10 processes and 1.2 GB that no test uses
-    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = (env or dict(os.environ)) | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with log.open("w") as out:
         proc = subprocess.Popen(
             command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

@@ -19,6 +19,11 @@ def test_a_sweep_runs_candidates_as_experiments_and_promotes_the_best(flow_proje
     root = copy_project(flow_project.project, tmp_path / "project")
     result = slimline(root, "sweep", "-S", "prune.ratio=0.3,0.6", "--workers", "2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    # the user's screen: stage lines and the result, without Dask's or DVC's chatter
+    said = result.stdout + result.stderr
+    assert "distributed." not in said and "Updating lock file" not in said, said
+    assert len(said.splitlines()) <= 50, said
+    assert result.stdout.rstrip().splitlines()[-1].startswith("look: reports/sweep.json")
     report = json.loads((root / "reports" / "sweep.json").read_text())
     names = [c["name"] for c in report["candidates"]]
     assert [c["overrides"] for c in report["candidates"]] == [

@@ -21,11 +21,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from slimline.compression.augment import Augment
 from slimline.compression.data import Split
 from slimline.compression.device import CPU, Accelerator
 from slimline.compression.models import count_macs, count_params
-from slimline.compression.train import Batches, Callback, LossFn, fit, loss_and_accuracy
+from slimline.compression.train import Batches, Callback, LossFn, Views, fit, loss_and_accuracy
 from slimline.core.params import Prune
 
 TAYLOR_BATCHES = 4  # batches of gradient that Taylor importance averages before each step
@@ -81,7 +80,7 @@ def prune_and_finetune(
     seed: int,
     callbacks: Sequence[Callback] = (),
     acc: Accelerator = CPU,
-    augment: Augment | None = None,
+    augment: Views | None = None,
 ) -> tuple[nn.Module, dict]:
     """Prune a copy of `model` in `prune.steps` steps, fine-tuning each with `loss_fn` (KD
     from the teacher, cached or online); returns it and the metrics report."""

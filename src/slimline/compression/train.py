@@ -5,7 +5,7 @@ schedule, seeded shuffling and best-epoch selection; what differs between uses i
 (`LossFn`: cross-entropy; KD against cached teacher logits looked up by sample index; or online
 KD, the teacher run on the very batch the student sees) and the callbacks (curve CSV, anything a
 caller wants). Where it runs (`device.Accelerator`: CPU or CUDA, fp32 or bf16 autocast) and
-whether training batches are augmented (`augment.Augment`, images only) are arguments too; the
+whether training batches are augmented (`Views`, e.g. `augment.Augment`) are arguments too; the
 model comes back on the CPU either way. Nothing here logs to a tracker.
 """
 
@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from slimline.compression.augment import Augment
 from slimline.compression.data import Split
 from slimline.compression.device import CPU, Accelerator
 from slimline.core.atomic import write_text
@@ -35,6 +34,9 @@ from slimline.core.params import Distill, ModelSpec
 # (logits (B, K), labels (B,), sample indices into the train split (B,), the input batch as the
 # model saw it, augmented and on its device (B, ...)) -> scalar loss
 LossFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+# (a batch (B, ...) on the CPU, the views' seeded generator) -> its augmented views: an
+# `augment.Augment`, or any other seeded transform (bench/kd.py warps digits)
+Views = Callable[[Tensor, torch.Generator], Tensor]
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr")
 
 
@@ -141,7 +143,7 @@ def make_online_kd_loss(
 
 
 def distill_loss(
-    teacher: nn.Module, train: Split, distill: Distill, acc: Accelerator, augment: Augment | None
+    teacher: nn.Module, train: Split, distill: Distill, acc: Accelerator, augment: Views | None
 ) -> LossFn:
     """KD from `teacher` (on `acc`): its train logits computed once and looked up by index, or,
     when batches are augmented, its logits of each augmented view (online)."""
@@ -231,7 +233,7 @@ class Batches:
     """How training batches are made: read from the split, augmented, put on the device."""
 
     acc: Accelerator = CPU
-    augment: Augment | None = None
+    augment: Views | None = None
 
     def make(self, train: Split, idx: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         rows = np.sort(idx.numpy())  # ascending reads: a lazily read split streams forward
@@ -276,7 +278,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     desc: str = "train",
     acc: Accelerator = CPU,
-    augment: Augment | None = None,
+    augment: Views | None = None,
 ) -> History:
     """Train in place on `acc`; the model ends on the CPU with the weights of the best
     val-accuracy epoch.

@@ -21,3 +21,8 @@ TELEMETRY_OFF = {
 def quiet_telemetry() -> None:
     for key, value in TELEMETRY_OFF.items():
         os.environ.setdefault(key, value)
+
+
+# set by `slimline run / sweep / schedule --verbose` (orchestration.logs): the library notes and
+# DVC bookkeeping lines that are hidden by default are shown
+VERBOSE_ENV = "SLIMLINE_VERBOSE"

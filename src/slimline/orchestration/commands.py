@@ -291,3 +291,4 @@ def print_sweep(outcome: dict) -> None:
         f"best: {outcome['best'] or 'none'}; registry: {outcome['verdict']['summary']}",
         markup=False,
     )
+    console.print("look: reports/sweep.json, reports/pareto.png, dvc exp show, slimline ui")

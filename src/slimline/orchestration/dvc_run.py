@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slimline.core.env import VERBOSE_ENV
 from slimline.orchestration.processes import stop_tree
 
 KILL_GRACE = 5.0  # seconds for the group to exit after each signal before the next one
@@ -61,6 +62,37 @@ class Completed:
             len(self.lines),
         )
         return "\n".join(self.lines[starts[-1] : end]).removeprefix("error: ")
+
+
+# lines of `dvc repro` / `dvc exp run` that say how DVC works, not what the stage did
+BOOKKEEPING = (
+    "Running stage ",
+    "> python ",
+    "Generating lock file",
+    "Updating lock file",
+    "Use `dvc push`",
+    "To track the changes with git",
+    "Reproducing experiment",
+    "Ran experiment(s)",
+    "To apply the results",
+    "dvc exp apply",
+    "git add ",
+)
+
+
+def is_bookkeeping(line: str) -> bool:
+    return not line.strip() or line.strip().startswith(BOOKKEEPING)
+
+
+def log_lines(log: Any) -> Callable[[str], None]:
+    """An `on_line` that logs what a stage said at INFO and DVC's bookkeeping at DEBUG (INFO
+    with `--verbose`)."""
+    verbose = bool(os.environ.get(VERBOSE_ENV))
+
+    def on_line(line: str) -> None:
+        (log.info if verbose or not is_bookkeeping(line) else log.debug)(line)
+
+    return on_line
 
 
 def dvc_argv(*args: str) -> list[str]:

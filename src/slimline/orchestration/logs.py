@@ -5,12 +5,16 @@ the user asks for it with `--verbose`.
 
 Levels are set by name once the libraries are imported (each configures its own loggers on
 import), and through the settings they read at import for what starts later (Dask's workers).
+DVC's bookkeeping lines in a stage's output ("Updating lock file", "Use `dvc push`") and
+MLflow's registry notes are kept for `--verbose` too (`core.env.VERBOSE_ENV`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+
+from slimline.core.env import VERBOSE_ENV
 
 # loggers whose INFO lines say how a library works, not what the pipeline did
 CHATTY = (
@@ -38,6 +42,10 @@ def library_levels(verbose: bool) -> None:
     are imported and again after (either order is safe)."""
     level = logging.INFO if verbose else logging.WARNING
     name = logging.getLevelName(level).lower()
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"
+    else:
+        os.environ.pop(VERBOSE_ENV, None)
     os.environ["DASK_LOGGING__DISTRIBUTED"] = name  # read when distributed is imported
     os.environ["MLFLOW_LOGGING_LEVEL"] = name.upper()  # read when mlflow is imported
     for logger in CHATTY:

@@ -68,8 +68,9 @@ def dvc_stage(root: Path, stage: str, timeout: float | None, unchanged: bool) ->
         log.info(f"Stage '{stage}' didn't change (dvc status), skipping")
         return {"name": stage, "status": "cached", "seconds": 0.0}
     done = dvc_run.run(
-        dvc_run.dvc_argv("repro", "-s", stage), root, timeout=timeout, on_line=log.info
-    )
+        dvc_run.dvc_argv("repro", "-s", stage), root, timeout=timeout,
+        on_line=dvc_run.log_lines(log),
+    )  # fmt: skip
     if done.timed_out:
         raise StageFailed(
             f"stage {stage} ran past its timeout of {timeout:g} s; its processes were killed",

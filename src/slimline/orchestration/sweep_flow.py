@@ -53,8 +53,10 @@ def run_candidate(
     setup = FileLock(lock_path(root).with_name("exp-setup.lock"), thread_local=False)
     setup.acquire()
 
+    log_line = dvc_run.log_lines(log)
+
     def on_line(line: str) -> None:
-        log.info(line)
+        log_line(line)
         if setup.is_locked and STARTED.match(line):
             setup.release()
 

@@ -7,13 +7,19 @@ a missing report fails closed. Alias moves (here and in `aliases`) happen under 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
 import json
 import math
+import os
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from slimline.core.env import VERBOSE_ENV
 from slimline.core.params import Params
 from slimline.records.aliases import (
     CHALLENGER,
@@ -152,6 +158,25 @@ def _alias_holder(client, name: str, alias: str) -> str | None:
     return str(aliases[alias]) if alias in aliases else None
 
 
+REGISTRY_NOTES = ("Successfully registered model", "Registered model ", "Created version")
+
+
+@contextlib.contextmanager
+def registry_notes_hidden() -> Iterator[None]:
+    """Drop MLflow's registry notes from stderr (shown with `--verbose`); keep the rest."""
+    if os.environ.get(VERBOSE_ENV):
+        yield
+        return
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    finally:
+        kept = [line for line in captured.getvalue().splitlines(keepends=True)
+                if not line.startswith(REGISTRY_NOTES)]  # fmt: skip
+        sys.stderr.write("".join(kept))
+
+
 def _register(client, root: Path, params: Params, run_id: str, figures: dict) -> str:
     """Log dist/model.onnx (ONNX flavor, signature from test inputs) and register it."""
     import mlflow
@@ -180,7 +205,9 @@ def _register(client, root: Path, params: Params, run_id: str, figures: dict) ->
     }
     # explicit requirements: MLflow would otherwise infer them in a slow subprocess
     needs = [f"{p}=={importlib.metadata.version(p)}" for p in ("mlflow", "onnx", "onnxruntime")]
-    with mlflow.start_run(run_id=run_id):
+    # MLflow prints its registry notes ("Successfully registered model ...", "Created version
+    # ...") to stderr; the verdict line says the same. Anything else it prints goes through.
+    with mlflow.start_run(run_id=run_id), registry_notes_hidden():
         info = mlflow.onnx.log_model(
             model,
             name="model",

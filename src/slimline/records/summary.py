@@ -85,8 +85,8 @@ def print_summary(root: Path, params: Params, outcome: dict) -> None:
     console.print(f"registry: {outcome['verdict']['summary']}", markup=False)
     paths = params.paths
     console.print(
-        f"look: {paths.dist}/model_card.md, {paths.gates_report}, {paths.benchmark_table}; "
-        "`slimline ui` for the runs and the registry",
+        f"look: {paths.dist}/model_card.md, {paths.gates_report}, {paths.benchmark_table}, "
+        "slimline ui",
         markup=False,
     )
 

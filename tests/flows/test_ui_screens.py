@@ -1,0 +1,178 @@
+"""Both UIs on a real run, seen in Debian's Chromium: screenshots for reports/ui/ and the README.
+
+A copy of the session's real `slimline run` project runs the pipeline twice more against a real
+`prefect server start` (over the project's own Prefect state, so the cold run is there too) and
+its own MLflow store: the first run's model becomes champion, the second's (pruned harder, less
+accurate) challenger. `slimline schedule` serves the cron deployment meanwhile. Then the MLflow
+UI (`slimline ui`) and the Prefect UI are opened and photographed, and each page is checked for
+what a reviewer looks for on it. Chromium may only talk to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.flows.cli import SLIMLINE, copy_project, env, mlflow_client, slimline
+from tests.servers import free_port, start, stop
+from tests.waiting import wait_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.ui,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium"),
+]
+SHOTS = ROOT / "reports" / "ui"
+FLAGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+         "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]  # fmt: skip
+STAGES = ("prepare", "train_teacher", "distill", "prune", "quantize", "export", "validate",
+          "benchmark")  # fmt: skip
+CRON = "0 3 * * *"
+
+
+def api(base: str, path: str, body: dict | None = None):
+    data = json.dumps(body or {}).encode()
+    request = urllib.request.Request(f"{base}/api{path}", data=data, method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture(scope="module")
+def servers(flow_project, tmp_path_factory):
+    root = copy_project(flow_project.project, tmp_path_factory.mktemp("ui") / "project")
+    prefect_port, mlflow_port = free_port(), free_port()
+    prefect_env = env(PREFECT_HOME=str(root / ".prefect"))
+    prefect = start(
+        [str(Path(SLIMLINE).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
+         "--port", str(prefect_port)],
+        prefect_port, root / "prefect-server.log", cwd=root, health="/api/health",
+        env=prefect_env,
+    )  # fmt: skip
+    prefect_base = f"http://127.0.0.1:{prefect_port}"
+    served = None
+    try:
+        on_server = {"PREFECT_API_URL": f"{prefect_base}/api"}
+        first = slimline(root, "run", **on_server)
+        assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+        second = slimline(root, "run", "-S", "prune.ratio=0.7", **on_server)
+        assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
+        assert "is challenger" in second.stdout, second.stdout
+        flow_run = re.search(r"/runs/flow-run/([0-9a-f-]{36})", second.stderr).group(1)
+        served = subprocess.Popen(
+            [SLIMLINE, "schedule", "--cron", CRON], cwd=root, env=env(**on_server),
+            stdout=(root / "schedule.log").open("w"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        wait_for(lambda: api(prefect_base, "/deployments/filter"), timeout=120,
+                 what="the scheduled deployment")  # fmt: skip
+        mlflow = start([SLIMLINE, "ui", "--port", str(mlflow_port)], mlflow_port,
+                       root / "ui.log", cwd=root)  # fmt: skip
+        try:
+            yield {"root": root, "prefect": prefect_base, "flow_run": flow_run,
+                   "mlflow": f"http://127.0.0.1:{mlflow_port}"}  # fmt: skip
+        finally:
+            stop(mlflow)
+    finally:
+        if served is not None:
+            stop(served)
+        stop(prefect)
+
+
+@pytest.fixture(scope="module")
+def page(servers):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    local = (servers["prefect"], servers["mlflow"])
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        context = browser.new_context(viewport={"width": 1500, "height": 950})
+        context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(local)
+                      else r.abort())  # fmt: skip
+        yield context.new_page()
+        browser.close()
+
+
+def open_page(page, url: str, *ready: str) -> str:
+    page.goto(url)
+    for text in ready:
+        page.get_by_text(text).first.wait_for(timeout=60_000)
+    close = page.get_by_role("button", name="Close")  # MLflow's assistant panel
+    if close.count():
+        close.first.click()
+    page.wait_for_timeout(1000)  # charts and lists settle after their data arrived
+    return page.inner_text("body")
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
+def latest_parent(root: Path):
+    client = mlflow_client(root)
+    experiment = client.get_experiment_by_name("slimline")
+    found = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    parent = next(r for r in found if "mlflow.parentRunId" not in r.data.tags)
+    children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return client, experiment.experiment_id, parent, children
+
+
+def test_mlflow_experiment_shows_the_run_with_its_stage_children(servers, page):
+    _, eid, parent, _ = latest_parent(servers["root"])
+    name = parent.info.run_name
+    open_page(page, f"{servers['mlflow']}/#/experiments/{eid}/runs", name)
+    page.locator("[role=row]", has_text=name).locator("[role=gridcell] button").first.click()
+    page.get_by_text("train_teacher").first.wait_for(timeout=30_000)
+    text = page.inner_text("body")
+    shot(page, "mlflow_runs.png")
+    assert all(stage in text for stage in STAGES)
+    assert re.search(r"[0-9a-f]{7}", parent.data.tags["slimline.git_commit"])  # a real commit
+
+
+def test_mlflow_registry_shows_champion_and_challenger_on_real_versions(servers, page):
+    client, _, _, _ = latest_parent(servers["root"])
+    versions = client.search_model_versions("name='slimline-digits'")
+    aliases = {a: v.version for v in versions for a in v.aliases}
+    assert (
+        set(aliases) == {"champion", "challenger"} and aliases["champion"] != aliases["challenger"]
+    )
+    text = open_page(page, f"{servers['mlflow']}/#/models/slimline-digits", "champion",
+                     "challenger")  # fmt: skip
+    shot(page, "mlflow_registry.png")
+    assert f"Version {aliases['challenger']}" in text
+    for v in versions:  # real models: the INT8 file's size, not a placeholder
+        assert int(float(v.tags["size_bytes"])) > 1000
+
+
+def test_mlflow_run_curves(servers, page):
+    _, eid, _, children = latest_parent(servers["root"])
+    teacher = next(c for c in children if c.info.run_name == "train_teacher")
+    url = f"{servers['mlflow']}/#/experiments/{eid}/runs/{teacher.info.run_id}/model-metrics"
+    text = open_page(page, url, "curve/val_accuracy")
+    shot(page, "mlflow_curves.png")
+    assert "curve/train_loss" in text
+
+
+def test_prefect_flow_run_shows_its_stage_tasks_and_the_artifact(servers, page):
+    url = f"{servers['prefect']}/runs/flow-run/{servers['flow_run']}"
+    text = open_page(page, url, "prune", "benchmark")
+    shot(page, "prefect_flow_run.png")
+    assert "Completed" in text
+    artifacts = open_page(page, f"{url}?tab=Artifacts", "slimline-pipeline")
+    shot(page, "prefect_artifact.png")
+    assert "slimline-pipeline" in artifacts
+
+
+def test_prefect_shows_the_scheduled_deployment(servers, page):
+    (deployment,) = api(servers["prefect"], "/deployments/filter")
+    url = f"{servers['prefect']}/deployments/deployment/{deployment['id']}"
+    text = open_page(page, url, "scheduled-retraining")
+    shot(page, "prefect_deployment.png")
+    assert "0 3 * * *" in text or "At 03:00" in text

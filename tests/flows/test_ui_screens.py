@@ -49,7 +49,9 @@ def api(base: str, path: str, body: dict | None = None):
 def servers(flow_project, tmp_path_factory):
     root = copy_project(flow_project.project, tmp_path_factory.mktemp("ui") / "project")
     prefect_port, mlflow_port = free_port(), free_port()
-    prefect_env = env(PREFECT_HOME=str(root / ".prefect"))
+    # the UI's own calls go to PREFECT_UI_API_URL (default port 4200), not to --port
+    prefect_env = env(PREFECT_HOME=str(root / ".prefect"),
+                      PREFECT_UI_API_URL=f"http://127.0.0.1:{prefect_port}/api")  # fmt: skip
     prefect = start(
         [str(Path(SLIMLINE).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
          "--port", str(prefect_port)],
@@ -110,9 +112,9 @@ def open_page(page, url: str, *ready: str) -> str:
     return page.inner_text("body")
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, full_page: bool = True) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name), full_page=True)
+    page.screenshot(path=str(SHOTS / name), full_page=full_page)
 
 
 def latest_parent(root: Path):
@@ -136,10 +138,18 @@ def test_mlflow_experiment_shows_the_run_with_its_stage_children(servers, page):
     assert re.search(r"[0-9a-f]{7}", parent.data.tags["slimline.git_commit"])  # a real commit
 
 
+def test_mlflow_parent_run_links_its_children_and_shows_the_verdict(servers, page):
+    _, eid, parent, _ = latest_parent(servers["root"])
+    url = f"{servers['mlflow']}/#/experiments/{eid}/runs/{parent.info.run_id}"
+    text = open_page(page, url, "Child runs", "slimline.verdict", *STAGES)
+    shot(page, "mlflow_parent_run.png")
+    assert parent.info.run_name in text and "challenger" in text
+
+
 def test_mlflow_registry_shows_champion_and_challenger_on_real_versions(servers, page):
     client, _, _, _ = latest_parent(servers["root"])
     versions = client.search_model_versions("name='slimline-digits'")
-    aliases = {a: v.version for v in versions for a in v.aliases}
+    aliases = client.get_registered_model("slimline-digits").aliases  # alias -> version
     assert (
         set(aliases) == {"champion", "challenger"} and aliases["champion"] != aliases["challenger"]
     )
@@ -162,17 +172,24 @@ def test_mlflow_run_curves(servers, page):
 
 def test_prefect_flow_run_shows_its_stage_tasks_and_the_artifact(servers, page):
     url = f"{servers['prefect']}/runs/flow-run/{servers['flow_run']}"
-    text = open_page(page, url, "prune", "benchmark")
-    shot(page, "prefect_flow_run.png")
-    assert "Completed" in text
-    artifacts = open_page(page, f"{url}?tab=Artifacts", "slimline-pipeline")
+    text = open_page(page, url, "Task Runs", "Completed")
+    shot(page, "prefect_flow_run.png", full_page=False)  # the graph; the logs go on below
+    assert "10 Task runs" in text or "10 task runs" in text.lower()
+    page.get_by_text("Task Runs", exact=True).first.click()
+    page.get_by_text("benchmark").first.wait_for(timeout=60_000)
+    tasks = page.inner_text("body")
+    assert all(stage in tasks for stage in STAGES)
+    (artifact,) = [a for a in api(servers["prefect"], "/artifacts/filter")
+                   if a["flow_run_id"] == servers["flow_run"]]  # fmt: skip
+    text = open_page(page, f"{servers['prefect']}/artifacts/artifact/{artifact['id']}", "Gates")
     shot(page, "prefect_artifact.png")
-    assert "slimline-pipeline" in artifacts
+    assert "min_accuracy" in text and "final_int8" in text
 
 
 def test_prefect_shows_the_scheduled_deployment(servers, page):
     (deployment,) = api(servers["prefect"], "/deployments/filter")
+    assert [s["schedule"]["cron"] for s in deployment["schedules"]] == [CRON]
     url = f"{servers['prefect']}/deployments/deployment/{deployment['id']}"
     text = open_page(page, url, "scheduled-retraining")
-    shot(page, "prefect_deployment.png")
-    assert "0 3 * * *" in text or "At 03:00" in text
+    shot(page, "prefect_deployment.png", full_page=False)
+    assert "At 03:00 AM" in text or CRON in text

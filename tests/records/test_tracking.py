@@ -19,11 +19,18 @@ from tests.workspace import STAGES, final, reported
 CACHED = {"prepare", "train_teacher"}
 
 
+START = 1_790_000_000.0  # epoch seconds (2026-09-21)
+
+
 def stage_list(failed: str | None = None) -> list[dict]:
     def status(name: str) -> str:
         return "failed" if name == failed else "cached" if name in CACHED else "ran"
 
-    return [{"name": s, "status": status(s), "seconds": 1.5} for s in STAGES]
+    # as the flow reports them: each stage started 2 s after the previous, an hour ago
+    return [
+        {"name": s, "status": status(s), "seconds": 1.5, "started": START + 2 * i}
+        for i, s in enumerate(STAGES)
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -86,8 +93,14 @@ def test_parent_run_holds_flat_params_summary_and_stage_status(logged):
 
 @pytest.mark.slow
 def test_each_stage_child_has_its_metrics_and_curves(logged):
-    root, params, _, client, children = logged
+    root, params, record, client, children = logged
     real = reported(root, params)
+    # the runs span the time the stages ran (not the second it took to record them)
+    for i, stage in enumerate(STAGES):
+        info = children[stage].info
+        assert (info.start_time, info.end_time) == (int((START + 2 * i) * 1000),
+                                                    int((START + 2 * i + 1.5) * 1000))  # fmt: skip
+    assert client.get_run(record.run_id).info.start_time == int(START * 1000)
 
     def history(stage: str, key: str) -> list[tuple[int, float]]:
         return [

@@ -161,6 +161,7 @@ def serve_schedule(
         )
     prefect_environment(root)
     check_cron(cron)
+    from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
     from slimline.orchestration.pipeline_flow import FLOW_NAME, pipeline
@@ -175,6 +176,8 @@ def serve_schedule(
             parameters={"project_dir": str(root), "stage_timeout": stage_timeout},
             description="Scheduled retraining: DVC reruns what changed (new data retrains).",
             tags=["slimline", "retraining"],
+            # the module, not a file path relative to wherever `schedule` was started
+            entrypoint_type=EntrypointType.MODULE_PATH,
         )
     finally:
         pause_deployment(f"{FLOW_NAME}/{name}")

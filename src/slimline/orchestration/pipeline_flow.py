@@ -11,6 +11,7 @@ Imported only by the commands and flows that run it (it imports Prefect at once)
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -165,14 +166,18 @@ def run_stages(root: Path, timeout: float | None) -> tuple[list[dict], StageFail
     stages: list[dict] = []
     for name in dvc_run.prefetched("order", root, dvc_run.stage_order):
         unchanged = changed is not None and name not in changed
+        started = time.time()  # wall clock: MLflow shows each stage's run when it really ran
         state = dvc_stage(root, name, timeout, unchanged, return_state=True)
         if not state.is_completed():
-            stages.append({"name": name, "status": "failed", "seconds": 0.0})
+            seconds = round(time.time() - started, 3)
+            stages.append(
+                {"name": name, "status": "failed", "seconds": seconds, "started": started}
+            )
             error = state.result(raise_on_failure=False)
             if not isinstance(error, StageFailed):  # a bug or a crash, not the stage's verdict
                 error = StageFailed(f"stage {name}: {error!r}", name, 1)
             return stages, error
-        stages.append(state.result())
+        stages.append(state.result() | {"started": started})
         if not unchanged:
             # what DVC ran or restored may change what is downstream: ask it stage by stage
             changed = None

@@ -54,7 +54,11 @@ def markdown(root: Path, params: Params, stages: list[dict], verdict: dict, run:
         lines.append(f"| {g.name} | {_num(g.value)} | {_num(g.threshold)} | {_yes(g.passed)} |")
     lines += ["", "## Benchmark", ""]
     table = root / params.paths.benchmark_table
-    lines.append(table.read_text() if table.exists() else "_no benchmark table was written_")
+    if table.exists():  # its own "# Benchmark (...)" title becomes the section's first line
+        title, _, body = table.read_text().partition("\n")
+        lines += [f"_{title.removeprefix('# Benchmark').strip(' ()')}_", body]
+    else:
+        lines.append("_no benchmark table was written_")
     return "\n".join(lines)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from slimline.core.env import VERBOSE_ENV
+from slimline.orchestration import guard
 from slimline.orchestration.processes import stop_tree
 
 KILL_GRACE = 5.0  # seconds for the group to exit after each signal before the next one
@@ -173,10 +174,11 @@ def run(
     env: dict | None = None,
 ) -> Completed:
     """Run `argv` in `root`, stream each output line to `on_line` (in the calling thread, so a
-    Prefect run logger works), and kill its process group once `timeout` seconds pass."""
+    Prefect run logger works), and kill its process group once `timeout` seconds pass. Under
+    `orchestration.guard`: the group also dies if this process is killed."""
     start = time.monotonic()
     proc = subprocess.Popen(
-        argv,
+        guard.command(argv),
         cwd=root,
         env=env,
         stdout=subprocess.PIPE,

@@ -4,7 +4,8 @@ Prefect's ephemeral mode starts the same server (uvicorn running Prefect's app w
 ephemeral set of services, state in PREFECT_HOME) only when the flow first needs it, after
 importing Prefect's server code in this process (~2.6 s), and then waits ~5-8 s for it. Started
 here before anything else, its boot overlaps with what this process imports and asks DVC
-meanwhile: ~5 s less per `slimline run`. It is stopped (its process group) when the block ends.
+meanwhile: ~5 s less per `slimline run`. It is stopped (its process group) when the block ends,
+and by its guard (`orchestration.guard`) when this process dies without ending it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slimline.core.http import Unhealthy, wait_healthy
+from slimline.orchestration import guard
 from slimline.orchestration.processes import stop_tree
 
 # what Prefect's own SubprocessASGIServer sets for its ephemeral server (prefect 3.8)
@@ -65,7 +67,7 @@ def temporary_server(home: Path) -> Iterator[Server]:
     ]
     with (home / "server.log").open("ab") as log:
         proc = subprocess.Popen(
-            argv,
+            guard.command(argv),  # dies with this process, however it dies
             cwd=home,
             env=os.environ | EPHEMERAL,
             stdout=log,

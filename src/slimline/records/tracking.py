@@ -90,8 +90,30 @@ def connect(root: Path, params: Params) -> tuple[Any, str, str]:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     with tracking_errors(uri):  # an unknown URI scheme fails here already
+        if (db := sqlite_path(uri)) is not None:
+            create_store(uri, db)
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         return client, _experiment(client, params.tracking.experiment, uri), uri
+
+
+def create_store(uri: str, db: Path) -> None:
+    """Create and migrate a SQLite store once, under a lock beside it. MLflow creates its
+    tables on first use; four runs doing that at once in one new file raced ("duplicate column
+    name", "table ... already exists"): three of four failed, and a store left half-migrated
+    failed every later run. A marker file written after the migration skips the lock later."""
+    ready = db.with_name(db.name + ".ready")
+    if ready.exists() and db.exists():
+        return
+    from filelock import FileLock
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(db.with_name(db.name + ".lock"), timeout=600):
+        if not (ready.exists() and db.exists()):
+            SqlAlchemyStore(uri, (db.parent / "mlartifacts").as_uri())  # tables + migrations
+            RegistryStore(uri)
+            ready.touch()
 
 
 def probe(uri: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -31,6 +32,20 @@ SetOpt = Annotated[
 @app.callback()
 def _group() -> None:
     """Keeps `slimline <command>` a group even while one command is defined."""
+
+
+def cancel_on_sigterm() -> None:
+    """SIGTERM (a scheduler's stop, `docker stop`, `kill`) cancels a run as Ctrl+C does: the
+    running stage's processes are stopped, the run is recorded as cancelled, exit 130. A second
+    signal during that cleanup is ignored; SIGKILL is left to the guards (orchestration/guard)."""
+
+    def cancel(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, cancel)
+    signal.signal(signal.SIGINT, cancel)
 
 
 def fail(message: str, code: int) -> None:
@@ -80,6 +95,7 @@ def run(
     from slimline.orchestration.runlock import workspace_lock
 
     root = Path.cwd()
+    cancel_on_sigterm()
     try:
         validated = load_params(params, overrides or [])
         check_before_run(validated, root)  # a student too big, an unusable teacher: exit 2
@@ -92,6 +108,8 @@ def run(
             code = run_pipeline(root, validated, stage_timeout, verbose)
     except InputError as e:
         fail(str(e), 2)
+    except KeyboardInterrupt:  # before or after the stages: nothing half done to record
+        fail("run cancelled; no stage was left running and the last good outputs are kept", 130)
     finished(code)
 
 

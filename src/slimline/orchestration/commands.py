@@ -136,8 +136,11 @@ def run_pipeline(
 
 def report_failure(state) -> int:
     """One message on stderr and the contract's exit code for a failed flow run."""
-    from slimline.orchestration.pipeline_flow import StageFailed
+    from slimline.orchestration.pipeline_flow import Cancellation, StageFailed
 
+    if state.is_cancelled():
+        print(f"error: {state.message}", file=sys.stderr)
+        return Cancellation.EXIT_CODE
     error = state.result(raise_on_failure=False)
     if not isinstance(error, BaseException):
         print(f"error: the flow ended {state.type.value}: {state.message}", file=sys.stderr)

@@ -17,7 +17,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed, State
+from prefect.states import Cancelled, Failed, State
 
 from slimline.compression.preflight import check_before_run
 from slimline.core.params import Params, load_params
@@ -40,6 +40,22 @@ class StageFailed(RuntimeError):
 
     def __str__(self) -> str:
         return self.args[0]
+
+
+class Cancellation(StageFailed):
+    """The run was cancelled (SIGINT, SIGTERM, a cancel from Prefect's API or UI) during
+    `stage`, whose processes were killed; the flow ends Cancelled, MLflow's run KILLED."""
+
+    EXIT_CODE = 130  # 128 + SIGINT, as shells report an interrupted command
+
+    def __init__(self, stage: str, signal: BaseException):
+        why = "interrupted" if isinstance(signal, KeyboardInterrupt) else "terminated"
+        super().__init__(
+            f"run cancelled ({why}) during stage {stage}; its processes were stopped and the "
+            "last good outputs kept",
+            stage,
+            self.EXIT_CODE,
+        )
 
 
 def transient(task, task_run, state) -> bool:
@@ -155,19 +171,33 @@ def pipeline(
 
 
 def failed(error: StageFailed) -> State:
-    # the flow ends Failed with the stage's error as its result: the CLI reads its exit code
+    # the flow ends Failed with the stage's error as its result: the CLI reads its exit code;
+    # a cancellation ends it Cancelled
+    if isinstance(error, Cancellation):
+        return Cancelled(message=str(error))
     return Failed(message=str(error), data=error)
 
 
 def run_stages(root: Path, timeout: float | None) -> tuple[list[dict], StageFailed | None]:
-    """Every stage in DVC's order; stops at the first failure and returns it with the rest."""
+    """Every stage in DVC's order; stops at the first failure or cancellation (SIGINT, SIGTERM,
+    a cancel from Prefect) and returns it with the stages so far. The stage's process group is
+    down by then: the DVC runner kills it on the way out."""
+    from prefect.exceptions import TerminationSignal
+
     # one `dvc status` spares a dvc process per unchanged stage
     changed = dvc_run.prefetched("changed", root, dvc_run.changed_stages)
     stages: list[dict] = []
     for name in dvc_run.prefetched("order", root, dvc_run.stage_order):
         unchanged = changed is not None and name not in changed
         started = time.time()  # wall clock: MLflow shows each stage's run when it really ran
-        state = dvc_stage(root, name, timeout, unchanged, return_state=True)
+        try:
+            state = dvc_stage(root, name, timeout, unchanged, return_state=True)
+        except (KeyboardInterrupt, TerminationSignal) as e:
+            seconds = round(time.time() - started, 3)
+            stages.append(
+                {"name": name, "status": "cancelled", "seconds": seconds, "started": started}
+            )
+            return stages, Cancellation(name, e)
         if not state.is_completed():
             seconds = round(time.time() - started, 3)
             stages.append(

@@ -27,9 +27,12 @@ def stage_line(stages: list[dict]) -> str:
     ran = [s["name"] for s in stages if s["status"] == "ran"]
     cached = [s["name"] for s in stages if s["status"] == "cached"]
     failed = [s["name"] for s in stages if s["status"] == "failed"]
+    cancelled = [s["name"] for s in stages if s["status"] == "cancelled"]
     parts = [f"ran: {', '.join(ran) or 'none'}", f"cached: {', '.join(cached) or 'none'}"]
     if failed:
         parts.append(f"failed: {', '.join(failed)}")
+    if cancelled:
+        parts.append(f"cancelled: {', '.join(cancelled)}")
     return "; ".join(parts)
 
 

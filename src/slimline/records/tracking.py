@@ -190,7 +190,8 @@ def log_pipeline_run(root: Path, params: Params, stages: list[dict]) -> RunRecor
             with contextlib.suppress(Exception):
                 client.set_terminated(run_id, "FAILED")
             raise
-        client.set_terminated(run_id, "FINISHED")
+        outcome = next((s["status"] for s in stages if s["status"] in RUN_STATUS), "ran")
+        client.set_terminated(run_id, RUN_STATUS.get(outcome, "FINISHED"))
     return RunRecord(run_id, run_name, experiment_id, uri, children, missing)
 
 
@@ -205,6 +206,7 @@ def lineage_tags(root: Path, params: Params, stages: list[dict], commit: str) ->
         "slimline.data_sha256": data_sha256(root, params),
         "slimline.cached_stages": ",".join(s["name"] for s in stages if s["status"] == "cached"),
         "slimline.ran_stages": ",".join(s["name"] for s in stages if s["status"] == "ran"),
+        **{f"slimline.{s['status']}_stage": s["name"] for s in stages if s["status"] in RUN_STATUS},
         **{f"slimline.dvc_lock.{s['name']}": locks.get(s["name"], "missing") for s in stages},
     }
 
@@ -226,9 +228,13 @@ def _log_stage(client, experiment_id, parent_id, root, params, stage) -> tuple[s
     for rel in stage_files(params, name):
         if rel not in missing:
             client.log_artifact(run_id, str(root / rel), artifact_path=str(Path(rel).parent))
-    status = "FAILED" if stage["status"] == "failed" else "FINISHED"
+    status = RUN_STATUS.get(stage["status"], "FINISHED")
     client.set_terminated(run_id, status, end_time=_ms(started + seconds) if started else None)
     return run_id, missing
+
+
+# a stage's status in the flow -> its MLflow run's status (ran and cached: FINISHED)
+RUN_STATUS = {"failed": "FAILED", "cancelled": "KILLED"}
 
 
 def _ms(epoch_seconds: float) -> int:

@@ -3,6 +3,7 @@ orchestration, and each DVC stage depends on exactly the code it runs."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -24,6 +25,20 @@ def declared_code(stage: str) -> set[str]:
     """The deps of `stage` in dvc.yaml that are code (not data or models)."""
     deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
     return {d for d in deps if d.startswith(("stages/", "src/"))}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_committed_dvc_lock_records_the_code_as_it_is(stage):
+    # a code change committed without rerunning the pipeline leaves dvc.lock describing other
+    # code: `dvc repro` on a fresh clone with the cache would then rerun stages for nothing,
+    # and the committed metrics would not be what this code makes
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"][stage]["deps"]
+    stale = [
+        d["path"] for d in lock
+        if d["path"] in declared_code(stage)
+        and hashlib.md5((ROOT / d["path"]).read_bytes()).hexdigest() != d["md5"]
+    ]  # fmt: skip
+    assert stale == [], f"rerun the pipeline (make run) and commit dvc.lock: {stale} changed"
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -215,7 +215,8 @@ def test_missing_outputs_of_a_failed_stage_are_tagged_not_fatal(tmp_path, worksp
         a.path for a in client.list_artifacts(prune.info.run_id, "models/onnx")
     }  # what the stage did leave is still logged
     parent = client.get_run(record.run_id)
-    assert parent.info.status == "FINISHED"
+    assert parent.info.status == "FAILED"  # the run did not get through: MLflow says so
+    assert parent.data.tags["slimline.failed_stage"] == "prune"
     assert set(parent.data.tags["slimline.missing_outputs"].split(",")) == set(gone)
     assert not any(k.startswith("final.") for k in parent.data.metrics)  # no benchmark, no figures
 

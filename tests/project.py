@@ -63,3 +63,20 @@ def run(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.Completed
 
 def dvc_repro(project: Path, *args: str) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "dvc", "repro", *args], project)
+
+
+def refused_run(project: Path) -> list[str]:
+    """`slimline run` in `project`, which must exit 2 before touching any file; its `error:`
+    lines."""
+
+    def files() -> list[Path]:
+        return sorted(p.relative_to(project) for p in project.rglob("*") if ".git" not in p.parts)
+
+    before = files()
+    result = subprocess.run(
+        [sys.executable, "-m", "slimline.cli", "run"],
+        cwd=project, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert files() == before  # nothing ran: no Prefect state, no stage output
+    return [line for line in result.stderr.splitlines() if line.startswith("error: ")]

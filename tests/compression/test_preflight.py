@@ -3,8 +3,6 @@ data, and a student not smaller than its teacher (trained here or imported)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from slimline.compression.preflight import check_before_run
 from slimline.compression.sizing import SizeError
 from slimline.core.params import load_params
 from tests.conftest import write_params
-from tests.project import make_project
+from tests.project import make_project, refused_run
 
 
 def linear_teacher(path: Path, classes: int = 10, features: int = 64) -> Path:
@@ -66,15 +64,6 @@ def test_an_imported_teacher_with_the_wrong_class_count_stops_the_run_before_it_
 
 def test_slimline_run_with_a_missing_onnx_teacher_exits_2_and_runs_nothing(tmp_path):
     teacher = {"source": "onnx", "path": "data/pretrained/absent.onnx"}
-    project = make_project(tmp_path / "project", teacher=teacher)
-    before = sorted(p.relative_to(project) for p in project.rglob("*") if ".git" not in p.parts)
-    result = subprocess.run(
-        [sys.executable, "-m", "slimline.cli", "run"],
-        cwd=project, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr
+    errors = refused_run(make_project(tmp_path / "project", teacher=teacher))
+    assert len(errors) == 1, errors
     assert "data/pretrained/absent.onnx" in errors[0] and "ONNX file not found" in errors[0]
-    after = sorted(p.relative_to(project) for p in project.rglob("*") if ".git" not in p.parts)
-    assert after == before

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+
 SLIMLINE = str(Path(sys.executable).with_name("slimline"))
 # a developer's own Prefect or MLflow server must not receive the tests' runs
 FOREIGN = ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_URI")
@@ -59,3 +61,15 @@ def runs(project: Path, experiment: str = "slimline"):
     client = mlflow_client(project)
     exp = client.get_experiment_by_name(experiment)
     return client, client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])
+
+
+def of_project(root: Path) -> list[psutil.Process]:
+    """Live processes that belong to the run in `root`: started there or naming it."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "cwd", "status"]):
+        if p.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        text = " ".join(p.info["cmdline"] or []) + " " + (p.info["cwd"] or "")
+        if str(root) in text:
+            found.append(p)
+    return found

@@ -14,44 +14,71 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.flows.cli import SLIMLINE, copy_project, env, mlflow_client, slimline
+from tests.flows.cli import SLIMLINE, copy_project, env, mlflow_client, of_project, slimline
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def of_project(root: Path) -> list[psutil.Process]:
-    """Live processes that belong to the run in `root`: started there or naming it."""
-    found = []
-    for p in psutil.process_iter(["cmdline", "cwd", "status"]):
-        if p.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        text = " ".join(p.info["cmdline"] or []) + " " + (p.info["cwd"] or "")
-        if str(root) in text:
-            found.append(p)
-    return found
-
-
 def start_training(root: Path) -> subprocess.Popen:
     """`slimline run` with a teacher that trains long enough to be stopped in the middle."""
-    run = subprocess.Popen(
-        [SLIMLINE, "run", "-S", "teacher.epochs=400"], cwd=root, env=env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    wait_for(
-        lambda: [p for p in of_project(root)
-                 if "stages/train_teacher.py" in " ".join(p.info["cmdline"] or [])],
-        timeout=300, what="the teacher's training",
-    )  # fmt: skip
+    run = start(root, "-S", "teacher.epochs=400")
+    wait_for(lambda: running(root, "stages/train_teacher.py"), timeout=300,
+             what="the teacher's training")  # fmt: skip
     return run
 
 
-def test_a_sigkilled_run_leaves_no_process_and_the_next_run_completes(flow_project, tmp_path):
-    root = copy_project(flow_project.project, tmp_path / "project")
-    before = (root / "metrics/teacher.json").read_bytes()
-    run = start_training(root)
+def start(root: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [SLIMLINE, "run", *args], cwd=root, env=env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def running(root: Path, command: str) -> list[psutil.Process]:
+    return [p for p in of_project(root) if command in " ".join(p.info["cmdline"] or [])]
+
+
+def open_mlflow_runs(root: Path) -> list[str]:
+    """Ids of the runs MLflow's store has open (RUNNING) right now."""
+    db = root / "mlflow.db"
+    if not db.exists():
+        return []
     try:
-        assert any("uvicorn" in " ".join(p.info["cmdline"] or []) for p in of_project(root))
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return [r for (r,) in con.execute("select run_uuid from runs where status='RUNNING'")]
+    except sqlite3.OperationalError:  # the tables are not there yet
+        return []
+
+
+def flow_run_states(root: Path) -> dict[str, str]:
+    with sqlite3.connect(root / ".prefect" / "prefect.db") as db:
+        return dict(db.execute("select name, state_type from flow_run"))
+
+
+# where `slimline run` is killed: while its temporary Prefect server boots, in the middle of a
+# stage, and while it records the run in MLflow (a no-op run: the stages are done at once)
+KILL_POINTS = {
+    "server start": (("-S", "teacher.epochs=400"), lambda root: running(root, "uvicorn")),
+    "stage": (("-S", "teacher.epochs=400"),
+              lambda root: running(root, "stages/train_teacher.py")),
+    "mlflow logging": ((), open_mlflow_runs),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_a_sigkilled_run_leaves_no_process_and_the_next_run_completes(
+    flow_project, tmp_path, point
+):
+    root = copy_project(flow_project.project, tmp_path / "project")
+    if point == "mlflow logging":  # the copy's own store with a first run in it
+        assert slimline(root, "run").returncode == 0
+    before = {p: (root / p).read_bytes() for p in ("metrics/teacher.json", "dist/model.onnx")}
+    flows_before = flow_run_states(root) if (root / ".prefect" / "prefect.db").exists() else {}
+    args, reached = KILL_POINTS[point]
+    run = start(root, *args)
+    try:
+        wait_for(lambda: reached(root), timeout=300, what=point)
         run.send_signal(signal.SIGKILL)
         run.wait()
         wait_for(lambda: not of_project(root), timeout=30, what="every process of the run to end")
@@ -59,11 +86,26 @@ def test_a_sigkilled_run_leaves_no_process_and_the_next_run_completes(flow_proje
         run.kill()
         for p in of_project(root):
             p.kill()
-    assert (root / "metrics/teacher.json").read_bytes() == before  # the last good outputs
+    assert {p: (root / p).read_bytes() for p in before} == before  # the last good outputs
+    left_open = open_mlflow_runs(root)
+    killed_flows = {n for n, s in flow_run_states(root).items() if n not in flows_before}
     subprocess.run(["git", "checkout", "-q", "params.yaml"], cwd=root, check=True)
     again = slimline(root, "run")
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
     assert not of_project(root)
+    # what the killed run left open, the next run closed: no half-record stays RUNNING
+    assert not open_mlflow_runs(root)
+    if point == "mlflow logging":
+        assert left_open, "the run was killed after it recorded; nothing to close"
+    client = mlflow_client(root)
+    for run_id in left_open:
+        closed = client.get_run(run_id)
+        assert closed.info.status == "KILLED"
+        assert "ended (killed) before it finished recording" in closed.data.tags[
+            "slimline.abandoned"]  # fmt: skip
+    states = flow_run_states(root)
+    assert {states[n] for n in killed_flows} <= {"CRASHED"}, states
+    assert "RUNNING" not in states.values()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -22,6 +22,7 @@ from prefect.states import Cancelled, Failed, State
 from slimline.compression.preflight import check_before_run
 from slimline.core.params import Params, load_params
 from slimline.orchestration import dvc_run
+from slimline.orchestration.abandoned import close_abandoned_runs
 from slimline.orchestration.runlock import workspace_lock
 
 FLOW_NAME = "slimline-pipeline"
@@ -148,6 +149,7 @@ def pipeline(
     params = load_params(root / params_file)
     check_before_run(params, root)  # scheduled runs too: bad sizes or teacher stop here (2)
     with workspace_lock(root, f"flow {FLOW_NAME}"):
+        close_abandoned_runs(root, get_run_logger())
         stages, failure = run_stages(root, stage_timeout)
         try:
             run = record(root, params, stages)

@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from slimline.core.atomic import write_json
 from slimline.core.params import Params, load_params
 from slimline.orchestration import dvc_run
+from slimline.orchestration.abandoned import close_abandoned_runs
 from slimline.orchestration.experiments import (
     copy_paths,
     exp_argv,
@@ -123,6 +124,7 @@ def sweep(
     for overrides in combos:  # every candidate's params are valid before anything runs
         load_params(root / "params.yaml", overrides)
     with workspace_lock(root, "flow slimline-sweep"):
+        close_abandoned_runs(root, get_run_logger())
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         cands = [Candidate(f"sweep-{stamp}-{i}", o) for i, o in enumerate(combos, 1)]
         copies = copy_paths(root)

@@ -8,7 +8,14 @@ from pathlib import Path
 from slimline.core import gitinfo
 from slimline.core.params import Params
 from slimline.records.candidates import Candidate, Checkout
-from slimline.records.tracking import connect, entities, lineage_tags, tracking_errors
+from slimline.records.tracking import (
+    close_abandoned,
+    connect,
+    entities,
+    lineage_tags,
+    owner_tags,
+    tracking_errors,
+)
 
 
 def log_sweep(
@@ -24,6 +31,7 @@ def log_sweep(
     client, experiment_id, uri = connect(root, params)
     commit = gitinfo.commit(root)
     with tracking_errors(uri):
+        close_abandoned(client, experiment_id, root)
         parent = client.create_run(
             experiment_id,
             run_name=sweep_name,
@@ -32,6 +40,7 @@ def log_sweep(
                 "slimline.git_commit": commit,
                 "mlflow.source.git.commit": commit,
                 "slimline.sweep.grid": " ".join(specs),
+                **owner_tags(root),
             },
         ).info.run_id
         ids = {"sweep": parent}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ CLIENT_DEFAULTS = {
     # over HTTP each finished run prints two "View run ... at" lines: 18 lines per pipeline
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
+WORKSPACE_TAG = "slimline.workspace"
+ABANDONED_TAG = "slimline.abandoned"
 PROBE_SECONDS = 5.0  # GET /health once a second (2 s a try) for this long before giving up
 
 
@@ -172,9 +175,11 @@ def log_pipeline_run(root: Path, params: Params, stages: list[dict]) -> RunRecor
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_name = f"slimline-{stamp}-{commit[:7]}"
     with tracking_errors(uri):
+        close_abandoned(client, experiment_id, root)
         starts = [s["started"] for s in stages if "started" in s]
+        tags = lineage_tags(root, params, stages, commit) | owner_tags(root)
         parent = client.create_run(
-            experiment_id, run_name=run_name, tags=lineage_tags(root, params, stages, commit),
+            experiment_id, run_name=run_name, tags=tags,
             start_time=_ms(min(starts)) if starts else None,
         )  # fmt: skip
         run_id = parent.info.run_id
@@ -193,6 +198,38 @@ def log_pipeline_run(root: Path, params: Params, stages: list[dict]) -> RunRecor
         outcome = next((s["status"] for s in stages if s["status"] in RUN_STATUS), "ran")
         client.set_terminated(run_id, RUN_STATUS.get(outcome, "FINISHED"))
     return RunRecord(run_id, run_name, experiment_id, uri, children, missing)
+
+
+def owner_tags(root: Path) -> dict[str, str]:
+    """Which workspace (host and folder) and process record a run: a run left RUNNING by a
+    process that died is found by them and closed by the next run there."""
+    return {WORKSPACE_TAG: workspace_id(root), "slimline.pid": str(os.getpid())}
+
+
+def workspace_id(root: Path) -> str:
+    return f"{socket.gethostname()}:{Path(root).resolve()}"
+
+
+def close_abandoned(client: Any, experiment_id: str, root: Path) -> list[str]:
+    """End as KILLED, with the reason as a tag, the runs of this workspace that are still
+    RUNNING, and their child runs: their process died while recording them (SIGKILL, the OOM
+    killer), since runs are recorded only under the workspace lock, which the caller holds.
+    Returns the ids of the parent runs closed."""
+    here = workspace_id(root)
+    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+    # the tag is compared here, not in the filter: a folder name may hold any quote
+    abandoned = [r for r in running if r.data.tags.get(WORKSPACE_TAG) == here]
+    for run in abandoned:
+        pid = run.data.tags.get("slimline.pid", "?")
+        reason = (
+            f"process {pid} ended (killed) before it finished recording this run; closed by the "
+            f"next run in {here}"
+        )
+        children = [r for r in running if r.data.tags.get("mlflow.parentRunId") == run.info.run_id]
+        for r in [*children, run]:
+            client.set_tag(r.info.run_id, ABANDONED_TAG, reason)
+            client.set_terminated(r.info.run_id, "KILLED")
+    return [r.info.run_id for r in abandoned]
 
 
 def lineage_tags(root: Path, params: Params, stages: list[dict], commit: str) -> dict[str, str]:

@@ -1,10 +1,12 @@
 """Scheduled retraining against a real `prefect server start` on 127.0.0.1: prefect.yaml's
 work-pool deployment and `slimline schedule --cron` register with their cron schedules, read
 back through the API; runs of the served deployment retrain the chain on new data and are
-recorded no-ops on unchanged data. Every process the test starts is stopped by it."""
+recorded no-ops on unchanged data; a run cancelled from the API stops its stage, ends
+Cancelled and moves nothing. Every process the test starts is stopped by it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -12,11 +14,12 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import yaml
 from sklearn.datasets import load_digits
 
-from tests.flows.cli import SLIMLINE, copy_project, env, runs
+from tests.flows.cli import SLIMLINE, copy_project, env, of_project, runs
 from tests.servers import free_port, start, stop
 from tests.waiting import wait_for
 from tests.workspace import STAGES
@@ -203,3 +206,79 @@ def _wait_for_deployment(name, root, client_env, serve, log_path, timeout=300) -
         return wait_for(registered, timeout=timeout, what=f"deployment {name}")
     except TimeoutError:
         raise AssertionError(f"{name} never appeared:\n{log_path.read_text()[-3000:]}") from None
+
+
+def serves(proc, serve_pid: int) -> bool:
+    """multiprocessing's resource tracker, which the `serve` process starts for itself with the
+    first run it launches and keeps: it is the server's, not the run's."""
+    with contextlib.suppress(psutil.Error):
+        tracker = "multiprocessing.resource_tracker" in " ".join(proc.cmdline())
+        return tracker and proc.ppid() == serve_pid
+    return False
+
+
+CANCEL = textwrap.dedent("""
+    import sys, time, uuid
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+    run_id = uuid.UUID(sys.argv[1])
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run_id, Cancelling())  # what the UI's Cancel button does
+        deadline = time.monotonic() + float(sys.argv[2])
+        while not (state := client.read_flow_run(run_id).state).is_final():
+            assert time.monotonic() < deadline, f"still {state.type.value}"
+            time.sleep(0.5)
+    print(state.type.value)
+""")
+START = textwrap.dedent("""
+    import sys
+    from prefect.deployments import run_deployment
+    print(run_deployment(name=sys.argv[1], timeout=0).id)
+""")
+
+
+def test_a_deployment_run_cancelled_from_the_api_stops_its_stage_and_moves_nothing(
+    prefect_server, flow_project, tmp_path
+):
+    root = copy_project(flow_project.project, tmp_path / "project")
+    first = subprocess.run([SLIMLINE, "run"], cwd=root, env=env(), capture_output=True,
+                           text=True, timeout=600, check=False)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]  # the copy's own champion
+    client, _ = runs(root)
+    aliases = client.get_registered_model("slimline-digits").aliases
+    before = (root / "metrics/teacher.json").read_bytes()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["teacher"]["epochs"] = 400  # long enough to be cancelled in the middle
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    log = (tmp_path / "serve.log").open("w")
+    serve = subprocess.Popen(
+        [SLIMLINE, "schedule", "--cron", "0 3 * * *", "--name", "cancelled"],
+        cwd=root, env=prefect_server, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    name = "slimline-pipeline/cancelled"
+    try:
+        _wait_for_deployment(name, root, prefect_server, serve, tmp_path / "serve.log")
+        run_id = python(START, name, cwd=root, client_env=prefect_server)
+        wait_for(lambda: [p for p in of_project(root)
+                          if "stages/train_teacher.py" in " ".join(p.info["cmdline"] or [])],
+                 timeout=300, what="the teacher's training")  # fmt: skip
+        state = python(CANCEL, run_id, "120", cwd=root, client_env=prefect_server, timeout=180)
+        # every process of the flow run is gone; `slimline schedule` itself serves on
+        left = lambda: [(p.ppid(), p.info["cmdline"]) for p in of_project(root)  # noqa: E731
+                        if p.pid != serve.pid and not serves(p, serve.pid)]  # fmt: skip
+        try:
+            wait_for(lambda: not left(), timeout=30, what="the cancelled run's processes to end")
+        except TimeoutError:
+            raise AssertionError(f"left running: {left()}") from None
+        assert serve.poll() is None
+    finally:
+        stop(serve, grace=90)
+        log.close()
+    assert state == "CANCELLED", (tmp_path / "serve.log").read_text()[-4000:]
+    assert (root / "metrics/teacher.json").read_bytes() == before  # the last good outputs
+    assert client.get_registered_model("slimline-digits").aliases == aliases
+    _, found = runs(root)
+    parent = next(r for r in found if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags["slimline.cancelled_stage"] == "train_teacher"

@@ -38,7 +38,10 @@ def main(params: Params, root: Path) -> str:
     acc, augment = accelerator(params.device, params.precision), from_mode(params.data.augment)
     kd = distill_loss(teacher, train, params.distill, acc, augment)
     spec = params.student
-    where = {"acc": acc, "augment": augment, "seed": params.seed}
+    where = {
+        "acc": acc, "augment": augment, "seed": params.seed,
+        "loader_workers": params.loader_workers,
+    }  # fmt: skip
 
     def new_student():
         seed_everything(params.seed, params.threads)  # identical init for both students

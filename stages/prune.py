@@ -28,6 +28,7 @@ def main(params: Params, root: Path) -> str:
             student, kd, train, val, params.prune,
             batch_size=params.student.batch_size, weight_decay=params.student.weight_decay,
             seed=params.seed, callbacks=[curve], acc=acc, augment=augment,
+            loader_workers=params.loader_workers,
         )  # fmt: skip
         curve.flush()  # ratio 0 fine-tunes nothing: the curve is then a header alone
         metrics = report | finish_model(pruned, out, test, params) | acc.describe()

@@ -35,7 +35,7 @@ def main(params: Params, root: Path) -> str:
         history = fit_spec(
             model, params.teacher, train, val, seed=params.seed, acc=acc,
             augment=from_mode(params.data.augment), callbacks=[CsvCurve(out.curve)],
-            desc="teacher",
+            desc="teacher", loader_workers=params.loader_workers,
         )  # fmt: skip
         metrics = (
             finish_model(model, out, test, params)

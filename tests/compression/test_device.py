@@ -4,7 +4,7 @@ and a CUDA out-of-memory error becomes one message naming the batch size to lowe
 import pytest
 import torch
 
-from slimline.compression.device import CPU, accelerator, out_of_memory_hint
+from slimline.compression.device import CPU, Accelerator, accelerator, out_of_memory_hint
 from slimline.core.errors import InputError, ResourceError
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU behaviour")
@@ -39,3 +39,12 @@ def test_out_of_memory_names_the_section_to_lower():
     with pytest.raises(ResourceError) as e, out_of_memory_hint(CPU, "teacher"):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     assert "out of GPU memory" in str(e.value) and "lower teacher.batch_size" in str(e.value)
+
+
+def test_batches_are_pinned_for_cuda_only():
+    # page-locked host batches are what make the non-blocking copies to a GPU asynchronous;
+    # on the CPU pinning is a wasted copy (and warns without CUDA)
+    assert not CPU.pin_memory and not accelerator("cpu", "fp32").pin_memory
+    assert Accelerator(torch.device("cuda")).pin_memory
+    y = torch.arange(4)
+    assert CPU.batch(y) is y  # labels go through `batch` too: on the CPU, as they are

@@ -292,3 +292,28 @@ def test_augmentation_is_for_images_only(tmp_path):
     assert "data.augment: none for signal data (crops and flips are for images; got 'crop')" in (
         str(e.value)
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("-1", "loader_workers: greater than or equal to 0 (got -1)"),
+        ("65", "loader_workers: less than or equal to 64 (got 65)"),
+        ("two", "loader_workers: a valid integer (got 'two')"),
+        ("1.5", "loader_workers: a valid integer (got 1.5)"),
+        ("true", "loader_workers: a valid integer (got True)"),  # a flag is not a count
+        ("", "loader_workers: a valid integer (got None)"),
+    ],
+)
+def test_loader_workers_is_a_count_of_processes(tmp_path, value, expected):
+    assert problems(tmp_path, [f"loader_workers={value}"]) == [expected]
+
+
+def test_loader_workers_defaults_to_reading_in_the_training_process(tmp_path):
+    assert load_params(ROOT / "params.yaml").loader_workers == 0
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del raw["loader_workers"]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    assert load_params(tmp_path / "p.yaml").loader_workers == 0
+    assert load_params(tmp_path / "p.yaml", ["loader_workers=4"]).loader_workers == 4
+    assert to_flat_dict(load_params(tmp_path / "p.yaml"))["loader_workers"] == 0

@@ -60,8 +60,15 @@ class Accelerator:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return model
 
+    @property
+    def pin_memory(self) -> bool:
+        """Whether host batches should be page-locked: on CUDA that is what lets the
+        non-blocking copies of `batch` overlap the training step."""
+        return self.cuda
+
     def batch(self, x: torch.Tensor) -> torch.Tensor:
-        """A batch on the device, in the model's memory format."""
+        """A batch (inputs or labels) on the device, in the model's memory format; from
+        pinned memory the copy to a GPU is asynchronous."""
         x = x.to(self.device, non_blocking=self.cuda)
         if self.cuda and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -23,8 +23,9 @@ from torch import nn
 
 from slimline.compression.data import Split
 from slimline.compression.device import CPU, Accelerator
+from slimline.compression.loader import Batches, Views
 from slimline.compression.models import count_macs, count_params
-from slimline.compression.train import Batches, Callback, LossFn, Views, fit, loss_and_accuracy
+from slimline.compression.train import Callback, LossFn, fit, loss_and_accuracy
 from slimline.core.params import Prune
 
 TAYLOR_BATCHES = 4  # batches of gradient that Taylor importance averages before each step
@@ -81,6 +82,7 @@ def prune_and_finetune(
     callbacks: Sequence[Callback] = (),
     acc: Accelerator = CPU,
     augment: Views | None = None,
+    loader_workers: int = 0,
 ) -> tuple[nn.Module, dict]:
     """Prune a copy of `model` in `prune.steps` steps, fine-tuning each with `loss_fn` (KD
     from the teacher, cached or online); returns it and the metrics report."""
@@ -90,7 +92,7 @@ def prune_and_finetune(
     acc_before = loss_and_accuracy(model, val)[1]
     steps = []
     if prune.ratio > 0:
-        where = {"acc": acc, "augment": augment}
+        where = {"acc": acc, "augment": augment, "loader_workers": loader_workers}
         steps = _run_steps(
             model, loss_fn, train, val, prune, batch_size, weight_decay, seed, callbacks, where
         )

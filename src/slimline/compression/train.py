@@ -1,12 +1,15 @@
 """One training loop for the teacher, the distilled student and pruning fine-tunes.
 
 `fit` owns the optimizer (AdamW, no decay on biases and norms), the OneCycle learning-rate
-schedule, seeded shuffling and best-epoch selection; what differs between uses is the loss
-(`LossFn`: cross-entropy; KD against cached teacher logits looked up by sample index; or online
-KD, the teacher run on the very batch the student sees) and the callbacks (curve CSV, anything a
-caller wants). Where it runs (`device.Accelerator`: CPU or CUDA, fp32 or bf16 autocast) and
-whether training batches are augmented (`Views`, e.g. `augment.Augment`) are arguments too; the
-model comes back on the CPU either way. Nothing here logs to a tracker.
+schedule, seeded shuffling, the batch stream and best-epoch selection; what differs between
+uses is the loss (`LossFn`: cross-entropy; KD against cached teacher logits looked up by sample
+index; or online KD, the teacher run on the very batch the student sees) and the callbacks
+(curve CSV, anything a caller wants). Where it runs (`device.Accelerator`: CPU or CUDA, fp32
+or bf16 autocast) and whether training batches are augmented (`Views`, e.g. `augment.Augment`)
+are arguments too; the model comes back on the CPU either way. Nothing here logs to a tracker.
+
+Batches come from `loader` (a torch DataLoader over the seeded order); the weights do not
+depend on its worker count.
 """
 
 from __future__ import annotations
@@ -28,15 +31,13 @@ from torch import Tensor, nn
 
 from slimline.compression.data import Split
 from slimline.compression.device import CPU, Accelerator
+from slimline.compression.loader import Batches, EpochOrder, Views, steps_per_epoch
 from slimline.core.atomic import write_text
 from slimline.core.params import Distill, ModelSpec
 
 # (logits (B, K), labels (B,), sample indices into the train split (B,), the input batch as the
 # model saw it, augmented and on its device (B, ...)) -> scalar loss
 LossFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
-# (a batch (B, ...) on the CPU, the views' seeded generator) -> its augmented views: an
-# `augment.Augment`, or any other seeded transform (bench/kd.py warps digits)
-Views = Callable[[Tensor, torch.Generator], Tensor]
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr")
 
 
@@ -195,18 +196,6 @@ def loss_and_accuracy(
     return loss, int((logits.argmax(1) == y).sum()) / len(y)
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[Tensor]:
-    # Shuffle indices with the seeded generator instead of a DataLoader: the data is already
-    # in memory and the indices are exactly what KD needs to look up cached teacher logits.
-    return list(torch.randperm(n, generator=gen).split(batch_size))[: _steps(n, batch_size)]
-
-
-def _steps(n: int, batch_size: int) -> int:
-    steps = -(-n // batch_size)
-    # BatchNorm cannot train on a last batch of one sample (its variance is undefined): drop it
-    return steps - 1 if steps > 1 and n % batch_size == 1 else steps
-
-
 def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     # decaying biases and norm scales only fights the normalization: decay weights only
     decay = [p for p in model.parameters() if p.ndim > 1]
@@ -228,29 +217,12 @@ def _better(new: EpochRecord, best: EpochRecord) -> bool:
     return (new.val_accuracy, -new.val_loss) > (best.val_accuracy, -best.val_loss)
 
 
-@dataclass(frozen=True)
-class Batches:
-    """How training batches are made: read from the split, augmented, put on the device."""
-
-    acc: Accelerator = CPU
-    augment: Views | None = None
-
-    def make(self, train: Split, idx: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        rows = np.sort(idx.numpy())  # ascending reads: a lazily read split streams forward
-        order = torch.from_numpy(np.argsort(np.argsort(idx.numpy())))
-        x = torch.from_numpy(np.asarray(train.x[rows], dtype=np.float32))[order]  # (B, ...)
-        if self.augment is not None:
-            x = self.augment(x, gen)
-        y = torch.as_tensor(train.y[idx.numpy()], dtype=torch.long)
-        return self.acc.batch(x), y.to(self.acc.device)
-
-
-def _train_epoch(model, train, batches, make, loss_fn, opt, sched, gen) -> tuple[float, float]:
-    """One pass over `batches`; returns (mean loss per sample, lr of the last step)."""
+def _train_epoch(model, loader, make, loss_fn, opt, sched, gen) -> tuple[float, float]:
+    """One pass over `loader`; returns (mean loss per sample, lr of the last step)."""
     model.train()
     total, seen, step_lr = 0.0, 0, opt.param_groups[0]["lr"]
-    for idx in batches:
-        x, y = make.make(train, idx, gen)  # x: (B, *input_shape) on the device
+    for batch in loader:
+        x, y, idx = make.finish(batch, gen)  # x: (B, *input_shape) on the device
         with make.acc.autocast():
             logits = model(x)
         loss = loss_fn(logits.float(), y, idx, x)
@@ -279,31 +251,32 @@ def fit(
     desc: str = "train",
     acc: Accelerator = CPU,
     augment: Views | None = None,
+    loader_workers: int = 0,
 ) -> History:
     """Train in place on `acc`; the model ends on the CPU with the weights of the best
     val-accuracy epoch.
 
     `loss_fn` defaults to cross-entropy on the labels; pass `make_kd_loss(...)` (cached teacher
-    logits) or `make_online_kd_loss(...)` (with `augment`) to distill.
+    logits) or `make_online_kd_loss(...)` (with `augment`) to distill. `loader_workers`
+    processes read the batches (0: this process does); the weights do not depend on it.
     """
     loss_fn = loss_fn or cross_entropy
-    make = Batches(acc, augment)
+    make = Batches(acc, augment, loader_workers)
     model = acc.prepare(model)
     n = len(train.y)
     gen = torch.Generator().manual_seed(seed)
     views = torch.Generator().manual_seed(seed + 1)  # the augmented views, apart from the order
     opt = _optimizer(model, lr, weight_decay)
-    total_steps = epochs * _steps(n, batch_size)
+    total_steps = epochs * steps_per_epoch(n, batch_size)
     # OneCycle: warm-up then anneal, which suits short budgets and pruned-model fine-tunes alike
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps)
     records: list[EpochRecord] = []
     best_epoch, best_state = 0, None
-    with _progress(epochs, desc) as bar:
+    order = EpochOrder(n, batch_size, gen)
+    with make.stream(train, order) as loader, _progress(epochs, desc) as bar:
         for epoch in range(1, epochs + 1):
-            batches = _batches(n, batch_size, gen)
-            train_loss, step_lr = _train_epoch(
-                model, train, batches, make, loss_fn, opt, sched, views
-            )
+            order.draw()
+            train_loss, step_lr = _train_epoch(model, loader, make, loss_fn, opt, sched, views)
             val_loss, val_acc = loss_and_accuracy(model, val, acc)
             records.append(EpochRecord(epoch, train_loss, val_loss, val_acc, step_lr))
             if best_state is None or _better(records[-1], records[best_epoch - 1]):
@@ -324,6 +297,7 @@ def fit(
 
 
 def fit_spec(model: nn.Module, spec: ModelSpec, train: Split, val: Split, **kwargs) -> History:
-    """`fit` with the epochs, lr, batch size and weight decay of a params section."""
+    """`fit` with the epochs, lr, batch size and weight decay of a params section (the rest,
+    e.g. `loader_workers=params.loader_workers`, passed through)."""
     hyper = ("epochs", "lr", "batch_size", "weight_decay")
     return fit(model, train, val, **{k: getattr(spec, k) for k in hyper}, **kwargs)

@@ -267,6 +267,11 @@ class Params(_Section):
     # torch intra-op threads: the thread count changes float reduction order, so it is part
     # of what makes a run bit-reproducible.
     threads: Annotated[int, Field(ge=1, le=256)] = 1
+    # processes that read training batches (torch DataLoader workers) while the model trains;
+    # 0 reads them in the training process. For lazily read data bigger than memory and for
+    # GPU training; the weights do not depend on it, so no stage tracks it. Strict: `true` is
+    # not a count.
+    loader_workers: Annotated[int, Field(ge=0, le=64, strict=True)] = 0
     # where training and teacher logits run (auto: cuda when torch sees one); export,
     # quantization and the benchmark stay on the CPU with onnxruntime
     device: Literal["auto", "cpu", "cuda"] = "auto"

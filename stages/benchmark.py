@@ -1,14 +1,17 @@
 """DVC stage benchmark: every variant through onnxruntime, same inputs, interleaved.
 
 Also measures the pruned model quantized dynamically, for comparison with the static INT8
-model, and reads the speed-up gate (teacher / final batch-1 latency) from the figures.
+model, and reads the speed-up gate (teacher / final batch-1 latency) from the figures. With
+quantize.bits 4 the final model holds INT4 weights; the INT8 model the quantize stage makes
+with bits 8 is rebuilt here (same calibration sample) and compared with it.
 """
 
 import tempfile
 from pathlib import Path
 
-from slimline.compression.bench import markdown_table, measure_many, tradeoff_plot
-from slimline.compression.data import load_split
+from slimline.compression.bench import compare, markdown_table, measure_many, tradeoff_plot
+from slimline.compression.calibration import stratified_sample
+from slimline.compression.data import load_split, load_splits
 from slimline.compression.evaluate import accuracy, confusion_matrix, plot_confusion, predictions
 from slimline.compression.gates import Gate
 from slimline.compression.onnx_io import run_logits, session
@@ -17,6 +20,8 @@ from slimline.compression.quantize import quantize
 from slimline.core.atomic import atomic_paths, read_json, write_json
 from slimline.core.params import Params
 from slimline.core.stage import run_stage
+
+INT8 = "pruned_int8_static"  # with quantize.bits 4: the INT8 model it is compared with
 
 
 def main(params: Params, root: Path) -> str:
@@ -40,8 +45,10 @@ def main(params: Params, root: Path) -> str:
         dynamic = Path(tmp) / "pruned_int8_dynamic.onnx"
         quantize(models["pruned_fp32"][0], dynamic, calib_x=test.x[:0], val_x=test.x,
                  val_y=test.y, test_x=test.x, test_y=test.y,
-                 q=params.quantize.model_copy(update={"mode": "dynamic"}))  # fmt: skip
+                 q=params.quantize.model_copy(update={"mode": "dynamic", "bits": 8}))  # fmt: skip
         models["pruned_int8_dynamic"] = (dynamic, metrics["pruned"]["params"])
+        if params.quantize.bits == 4 and params.quantize.mode == "static":
+            models[INT8] = (_int8_reference(params, root, Path(tmp)), metrics["pruned"]["params"])
         timings = measure_many(
             {name: path for name, (path, _) in models.items()}, test.x[:1],
             test.x[: b.throughput_batch], threads=b.threads, warmup=b.warmup, runs=b.runs,
@@ -57,6 +64,7 @@ def main(params: Params, root: Path) -> str:
              "size_bytes": path.stat().st_size, "params": n_params} | timings[name]
             for name, (path, n_params) in models.items()
         ]  # fmt: skip
+    int4 = _int4_comparison(variants, params.quantize.mode) if params.quantize.bits == 4 else None
     speedup = (
         timings["teacher_fp32"]["latency_ms_b1_p50"] / timings["final_int8"]["latency_ms_b1_p50"]
     )
@@ -65,15 +73,41 @@ def main(params: Params, root: Path) -> str:
     targets = [root / p for p in (paths.benchmark_report, paths.benchmark_table,
                                   paths.tradeoff_plot, paths.confusion_plot)]  # fmt: skip
     with atomic_paths(targets) as (report_tmp, table_tmp, tradeoff_tmp, confusion_tmp):
-        write_json(report_tmp, {"threads": b.threads, "variants": variants,
-                                "speedup": speedup, "speedup_gate": gate.as_dict()})  # fmt: skip
+        write_json(report_tmp, {"threads": b.threads, "variants": variants, "speedup": speedup,
+                                "speedup_gate": gate.as_dict()}
+                   | ({} if int4 is None else {"int4_vs_int8": int4[0]}))  # fmt: skip
         title = f"# Benchmark ({b.threads} thread(s), batch-1 latency after {b.warmup} warm-ups)"
-        table_tmp.write_text(f"{title}\n\n{markdown_table(variants)}")
+        more = "" if int4 is None else int4[1]
+        table_tmp.write_text(f"{title}\n\n{markdown_table(variants)}{more}")
         tradeoff_plot(variants, tradeoff_tmp)
         plot_confusion(cm, test.class_names, confusion_tmp)
-    return f"benchmark: final INT8 {speedup:.2f}x faster than the teacher at batch 1" + (
+    final = f"INT{params.quantize.bits}"
+    return f"benchmark: final {final} {speedup:.2f}x faster than the teacher at batch 1" + (
         "" if gate.passed else f" (gate min_speedup {gate.threshold:g} FAILED)"
     )
+
+
+def _int4_comparison(variants: list[dict], mode: str) -> tuple[dict, str]:
+    """Mark the final row as 4-bit (it keeps its contract name) and compare it with the INT8
+    model of the same pruned network: the figures for the report and a table for the page."""
+    reference = INT8 if mode == "static" else "pruned_int8_dynamic"
+    next(v for v in variants if v["name"] == "final_int8")["bits"] = 4
+    rows = [v for v in variants if v["name"] in ("pruned_fp32", reference, "final_int8")]
+    table = markdown_table(rows, reference=reference)
+    heading = "## 4-bit weights against INT8, same pruned network"
+    return compare(variants, "final_int8", reference), f"\n{heading}\n\n{table}"
+
+
+def _int8_reference(params: Params, root: Path, tmp: Path) -> Path:
+    """The INT8 model the quantize stage writes with bits 8: same calibration sample, val
+    split and fallback, so the comparison with the INT4 final model is like for like."""
+    train, val, test = load_splits(root / params.paths.prepared)
+    q = params.quantize.model_copy(update={"bits": 8})
+    calib_x, _ = stratified_sample(train.x, train.y, q.calibration_samples, params.seed)
+    out = tmp / f"{INT8}.onnx"
+    quantize(root / params.paths.pruned_onnx, out, calib_x=calib_x, val_x=val.x, val_y=val.y,
+             test_x=test.x, test_y=test.y, q=q)  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":

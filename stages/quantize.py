@@ -1,4 +1,5 @@
-"""DVC stage quantize: INT8 post-training quantization of the pruned model, accuracy-aware."""
+"""DVC stage quantize: INT8 (or, with bits 4, INT4 weight-only) quantization of the pruned
+model, accuracy-aware. A pruned model with weights that 4 bits cannot pack exits 2."""
 
 from pathlib import Path
 
@@ -21,8 +22,9 @@ def main(params: Params, root: Path) -> str:
             test_x=test.x, test_y=test.y, q=q,
         )  # fmt: skip
         write_json(metrics_tmp, report)
+    how = q.mode if q.bits == 8 else "4-bit weight-only"
     return (
-        f"quantize ({q.mode}): {report['fp32_size_bytes']:,} -> {report['int8_size_bytes']:,} "
+        f"quantize ({how}): {report['fp32_size_bytes']:,} -> {report['int8_size_bytes']:,} "
         f"bytes, test accuracy {report['fp32_accuracy']:.4f} -> {report['int8_accuracy']:.4f}, "
         f"{len(report['excluded_nodes'])} node(s) kept in FP32"
     )

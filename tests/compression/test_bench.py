@@ -7,7 +7,13 @@ import struct
 import numpy as np
 import pytest
 
-from slimline.compression.bench import markdown_table, measure_many, tradeoff_plot
+from slimline.compression.bench import (
+    compare,
+    display_name,
+    markdown_table,
+    measure_many,
+    tradeoff_plot,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 KEYS = {"latency_ms_b1_p50", "latency_ms_b1_p95", "throughput_b64"}
@@ -101,3 +107,23 @@ def test_tradeoff_plot_is_a_png(tmp_path):
     width, height = struct.unpack(">II", data[16:24])
     assert width > 100 and height > 100
     assert [p.name for p in path.parent.iterdir()] == ["tradeoff.png"]
+
+
+INT4_VARIANTS = [
+    *VARIANTS[:1],
+    {**VARIANTS[1], "bits": 4, "size_bytes": 12_000, "accuracy": 0.98},  # deployed INT4 model
+    {**VARIANTS[1], "name": "pruned_int8_static"},
+]
+
+
+def test_int4_final_row_is_named_with_its_bits_and_compared_with_int8(tmp_path):
+    assert display_name(INT4_VARIANTS[1]) == "final_int8 (4-bit weights)"
+    assert display_name(VARIANTS[1]) == "final_int8"
+    table = markdown_table(INT4_VARIANTS, reference="pruned_int8_static")
+    assert "| final_int8 (4-bit weights) | 0.9800 | -0.0050 | 12.0 | 1.67x |" in table
+    versus = compare(INT4_VARIANTS, "final_int8", "pruned_int8_static")
+    assert versus["size_ratio"] == pytest.approx(20_000 / 12_000)
+    assert versus["accuracy_delta"] == pytest.approx(-0.005)
+    assert versus["speedup_b1"] == versus["throughput_ratio"] == 1.0
+    tradeoff_plot(INT4_VARIANTS, tmp_path / "tradeoff.png")
+    assert (tmp_path / "tradeoff.png").read_bytes()[:8] == PNG

@@ -1,16 +1,20 @@
 """The real pipeline through `dvc repro` on a CSV table (scikit-learn's wine data, written here),
-then `slimline predict` on the files a user has: the prepared test split and the raw table."""
+then `slimline predict` on the files a user has: the prepared test split and the raw table; then
+the same with 4-bit weights (`quantize.bits: 4`)."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import pytest
+import yaml
 
 from slimline.compression.onnx_io import read_metadata
 from tests.conftest import wine_frame, write_table
 from tests.project import dvc_repro, make_project
+from tests.workspace import STAGES
 
 pytestmark = pytest.mark.slow
 
@@ -57,3 +61,20 @@ def test_table_through_the_pipeline_and_predict(tmp_path):
     out = predict(project, "data/raw/wine.csv")
     assert out.returncode == 0, out.stderr
     assert reported_accuracy(out.stdout) > 0.8 and "on 178 labelled samples" in out.stdout
+    # 4-bit weights: only quantize and what follows it rerun; the deployed model, its card and
+    # the benchmark say so, and predict reads it as any other
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["quantize"]["bits"] = 4
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = dvc_repro(project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ran = {s for s in STAGES if f"Running stage '{s}'" in result.stdout}
+    assert ran == {"quantize", "export", "validate", "benchmark"}, result.stdout
+    assert "MatMulNBits" in {n.op_type for n in onnx.load(project / "dist/model.onnx").graph.node}
+    card = (project / "dist/model_card.md").read_text()
+    assert "packed to 4 bits" in card and "final: pruned student 4-bit weights" in card
+    variants = json.loads((project / "reports/benchmark.json").read_text())["variants"]
+    assert {"final_int8", "pruned_int8_static"} <= {v["name"] for v in variants}
+    out = predict(project, "data/raw/wine.csv")
+    assert out.returncode == 0, out.stderr
+    assert reported_accuracy(out.stdout) > 0.8

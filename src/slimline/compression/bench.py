@@ -20,6 +20,8 @@ from slimline.compression.onnx_teacher import TeacherFeed
 from slimline.core.atomic import atomic_path
 from slimline.core.units import KB_LABEL, kilobytes
 
+MARKERS = "osD^vP*X"  # with the colour cycle, each variant's point tells apart in the legend
+
 
 def measure_many(
     paths: Mapping[str, str | Path],
@@ -82,34 +84,55 @@ def measure_many(
 
 
 def tradeoff_plot(variants: Sequence[Mapping[str, Any]], path: str | Path) -> None:
-    """Size against batch-1 p50 latency (log-log), each point labelled with its accuracy."""
+    """Size against batch-1 p50 latency (log-log), each point named with its accuracy in a
+    legend: the small variants (FP32, INT8, INT4 of one pruned net) sit too close for labels."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4.5), dpi=100)
+    fig = Figure(figsize=(9, 4.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    # both axes log: sizes span 8 kB..4 MB and latencies 0.02..0.5 ms; labels alternate
-    # above / below in size order so neighbouring small variants stay readable
+    # both axes log: sizes span 2 kB..4 MB and latencies 0.01..0.5 ms
     for i, v in enumerate(sorted(variants, key=lambda v: v["size_bytes"])):
-        size_kb, ms = kilobytes(v["size_bytes"]), v["latency_ms_b1_p50"]
-        ax.scatter(size_kb, ms, s=40)
         acc = v.get("accuracy")
-        label = v["name"] if acc is None else f"{v['name']}\nacc {acc:.3f}"
-        offset = (6, 6) if i % 2 == 0 else (6, -22)
-        ax.annotate(label, (size_kb, ms), textcoords="offset points", xytext=offset, fontsize=8)
+        label = display_name(v) if acc is None else f"{display_name(v)}, acc {acc:.3f}"
+        ax.scatter(kilobytes(v["size_bytes"]), v["latency_ms_b1_p50"], s=45,
+                   marker=MARKERS[i % len(MARKERS)], label=label)  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set(
         xlabel=f"model size ({KB_LABEL}, log scale)",
         ylabel="latency, batch 1, p50 (ms, log scale)",
-        title="size vs latency (labels: test accuracy)",
+        title="size vs latency (legend: test accuracy)",
     )
     ax.grid(True, which="both", alpha=0.3)
-    ax.margins(x=0.3, y=0.3)
+    ax.margins(x=0.2, y=0.2)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
+        fig.savefig(tmp, format="png", metadata={"Software": None}, bbox_inches="tight")
+
+
+def display_name(variant: Mapping[str, Any]) -> str:
+    """The variant's name, and its weight bits where the name does not say them: with
+    quantize.bits 4 the deployed model keeps its contract name `final_int8`."""
+    bits = variant.get("bits")
+    return variant["name"] if bits is None else f"{variant['name']} ({bits}-bit weights)"
+
+
+def compare(variants: Sequence[Mapping[str, Any]], name: str, reference: str) -> dict[str, Any]:
+    """`name` against `reference`: size ratio (reference / it: > 1 is smaller), accuracy
+    delta, batch-1 speed-up and throughput ratio (> 1 is faster)."""
+    by_name = {v["name"]: v for v in variants}
+    v, ref = by_name[name], by_name[reference]
+    return {
+        "variant": name,
+        "reference": reference,
+        "size_ratio": ref["size_bytes"] / v["size_bytes"],
+        "accuracy_delta": v["accuracy"] - ref["accuracy"],
+        "speedup_b1": ref["latency_ms_b1_p50"] / v["latency_ms_b1_p50"],
+        "throughput_ratio": v["throughput_b64"] / ref["throughput_b64"],
+    }
 
 
 def markdown_table(variants: Sequence[Mapping[str, Any]], reference: str = "teacher_fp32") -> str:
@@ -131,7 +154,7 @@ def markdown_table(variants: Sequence[Mapping[str, Any]], reference: str = "teac
         acc, ref_acc = v.get("accuracy"), ref.get("accuracy")
         delta = f"{acc - ref_acc:+.4f}" if acc is not None and ref_acc is not None else "n/a"
         cells = [
-            v["name"],
+            display_name(v),
             f"{acc:.4f}" if acc is not None else "n/a",
             delta,
             f"{kilobytes(v['size_bytes']):.1f}",

@@ -42,11 +42,44 @@ def settings(params: Params, quantize_report: dict, metadata: dict[str, str]) ->
     quantizer = {
         k: quantize_report.get(k)
         for k in (
-            "mode", "calibration_method", "calibration_samples", "per_channel",
-            "activation_type", "weight_type", "excluded_nodes",
+            "mode",
+            "calibration_method",
+            "calibration_samples",
+            "per_channel",
+            "activation_type",
+            "weight_type",
+            "excluded_nodes",
         )
-    }  # fmt: skip
+    } | {k: quantize_report[k] for k in ("bits", "block_sizes") if k in quantize_report}  # 4-bit
     return {"params": params.model_dump(mode="json"), "quantizer": quantizer, "lineage": metadata}
+
+
+def _precision(quant: dict) -> str:
+    return "4-bit weights" if quant.get("bits") == 4 else "INT8"
+
+
+def _quantized_phrase(quant: dict) -> str:
+    kept = ", ".join(quant["excluded_nodes"]) or "none"
+    if quant.get("bits") == 4:
+        return (
+            "its MatMul weights packed to 4 bits, block-wise, by onnxruntime (MatMulNBits, "
+            f"block sizes {quant.get('block_sizes')}, activations float; nodes kept in FP32: "
+            f"{kept})"
+        )
+    return (
+        f"quantized to INT8 with onnxruntime ({quant['mode']}, "
+        f"{quant.get('calibration_method')} calibration on {quant.get('calibration_samples')} "
+        f"samples; nodes kept in FP32: {kept})"
+    )
+
+
+def _calibration_limit(quant: dict) -> str:
+    if quant.get("bits") == 4:  # weight-only: no activation range to saturate
+        return ""
+    return (
+        f"- INT8 calibration used {quant.get('calibration_samples')} training samples: inputs "
+        "far outside\n  their range saturate.\n"
+    )
 
 
 def _teacher_phrase(params: Params, metrics: dict) -> str:
@@ -90,7 +123,7 @@ def model_card(params: Params, root: Path, test: Split, size_bytes: int) -> str:
          student["params"], None),
         ("pruned student (FP32)", params.student.arch, pruned["accuracy"], pruned["params"],
          pruned["onnx_size_bytes"]),
-        ("final: pruned student INT8", params.student.arch, quant["int8_accuracy"],
+        (f"final: pruned student {_precision(quant)}", params.student.arch, quant["int8_accuracy"],
          pruned["params"], size_bytes),
     ]  # fmt: skip
     table = "\n".join(
@@ -98,7 +131,6 @@ def model_card(params: Params, root: Path, test: Split, size_bytes: int) -> str:
         for name, arch, acc, n, size in rows
     )
     g = params.gates
-    kept_fp32 = ", ".join(quant["excluded_nodes"]) or "none"
     splits = ", ".join(f"{k} {v['samples']}" for k, v in data["splits"].items())
     return f"""# Model card: {params.tracking.model_name}
 
@@ -107,9 +139,8 @@ A {len(test.class_names)}-class {KINDS.get(test.layout, "input")} classifier: a
 `{params.student.arch}` student
 distilled from {_teacher_phrase(params, teacher)} (T={params.distill.temperature},
 alpha={params.distill.alpha}), structurally pruned (channel ratio {params.prune.ratio},
-{params.prune.importance} importance, {params.prune.steps} steps) and quantized to INT8 with
-onnxruntime ({quant["mode"]}, {quant.get("calibration_method")} calibration on
-{quant.get("calibration_samples")} samples; nodes kept in FP32: {kept_fp32}).
+{params.prune.importance} importance, {params.prune.steps} steps) and
+{_quantized_phrase(quant)}.
 
 - Input `input`: float32 `(batch, {", ".join(map(str, test.input_shape))})`, layout
   `{test.layout}` {SHAPES.get(test.layout, "")}; output `logits` `(batch, {len(test.class_names)})`.
@@ -145,7 +176,5 @@ onnxruntime (`slimline predict dist/model.onnx FILE`).
 ## Limits
 - Accuracy is measured on {data["splits"]["test"]["samples"]} test samples from the same source;
   inputs from another distribution (other scanners, fonts, lighting) are not covered.
-- INT8 calibration used {quant.get("calibration_samples")} training samples: inputs far outside
-  their range saturate.
-- Latency figures are from one machine; measure on the target hardware.
+{_calibration_limit(quant)}- Latency figures are from one machine; measure on the target hardware.
 """

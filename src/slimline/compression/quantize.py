@@ -1,8 +1,9 @@
-"""INT8 post-training quantization with onnxruntime, an accuracy-aware fallback, a small file.
+"""Post-training quantization with onnxruntime, an accuracy-aware fallback, a small file.
 
 static:  quant_pre_process -> calibrate once -> quantize_static (QDQ, U8S8) -> compact
 dynamic: quant_pre_process -> quantize_dynamic (INT8 weights)             -> compact
-When INT8 val accuracy falls more than `max_accuracy_drop` below FP32, the most damaging
+bits 4:  Gemm -> MatMul -> MatMulNBits (block-wise INT4 weights, float activations; int4.py)
+When the quantized val accuracy falls more than `max_accuracy_drop` below FP32, the most damaging
 nodes are kept in FP32 (`nodes_to_exclude`), one more per round, up to `max_excluded_nodes`.
 The best attempt is returned either way: the validate stage's gates decide, not this step.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from slimline.compression import sensitivity
+from slimline.compression import int4, sensitivity
 from slimline.compression.calibration import BATCH, batch_reader
 from slimline.compression.compact import compact_file
 from slimline.compression.evaluate import accuracy, agreement
@@ -58,14 +59,21 @@ def quantize(
     q: Quantize,
     threads: int = 1,
 ) -> dict[str, Any]:
-    """Quantize fp32_path to out_path (atomically); return the metrics/quantize.json content."""
-    if q.mode == "static" and len(calib_x) == 0:
+    """Quantize fp32_path to out_path (atomically); return the metrics/quantize.json content.
+
+    With q.bits 4 the report keeps the int8_* keys (their readers: export, the registry) for
+    the INT4 model's figures, and adds bits, block_sizes, symmetric and accuracy_level."""
+    if q.bits == 8 and q.mode == "static" and len(calib_x) == 0:
         raise QuantizeError("static quantization needs calibration samples; or set mode: dynamic")
     fp32_path = Path(fp32_path)
     fp32 = session(fp32_path, threads)
     fp32_val = accuracy(run_logits(fp32, val_x), val_y)
     with tempfile.TemporaryDirectory(prefix="slimline-quantize-") as tmp:
-        builder = _Builder(fp32_path, Path(tmp), q, calib_x, val_x[:BATCH])
+        builder: _Builder | int4.Int4Builder = (
+            _Builder(fp32_path, Path(tmp), q, calib_x, val_x[:BATCH])
+            if q.bits == 8
+            else int4.Int4Builder(fp32_path, Path(tmp), val_x[:BATCH])
+        )
         best, rounds, ranking = _search(builder, val_x, val_y, fp32_val, q, threads)
         with atomic_path(out_path) as out:
             shutil.copyfile(best["path"], out)
@@ -74,14 +82,20 @@ def quantize(
     within = fp32_val - best["val_accuracy"] <= q.max_accuracy_drop + EPS
     if not within:
         log.warning(
-            "INT8 val accuracy %.4f is still more than %.4f below FP32 %.4f with %d nodes in FP32",
+            "INT%d val accuracy %.4f is still more than %.4f below FP32 %.4f with %d nodes in FP32",
+            q.bits,
             best["val_accuracy"],
             q.max_accuracy_drop,
             fp32_val,
             len(best["excluded"]),
         )
+    made = (
+        _settings(q, len(calib_x))
+        if isinstance(builder, _Builder)
+        else int4.settings(builder.block_sizes(best["excluded"]), q.max_accuracy_drop)
+    )
     return {
-        **_settings(q, len(calib_x)),
+        **made,
         "fp32_size_bytes": fp32_size,
         "int8_size_bytes": int8_size,
         "size_ratio": round(fp32_size / int8_size, 4),

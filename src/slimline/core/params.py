@@ -220,6 +220,8 @@ class Quantize(_Section):
     per_channel: bool = True
     max_accuracy_drop: Probability = 0.01
     max_excluded_nodes: Annotated[int, Field(ge=0, le=1000)] = 8
+    # 8: INT8 (`mode`); 4: block-wise INT4 weight-only (onnxruntime MatMulNBits), mlp only
+    bits: Literal[8, 4] = 8
 
     @model_validator(mode="after")
     def _rules(self) -> Quantize:
@@ -296,6 +298,21 @@ class Params(_Section):
             spec = getattr(self, role)
             if spec.width is None or spec.depth is None:
                 object.__setattr__(self, role, spec.sized(role))
+        return self
+
+    @model_validator(mode="after")
+    def _int4_needs_mlp(self) -> Params:
+        # checked against onnxruntime 1.32: its 4-bit CPU kernels are MatMulNBits (MatMul
+        # weights) and GatherBlockQuantized; a QInt4 QDQ conv net loads but runs every Conv as
+        # DequantizeLinear -> FP32 Conv, 3x slower than INT8 (README, "4-bit weights")
+        if self.quantize.bits == 4 and self.student.arch != "mlp":
+            raise ValueError(
+                f"quantize.bits: 4 needs student.arch mlp (got student.arch "
+                f"{self.student.arch!r}): onnxruntime packs 4-bit weights only into MatMulNBits "
+                "(MatMul / Linear layers); it has no 4-bit Conv kernel, so a conv net's weights "
+                "would stay FP32 or run dequantized, slower than INT8. Use quantize.bits: 8, "
+                "or student.arch: mlp"
+            )
         return self
 
     def digest(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -73,3 +74,12 @@ def of_project(root: Path) -> list[psutil.Process]:
         if str(root) in text:
             found.append(p)
     return found
+
+
+def open_fds(procs: list[psutil.Process]) -> int:
+    """File descriptors open in `procs`, together (those gone meanwhile count none)."""
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            total += p.num_fds()
+    return total

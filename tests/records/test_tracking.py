@@ -247,3 +247,30 @@ def test_importing_the_library_has_no_side_effects(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]" and list(tmp_path.iterdir()) == []
     assert tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+
+
+@pytest.mark.slow
+def test_a_cached_stage_points_at_the_run_holding_its_files_instead_of_copying_them(
+    logged, workspace
+):
+    root, params, first, client, children = logged
+    store = root / "mlartifacts"
+    size = lambda: sum(f.stat().st_size for f in store.rglob("*") if f.is_file())  # noqa: E731
+    before = size()
+    # a no-op run: every stage cached, the same dvc.lock
+    again = log_pipeline_run(root, params, [s | {"status": "cached"} for s in stage_list()])
+    for stage, run_id in again.stage_runs.items():
+        run = client.get_run(run_id)
+        holder = run.data.tags["slimline.artifacts_run"]
+        assert holder == children[stage].info.run_id  # the first run's child of that stage
+        assert not client.list_artifacts(run_id)
+        assert run.data.metrics["seconds"] == 1.5  # the figures are logged all the same
+    # a third no-op points at the same holder, not at the second run's empty child
+    third = log_pipeline_run(root, params, [s | {"status": "cached"} for s in stage_list()])
+    teacher = client.get_run(third.stage_runs["train_teacher"])
+    assert teacher.data.tags["slimline.artifacts_run"] == children["train_teacher"].info.run_id
+    # exactly the parent's files of each run (reports, plots, the bundle, dvc.lock and
+    # params.yaml), never the stages' files again
+    parent_files = [f for d in ("dist", "reports", "plots") for f in (root / d).glob("*")
+                    if f.is_file()] + [root / "dvc.lock", root / "params.yaml"]  # fmt: skip
+    assert size() - before == 2 * sum(f.stat().st_size for f in parent_files)

@@ -67,11 +67,19 @@ def _prefect_limit(model_name: str) -> Iterator[None]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.concurrency.sync import concurrency
-    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     name = f"slimline-promotion-{model_name}"
-    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
-        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    with get_client(sync_client=True) as client:
+        # looked up first: a create that collides makes the server log a whole IntegrityError
+        # traceback (8.8 kB of server log per promotion, bench/results/soak.md)
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            with contextlib.suppress(ObjectAlreadyExists):  # another promotion made it first
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=1)
+                )
     # strict: without the limit Prefect would only log a warning and serialize nothing
     with concurrency(name, occupy=1, timeout_seconds=LOCK_TIMEOUT, strict=True):
         yield

@@ -33,6 +33,7 @@ CLIENT_DEFAULTS = {
 }
 WORKSPACE_TAG = "slimline.workspace"
 ABANDONED_TAG = "slimline.abandoned"
+ARTIFACTS_TAG = "slimline.artifacts_run"  # a cached stage's files are in this run
 PROBE_SECONDS = 5.0  # GET /health once a second (2 s a try) for this long before giving up
 
 
@@ -186,9 +187,10 @@ def log_pipeline_run(root: Path, params: Params, stages: list[dict]) -> RunRecor
         try:
             client.log_batch(run_id, **entities(params=to_flat_dict(params)))
             children, missing = {}, {}
+            logged = earlier_artifacts(client, experiment_id, tags, stages)
             for stage in stages:
                 children[stage["name"]], missing[stage["name"]] = _log_stage(
-                    client, experiment_id, run_id, root, params, stage
+                    client, experiment_id, run_id, root, params, stage, logged.get(stage["name"])
                 )
             _log_parent_outputs(client, run_id, root, params, missing)
         except BaseException:
@@ -248,12 +250,50 @@ def lineage_tags(root: Path, params: Params, stages: list[dict], commit: str) ->
     }
 
 
-def _log_stage(client, experiment_id, parent_id, root, params, stage) -> tuple[str, list[str]]:
+def earlier_artifacts(
+    client: Any, experiment_id: str, tags: dict[str, str], stages: list[dict]
+) -> dict[str, str]:
+    """For each cached stage, the run that already holds its files: the stage's child run of
+    the latest finished pipeline run with the same dvc.lock entry (the same output hashes),
+    or the run that child points to. A no-op run then logs its stages' figures, not another
+    copy of every file (the teacher's ONNX alone is 4.4 MB at the default params)."""
+    found: dict[str, str] = {}
+    cached = [s["name"] for s in stages if s["status"] == "cached"]
+    while todo := [s for s in cached if s not in found]:
+        key = f"slimline.dvc_lock.{todo[0]}"
+        same = client.search_runs(
+            [experiment_id],
+            f"tags.`{key}` = '{tags[key]}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not same:
+            cached.remove(todo[0])
+            continue
+        parent = same[0]
+        kids = client.search_runs(
+            [experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+        )
+        for stage in todo:  # one earlier run usually holds them all: a single lookup
+            lock = f"slimline.dvc_lock.{stage}"
+            kid = next((k for k in kids if k.data.tags.get("mlflow.runName") == stage), None)
+            if kid is not None and parent.data.tags.get(lock) == tags[lock]:
+                found[stage] = kid.data.tags.get(ARTIFACTS_TAG, kid.info.run_id)
+        if todo[0] not in found:  # that run's child is gone: log the files once more
+            cached.remove(todo[0])
+    return found
+
+
+def _log_stage(
+    client, experiment_id, parent_id, root, params, stage, artifacts_in: str | None
+) -> tuple[str, list[str]]:
     name = stage["name"]
     figures, missing = read_stage(root, params, name)
     tags = {"mlflow.parentRunId": parent_id, "slimline.stage.status": stage["status"]}
     if missing:
         tags["slimline.missing"] = ",".join(missing)
+    if artifacts_in is not None:
+        tags[ARTIFACTS_TAG] = artifacts_in
     started, seconds = stage.get("started"), float(stage.get("seconds", 0.0))
     run_id = client.create_run(
         experiment_id, run_name=name, tags=tags, start_time=_ms(started) if started else None
@@ -262,7 +302,7 @@ def _log_stage(client, experiment_id, parent_id, root, params, stage) -> tuple[s
     client.log_batch(
         run_id, **entities(params=figures.text, metrics=metrics, series=figures.series)
     )
-    for rel in stage_files(params, name):
+    for rel in stage_files(params, name) if artifacts_in is None else []:
         if rel not in missing:
             client.log_artifact(run_id, str(root / rel), artifact_path=str(Path(rel).parent))
     status = RUN_STATUS.get(stage["status"], "FINISHED")

@@ -95,3 +95,73 @@ def test_quantize_stage_refuses_a_model_whose_weights_4_bits_cannot_pack(tmp_pat
     assert "would stay unpacked: Conv x1" in error and "quantize.bits: 8" in error
     assert not (tmp_path / "models/onnx/pruned_int8.onnx").exists()
     assert not (tmp_path / "metrics/quantize.json").exists()
+
+
+def _outlier_mlp(root: Path, x: np.ndarray, y: np.ndarray, hidden: int = 32) -> nn.Module:
+    """A trained slimline mlp (the teacher checkpoint), and its twin with hidden unit 0 scaled
+    x1000 (outgoing weights /1000) as the pruned checkpoint and ONNX file: the same function,
+    but one activation that swamps the uint8 grid of the others."""
+    from slimline.compression.models import build_model, save_checkpoint
+    from slimline.core.params import ModelSpec
+
+    torch.manual_seed(0)
+    spec = ModelSpec(arch="mlp", width=hidden, depth=1, epochs=5, lr=0.01, batch_size=100)
+    model = _trained(build_model(spec, (64,), 10), x, y)
+    save_checkpoint(root / "models/teacher.pt", model)
+    with torch.no_grad():
+        model.features[1].weight[0] *= 1000.0
+        model.features[1].bias[0] *= 1000.0
+        model.fc.weight[:, 0] /= 1000.0
+    save_checkpoint(root / "models/pruned.pt", model)
+    export_onnx(model, (64,), root / "models/onnx/pruned.onnx")
+    return model
+
+
+def _qat_params(root: Path, **quantize) -> Path:
+    return write_params(root / "params.yaml", teacher={"arch": "mlp"}, device="cpu",
+                        student={"arch": "mlp", "batch_size": 64},
+                        prune={"finetune_epochs": 6, "lr": 0.005},
+                        quantize={"max_excluded_nodes": 0, **quantize})  # fmt: skip
+
+
+def test_quantize_stage_fine_tunes_with_qat_when_ptq_collapses(tmp_path):
+    x, y = prepared_digits(tmp_path)
+    _outlier_mlp(tmp_path, x, y)
+    result = run_stage("quantize", _qat_params(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "quantize (static via qat)" in result.stderr
+    report = json.loads((tmp_path / "metrics/quantize.json").read_text())
+    assert report["path"] == "qat" and report["within_bound"], report["path_reason"]
+    assert report["ptq"]["drop"] > 0.3 and not report["ptq"]["within_bound"]
+    assert report["qat"]["drop"] <= 0.01 and report["qat"]["source"] == "models/pruned.pt"
+    assert report["qat"]["epochs"] == 6 and report["qat"]["lr"] == 0.005
+    assert report["qat"]["device"] == "cpu"
+    assert [c["site"] for c in report["qat"]["clips"]] == ["features.2:output"]
+    assert report["path_reason"].startswith(f"ptq drop {report['ptq']['drop']:.4f}")
+    out = tmp_path / "models/onnx/pruned_int8.onnx"
+    ops = Counter(n.op_type for n in onnx.load(str(out)).graph.node)
+    assert ops["QuantizeLinear"] >= 2 and ops["DequantizeLinear"] >= 4
+    assert report["int8_accuracy"] >= report["fp32_accuracy"] - 0.03
+
+
+def test_quantize_stage_keeps_ptq_when_the_checkpoint_is_not_the_onnx_model(tmp_path):
+    # QAT can only fine-tune the model the ONNX file holds: a hand-placed file keeps PTQ
+    x, y = prepared_digits(tmp_path)
+    model = _outlier_mlp(tmp_path, x, y)
+    with torch.no_grad():  # still the outlier PTQ cannot handle, but not the checkpoint's model
+        model.fc.bias += 0.5
+    export_onnx(model, (64,), tmp_path / "models/onnx/pruned.onnx")
+    result = run_stage("quantize", _qat_params(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "metrics/quantize.json").read_text())
+    assert report["path"] == "ptq" and "qat" not in report
+    assert report["path_reason"].startswith("qat not run: models/pruned.pt is not the model in")
+
+
+def test_quantize_stage_with_qat_never_writes_the_ptq_report(tmp_path):
+    x, y = prepared_digits(tmp_path)
+    _outlier_mlp(tmp_path, x, y)
+    result = run_stage("quantize", _qat_params(tmp_path, qat="never"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "metrics/quantize.json").read_text())
+    assert "path" not in report and not report["within_bound"]

@@ -6,6 +6,10 @@ bits 4:  Gemm -> MatMul -> MatMulNBits (block-wise INT4 weights, float activatio
 When the quantized val accuracy falls more than `max_accuracy_drop` below FP32, the most damaging
 nodes are kept in FP32 (`nodes_to_exclude`), one more per round, up to `max_excluded_nodes`.
 The best attempt is returned either way: the validate stage's gates decide, not this step.
+QAT (`quantize.qat`, static INT8 only): when the fallback's budget is spent and the drop is
+still out of bound (`auto`), or always (`always`), the caller's fine-tuning (qat.py) makes new
+FP32 weights, which go through the very same quantizer; the file shipped is whichever of PTQ /
+QAT is within bound, the smaller if both are (ties: PTQ), the more accurate if neither is.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import contextlib
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,7 @@ from slimline.compression.compact import compact_file
 from slimline.compression.evaluate import accuracy, agreement
 from slimline.compression.onnx_io import run_logits, session
 from slimline.core.atomic import atomic_path
+from slimline.core.errors import InputError
 from slimline.core.params import Quantize
 
 log = logging.getLogger(__name__)
@@ -43,8 +50,42 @@ SENSITIVITY_SAMPLES = 512
 EPS = 1e-9  # accuracies are fractions k/n: compare with a margin, not exactly
 
 
+# writes fine-tuned FP32 weights as ONNX at the path given; returns what it did (the report's)
+QatFn = Callable[[Path], dict[str, Any]]
+
+
 class QuantizeError(RuntimeError):
     """onnxruntime failed to quantize; the cause is chained."""
+
+
+class QatUnavailable(RuntimeError):
+    """QAT cannot run here (e.g. the checkpoint is not the model the ONNX file holds): the
+    PTQ result stays, and the report says why."""
+
+
+@dataclass
+class _Attempt:
+    """One way to an INT8 file (PTQ of the pruned model, or of its QAT weights): its best round."""
+
+    builder: Any
+    best: dict
+    rounds: list[dict]
+    ranking: list[dict]
+    drop: float
+    within: bool
+
+    @property
+    def size(self) -> int:
+        return Path(self.best["path"]).stat().st_size
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "val_accuracy": self.best["val_accuracy"],
+            "drop": round(self.drop, 6),
+            "within_bound": self.within,
+            "excluded_nodes": self.best["excluded"],
+            "size_bytes": self.size,
+        }
 
 
 def quantize(
@@ -58,28 +99,38 @@ def quantize(
     test_y: np.ndarray,
     q: Quantize,
     threads: int = 1,
+    qat: QatFn | None = None,
 ) -> dict[str, Any]:
     """Quantize fp32_path to out_path (atomically); return the metrics/quantize.json content.
+
+    `qat` (static INT8 only) is called when q.qat asks for QAT; the report then gains `path`
+    (ptq | qat), `path_reason`, and a summary of each candidate (`ptq`, `qat`). Without it
+    (the benchmark's reference quantizations) this is PTQ whatever q.qat says.
 
     With q.bits 4 the report keeps the int8_* keys (their readers: export, the registry) for
     the INT4 model's figures, and adds bits, block_sizes, symmetric and accuracy_level."""
     if q.bits == 8 and q.mode == "static" and len(calib_x) == 0:
         raise QuantizeError("static quantization needs calibration samples; or set mode: dynamic")
+    if qat is not None and q.qat == "always" and (q.bits != 8 or q.mode != "static"):
+        raise InputError(
+            "quantize.qat: always fine-tunes for static INT8 quantization; set mode: static and "
+            f"bits: 8, or qat: auto / never (got mode {q.mode!r}, bits {q.bits})"
+        )
     fp32_path = Path(fp32_path)
     fp32 = session(fp32_path, threads)
     fp32_val = accuracy(run_logits(fp32, val_x), val_y)
+    search = {"val_x": val_x, "val_y": val_y, "fp32_val": fp32_val, "q": q, "threads": threads}
+    decision: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="slimline-quantize-") as tmp:
-        builder: _Builder | int4.Int4Builder = (
-            _Builder(fp32_path, Path(tmp), q, calib_x, val_x[:BATCH])
-            if q.bits == 8
-            else int4.Int4Builder(fp32_path, Path(tmp), val_x[:BATCH])
-        )
-        best, rounds, ranking = _search(builder, val_x, val_y, fp32_val, q, threads)
+        chosen = ptq = _attempt(fp32_path, Path(tmp) / "ptq", calib_x, **search)
+        if qat is not None and _wants_qat(q, ptq):
+            chosen, decision = _with_qat(ptq, qat, Path(tmp) / "qat", calib_x, search)
+        best, rounds, ranking, builder = chosen.best, chosen.rounds, chosen.ranking, chosen.builder
         with atomic_path(out_path) as out:
             shutil.copyfile(best["path"], out)
     fp32_test, int8_test = run_logits(fp32, test_x), run_logits(session(out_path, threads), test_x)
     fp32_size, int8_size = fp32_path.stat().st_size, Path(out_path).stat().st_size
-    within = fp32_val - best["val_accuracy"] <= q.max_accuracy_drop + EPS
+    within = chosen.within
     if not within:
         log.warning(
             "INT%d val accuracy %.4f is still more than %.4f below FP32 %.4f with %d nodes in FP32",
@@ -111,7 +162,74 @@ def quantize(
         ],
         "sensitivity": ranking[: max(q.max_excluded_nodes, len(best["excluded"]))],
         "within_bound": within,
+    } | decision
+
+
+def _attempt(fp32_path: Path, tmp: Path, calib_x: np.ndarray, **search: Any) -> _Attempt:
+    """Quantize one FP32 file, with the fallback: its best round."""
+    q, val_x = search["q"], search["val_x"]
+    tmp.mkdir()
+    builder: _Builder | int4.Int4Builder = (
+        _Builder(fp32_path, tmp, q, calib_x, val_x[:BATCH])
+        if q.bits == 8
+        else int4.Int4Builder(fp32_path, tmp, val_x[:BATCH])
+    )
+    best, rounds, ranking = _search(builder, **search)
+    drop = search["fp32_val"] - best["val_accuracy"]
+    return _Attempt(builder, best, rounds, ranking, drop, drop <= q.max_accuracy_drop + EPS)
+
+
+def _wants_qat(q: Quantize, ptq: _Attempt) -> bool:
+    if q.bits != 8 or q.mode != "static" or q.qat == "never":
+        return False
+    return q.qat == "always" or not ptq.within
+
+
+def _with_qat(
+    ptq: _Attempt, qat: QatFn, tmp: Path, calib_x: np.ndarray, search: dict[str, Any]
+) -> tuple[_Attempt, dict[str, Any]]:
+    """Fine-tune, quantize the new weights the same way, pick; the report's decision keys.
+    The drop stays measured against the pruned FP32 model this stage was given."""
+    tmp.mkdir()
+    start = time.perf_counter()
+    try:
+        done = qat(tmp / "qat_fp32.onnx")
+    except QatUnavailable as e:
+        log.warning("QAT not run: %s", e)
+        return ptq, {"path": "ptq", "path_reason": f"qat not run: {e}", "ptq": ptq.summary()}
+    log.info("QAT fine-tuning took %.1f s", time.perf_counter() - start)  # not in metrics
+    fp32_qat = accuracy(
+        run_logits(session(tmp / "qat_fp32.onnx"), search["val_x"]), search["val_y"]
+    )
+    fine = _attempt(tmp / "qat_fp32.onnx", tmp / "int8", calib_x, **search)
+    path, why = _choose(ptq, fine, search["q"])
+    log.info("quantize path %s: %s", path, why)
+    return (fine if path == "qat" else ptq), {
+        "path": path,
+        "path_reason": why,
+        "ptq": ptq.summary(),
+        "qat": fine.summary() | done | {"fp32_val_accuracy": fp32_qat},
     }
+
+
+def _choose(ptq: _Attempt, qat: _Attempt, q: Quantize) -> tuple[str, str]:
+    """Within bound wins; both within: the smaller file (ties: PTQ); neither: the more
+    accurate (ties: PTQ)."""
+    bound = q.max_accuracy_drop
+    ptq_says = f"ptq drop {ptq.drop:.4f} with {len(ptq.best['excluded'])} nodes in FP32"
+    qat_says = f"qat drop {qat.drop:.4f} with {len(qat.best['excluded'])} nodes in FP32"
+    if ptq.within and qat.within:
+        size = f"{qat.size:,} vs {ptq.size:,} bytes"
+        if qat.size < ptq.size:
+            return "qat", f"both within {bound:g} ({ptq_says}; {qat_says}); qat is smaller: {size}"
+        return "ptq", f"both within {bound:g} ({ptq_says}; {qat_says}); qat is not smaller: {size}"
+    if qat.within:
+        return "qat", f"{ptq_says} > {bound:g}; {qat_says} within bound"
+    if ptq.within:
+        return "ptq", f"{ptq_says} within bound; {qat_says} > {bound:g}"
+    if qat.best["val_accuracy"] > ptq.best["val_accuracy"]:
+        return "qat", f"neither within {bound:g} ({ptq_says}; {qat_says}); qat is more accurate"
+    return "ptq", f"neither within {bound:g} ({ptq_says}; {qat_says}); qat is not more accurate"
 
 
 def _settings(q: Quantize, calibration_samples: int) -> dict[str, Any]:

@@ -222,6 +222,9 @@ class Quantize(_Section):
     max_excluded_nodes: Annotated[int, Field(ge=0, le=1000)] = 8
     # 8: INT8 (`mode`); 4: block-wise INT4 weight-only (onnxruntime MatMulNBits), mlp only
     bits: Literal[8, 4] = 8
+    # quantization-aware fine-tuning (static INT8): auto when PTQ with its fallback stays out
+    # of max_accuracy_drop; always: both, keep the one within bound and smaller; never: PTQ
+    qat: Literal["auto", "never", "always"] = "auto"
 
     @model_validator(mode="after")
     def _rules(self) -> Quantize:

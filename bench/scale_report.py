@@ -8,6 +8,9 @@ from pathlib import Path
 from slimline.core.atomic import atomic_path
 
 LINEAR, BOUNDED = 4.0 * 1.1, 1.25  # per x4 of data: CPU time within 10% of 4x; RSS under +25%
+# issue 15's goal, largest against smallest run: peak RSS at most 1.5x, time per sample no worse
+# (10% of slack for a machine shared with other work)
+RSS_GOAL, PER_SAMPLE_GOAL = 1.5, 1.1
 
 
 def per_x4(a: float, b: float, ma: int, mb: int) -> float:
@@ -43,13 +46,16 @@ def tables(runs: list[dict]) -> str:
     ]
     for r in runs:
         o, loads = r["outcome"], [s["load_1min"] for s in r["stages"].values()]
-        split = "/".join(map(str, o["split_samples"].values()))
+        split = "/".join(str(o["split_samples"][k]) for k in ("train", "val", "test"))
+        gates = {True: "passed", False: "FAILED", None: "-"}[o["gates_passed"]]
         lines.append(
             f"| x{r['multiplier']} | {r['samples']} ({split}) "
-            f"| {r['x_mb']:.1f} | {o['teacher_accuracy']:.4f} | {o['final_int8_accuracy']:.4f} "
-            f"| {'passed' if o['gates_passed'] else 'FAILED'} | {r['dvc_noop']['wall_s']:.1f} "
+            f"| {r['x_mb']:.1f} | {_acc(o['teacher_accuracy'])} "
+            f"| {_acc(o['final_int8_accuracy'])} "
+            f"| {gates} | {r['dvc_noop']['wall_s']:.1f} "
             f"| {min(loads):.1f}-{max(loads):.1f} |"
         )
+    lines += goal(runs)
     lines += [
         "",
         "Time per stage: wall seconds (CPU seconds of the process tree), growth per x4.",
@@ -105,6 +111,41 @@ def tables(runs: list[dict]) -> str:
             "| " + " | ".join([stage, *cells, *(f"{g:.2f}x" for g in ratios), verdict]) + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _acc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def goal(runs: list[dict]) -> list[str]:
+    """Issue 15's goal, largest run against the smallest: peak RSS ratio, time per sample."""
+    if len(runs) < 2:
+        return []
+    a, b = runs[0], runs[-1]
+    span = f"x{b['multiplier']}/x{a['multiplier']}"
+    lines = [
+        "",
+        f"The goal, {span}: peak RSS (kernel, largest process) at most {RSS_GOAL}x, and time per "
+        f"sample at most {PER_SAMPLE_GOAL}x (CPU seconds of the tree / samples; wall in brackets).",
+        "",
+        f"| stage | RSS x{a['multiplier']} (MB) | RSS x{b['multiplier']} (MB) | RSS {span} "
+        f"| time/sample {span} | verdict |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for stage in a["stages"]:
+        sa, sb = a["stages"][stage], b["stages"][stage]
+        rss = sb["peak_rss_mb"] / sa["peak_rss_mb"]
+        cpu = (sb["cpu_s"] / b["samples"]) / (sa["cpu_s"] / a["samples"])
+        wall = (sb["wall_s"] / b["samples"]) / (sa["wall_s"] / a["samples"])
+        verdict = [
+            "RSS ok" if rss <= RSS_GOAL else "RSS OVER",
+            "time ok" if cpu <= PER_SAMPLE_GOAL else "time SUPERLINEAR",
+        ]
+        lines.append(
+            f"| {stage} | {sa['peak_rss_mb']:.0f} | {sb['peak_rss_mb']:.0f} | {rss:.2f}x "
+            f"| {cpu:.3f}x ({wall:.3f}x) | {', '.join(verdict)} |"
+        )
+    return lines
 
 
 def plot(runs: list[dict], path: Path) -> None:

@@ -3,12 +3,14 @@
 import numpy as np
 import pytest
 
-from slimline.compression import data
+from slimline.compression import data, learnability
 from slimline.compression.degenerate import (
     MAX_CONFLICT_SHARE,
     check_classes,
     check_features_vary,
+    check_samples_vary,
     conflicting_labels,
+    label_conflicts,
 )
 from slimline.compression.learnability import probe
 from slimline.core.params import Data
@@ -135,3 +137,49 @@ def test_a_split_too_small_for_every_class_names_the_class_counts():
     message = str(info.value)
     assert message.startswith("data.path: d.npz: cannot split 60 samples of 10 classes")
     assert "class counts: {'0': 6, '1': 6," in message
+
+
+def hash_keys(x: np.ndarray) -> np.ndarray:
+    """One 128-bit hash per sample, as a streamed image folder keys its samples."""
+    import hashlib
+
+    flat = np.ascontiguousarray(x.reshape(len(x), -1))
+    digests = b"".join(hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in flat)
+    return np.frombuffer(digests, np.uint64).reshape(-1, 2)
+
+
+def test_the_feature_checks_from_hashed_samples_match_the_checks_on_values():
+    x, y = make_images(n_per_class=40)
+    few = 5
+    xs, ys = np.concatenate([x, x[:few], x[7:9]]), np.concatenate([y, (y[:few] + 1) % 3, y[7:9]])
+    ds = dataset(xs, ys)
+    groups = data.sample_groups(hash_keys(ds.x))
+    assert label_conflicts(*groups, ds, "src") == conflicting_labels(ds, "src")
+    check_samples_vary(*groups, 64, "src")  # they vary
+    alike = dataset(np.broadcast_to(x[0], x.shape), y)
+    with pytest.raises(data.DataError) as by_value:
+        check_features_vary(alike, "src")
+    with pytest.raises(data.DataError) as by_key:
+        check_samples_vary(*data.sample_groups(hash_keys(alike.x)), 64, "src")
+    assert str(by_key.value) == str(by_value.value)
+
+
+def test_a_stratified_probe_sample_keeps_each_class_share(monkeypatch):
+    monkeypatch.setattr(learnability, "MAX_TRAIN", 300)
+    monkeypatch.setattr(learnability, "MAX_HELD_OUT", 200)
+    x, y = make_images(n_per_class=400, classes=3)
+    keep = np.r_[0:400, 400:520, 800:1200]  # classes of 400, 120 and 400 samples
+    x, y = x[keep], y[keep]
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(y))
+    parts = {"train": (x[order[:600]], y[order[:600]]), "val": (x[order[600:760]],
+             y[order[600:760]]), "test": (x[order[760:]], y[order[760:]])}  # fmt: skip
+    report = probe(parts, 3, "src", seed=0, stratified=True)
+    assert report["train_samples"] == 300 and report["held_out_samples"] == 200
+    assert report["sample"] == {"method": learnability.STRATIFIED, "max_train": 300,
+                                "max_held_out": 200}  # fmt: skip
+    drawn = learnability._choose(parts["train"][1], 300, np.random.default_rng(0), True)
+    share = np.bincount(parts["train"][1], minlength=3) * 300 / 600
+    assert np.abs(np.bincount(parts["train"][1][drawn], minlength=3) - share).max() < 1
+    assert len(np.unique(drawn)) == 300 and np.all(np.diff(drawn) > 0)
+    assert "sample" not in probe(parts, 3, "src", seed=0)  # the uniform draw, as before

@@ -225,6 +225,25 @@ def test_image_folder_source_through_the_stage(tmp_path, image_folder):
     assert split.scale == 255.0 and split.input_shape == (1, 8, 8)
 
 
+def test_corrupt_image_late_in_a_folder_exits_2_and_leaves_nothing_half_written(
+    prepared_digits, image_folder
+):
+    # the folder is streamed: the images sorted before this one are decoded and written to a
+    # temporary file first, which must go with the refusal
+    root = prepared_digits.parent
+    before = snapshot(root)
+    broken = image_folder / "class_2" / "zz_last.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20)
+    data = {"source": "image-folder", "path": str(image_folder), "image_size": 8,
+            "val_fraction": 0.2, "test_fraction": 0.2}  # fmt: skip
+    result = run_stage("prepare", write_params(root / "params.yaml", data=data))
+    assert result.returncode == 2, result.stderr
+    assert f"error: {broken}: unreadable image" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert snapshot(root) == before
+    assert not list((root / "data/prepared").glob(".*"))  # no decoded pixels, no temp splits
+
+
 MLP = {"teacher": {"arch": "mlp"}, "student": {"arch": "mlp"}}
 
 

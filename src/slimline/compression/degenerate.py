@@ -3,20 +3,24 @@
 Each check raises DataError (exit 2) naming the source: a single class, a declared class with
 no samples or too few to split, samples that all have the same features, and exact duplicates
 whose labels conflict in a large share of the data (below that share they are only reported).
+The checks on features also work from groups of identical samples (`data.sample_groups` over a
+hash of each), for sources streamed rather than held in memory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
-from slimline.compression.data import SPLITS, DataError, Dataset
+from slimline.compression.data import SPLITS, DataError, Dataset, Labelled, sample_groups
 
 # Exact duplicates with different labels: refused when the distinct feature vectors that carry
 # more than one label exceed this share of all distinct feature vectors.
 MAX_CONFLICT_SHARE = 0.1
 
 
-def check_classes(ds: Dataset, where: str, min_per_class: int) -> None:
+def check_classes(ds: Labelled, where: str, min_per_class: int) -> None:
     """At least two classes, every declared class present, each with a sample per split."""
     counts = np.bincount(ds.y, minlength=len(ds.class_names))
     present = np.flatnonzero(counts)
@@ -45,9 +49,9 @@ def check_classes(ds: Dataset, where: str, min_per_class: int) -> None:
 
 
 def check_split_counts(
-    parts: dict[str, tuple[np.ndarray, np.ndarray]], ds: Dataset, where: str, min_per_class: int
+    parts: Mapping[str, tuple[object, np.ndarray]], ds: Labelled, where: str, min_per_class: int
 ) -> None:
-    """Every class in every split with at least min_per_class samples, naming the class."""
+    """Every class in every split (x or rows, y) with at least min_per_class samples."""
     totals = np.bincount(ds.y, minlength=len(ds.class_names))
     short = [
         f"class {ds.class_names[k]!r} has {int((y == k).sum())} in {name} "
@@ -68,18 +72,32 @@ def check_features_vary(ds: Dataset, where: str) -> None:
     """Refuse when every sample has the same features: nothing to tell the classes apart."""
     flat = ds.x.reshape(len(ds.x), -1)
     if len(flat) > 1 and np.array_equal(flat.min(axis=0), flat.max(axis=0)):
-        raise DataError(
-            f"{where}: all {len(flat)} samples have the same features (every one of the "
-            f"{flat.shape[1]} values is constant across samples); expected features that vary "
-            "between samples"
-        )
+        raise _all_alike(len(flat), flat.shape[1], where)
+
+
+def check_samples_vary(first: np.ndarray, inverse: np.ndarray, n_values: int, where: str) -> None:
+    """check_features_vary from the groups of identical samples (`data.sample_groups`): every
+    value constant across samples is every sample alike, one group for all of them."""
+    if len(inverse) > 1 and len(first) == 1:
+        raise _all_alike(len(inverse), n_values, where)
+
+
+def _all_alike(n: int, n_values: int, where: str) -> DataError:
+    return DataError(
+        f"{where}: all {n} samples have the same features (every one of the "
+        f"{n_values} values is constant across samples); expected features that vary "
+        "between samples"
+    )
 
 
 def conflicting_labels(ds: Dataset, where: str) -> dict:
     """Exact duplicate features with different labels: counted, refused above a share."""
     flat = np.ascontiguousarray(ds.x.reshape(len(ds.x), -1))
-    _, first, inverse = np.unique(flat, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    return label_conflicts(*sample_groups(flat), ds, where)
+
+
+def label_conflicts(first: np.ndarray, inverse: np.ndarray, ds: Labelled, where: str) -> dict:
+    """conflicting_labels from the groups of identical samples (`data.sample_groups`)."""
     labels = np.unique(np.stack([inverse, ds.y]), axis=1)  # distinct (group, label) pairs
     per_group = np.bincount(labels[0], minlength=len(first))
     conflicted = np.flatnonzero(per_group > 1)

@@ -6,9 +6,17 @@ of the features give any classifier at most the majority-class rate, so each pro
 is tested one-sided against that rate (binomial, alpha split between the probes). If neither
 beats it, the data is refused before anything is trained. When the held-out split is so small
 that even a perfect score would not be significant the verdict is `inconclusive`, not a refusal.
+
+The probes need their samples in memory, so they never see more than MAX_TRAIN train and
+MAX_HELD_OUT val + test samples, drawn without replacement with a generator seeded by
+params.seed; only the samples drawn are read (a split's x may be rows read on demand, as for a
+streamed image folder). `stratified=True` (streamed sources) draws each class in its share of
+the split, and the report then says so under `sample`; otherwise the draw is uniform.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -20,15 +28,48 @@ MAX_HELD_OUT = 2000  # val + test samples they are scored on
 MAX_FEATURES = 256  # logistic regression sees a random projection of wider inputs
 NEIGHBOURS = 5
 
-Parts = dict[str, tuple[np.ndarray, np.ndarray]]
+# x: an array, or anything that reads rows by slice or sorted index array (data.StandardRows)
+Parts = dict[str, tuple[Any, np.ndarray]]
+STRATIFIED = "stratified by label, seeded with params.seed"
 
 
-def _sample(x: np.ndarray, y: np.ndarray, cap: int, rng: np.random.Generator):
-    flat = x.reshape(len(x), -1).astype(np.float32)
-    if len(flat) > cap:
-        keep = np.sort(rng.choice(len(flat), cap, replace=False))
-        flat, y = flat[keep], y[keep]
-    return flat, y
+def _choose(y: np.ndarray, cap: int, rng: np.random.Generator, stratified: bool) -> np.ndarray:
+    """`cap` of the len(y) > cap samples, sorted."""
+    if not stratified:
+        return np.sort(rng.choice(len(y), cap, replace=False))
+    labels, counts = np.unique(y, return_counts=True)
+    quota = counts * cap / len(y)
+    take = np.floor(quota).astype(np.int64)
+    by_remainder = np.argsort(-(quota - take), kind="stable")
+    take[by_remainder[: cap - int(take.sum())]] += 1  # largest remainders round up
+    picks = [
+        rng.choice(np.flatnonzero(y == k), n, replace=False)
+        for k, n in zip(labels, take, strict=True)
+    ]
+    return np.sort(np.concatenate(picks))
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x).reshape(len(x), -1).astype(np.float32, copy=False)
+
+
+def _sample(x: Any, y: np.ndarray, cap: int, rng: np.random.Generator, stratified: bool):
+    if len(y) <= cap:
+        return _flat(x[:]), y
+    keep = _choose(y, cap, rng, stratified)
+    return _flat(x[keep]), y[keep]
+
+
+def _held_out(parts: Parts, cap: int, rng: np.random.Generator, stratified: bool):
+    """A sample of val and test together, reading only the rows drawn."""
+    (x_val, y_val), (x_test, y_test) = parts["val"], parts["test"]
+    y = np.concatenate([y_val, y_test])
+    if len(y) <= cap:
+        return _flat(np.concatenate([x_val[:], x_test[:]])), y
+    keep = _choose(y, cap, rng, stratified)
+    cut = int(np.searchsorted(keep, len(y_val)))
+    x = np.concatenate([x_val[keep[:cut]], x_test[keep[cut:] - len(y_val)]])
+    return _flat(x), y[keep]
 
 
 def _accuracies(x_tr, y_tr, x_ho, y_ho, rng: np.random.Generator) -> dict[str, float]:
@@ -46,7 +87,9 @@ def _accuracies(x_tr, y_tr, x_ho, y_ho, rng: np.random.Generator) -> dict[str, f
     return out
 
 
-def probe(parts: Parts, num_classes: int, where: str, seed: int = 0) -> dict:
+def probe(
+    parts: Parts, num_classes: int, where: str, seed: int = 0, stratified: bool = False
+) -> dict:
     """The probe's figures for reports/data_validation.json; DataError when nothing is learnt."""
     import warnings
 
@@ -54,10 +97,11 @@ def probe(parts: Parts, num_classes: int, where: str, seed: int = 0) -> dict:
     from sklearn.exceptions import ConvergenceWarning
 
     rng = np.random.default_rng(seed)
-    x_tr, y_tr = _sample(*parts["train"], MAX_TRAIN, rng)
-    x_ho = np.concatenate([parts[s][0] for s in ("val", "test")])
-    y_ho = np.concatenate([parts[s][1] for s in ("val", "test")])
-    x_ho, y_ho = _sample(x_ho, y_ho, MAX_HELD_OUT, rng)
+    x_tr, y_tr = _sample(*parts["train"], MAX_TRAIN, rng, stratified)
+    x_ho, y_ho = _held_out(parts, MAX_HELD_OUT, rng, stratified)
+    sampled = len(y_tr) < len(parts["train"][1]) or len(y_ho) < sum(
+        len(parts[s][1]) for s in ("val", "test")
+    )
     n = len(y_ho)
     majority = float(np.bincount(y_ho, minlength=num_classes).max() / n)
     accuracies: dict[str, float] = {}
@@ -84,6 +128,12 @@ def probe(parts: Parts, num_classes: int, where: str, seed: int = 0) -> dict:
         "p_value": {k: float(f"{p:.3g}") for k, p in p_values.items()},
         "alpha": ALPHA,
     }
+    if stratified and sampled:  # the uniform draw of in-memory sources stays as it was
+        report["sample"] = {
+            "method": STRATIFIED,
+            "max_train": MAX_TRAIN,
+            "max_held_out": MAX_HELD_OUT,
+        }
     if verdict == "not learnable":
         best = max(accuracies, key=lambda k: accuracies[k])
         raise DataError(

@@ -1,4 +1,12 @@
-"""The prepare recipe: source -> dedupe -> stratified split -> standardize -> validate -> write."""
+"""The prepare recipe: source -> dedupe -> stratified split -> standardize -> validate -> write.
+
+Digits, npz and table sources are held in memory. An image folder is streamed, so that its
+size is bounded by the disk rather than by memory: it is decoded once into a temporary file
+beside the outputs (`data.decode_image_folder`), and every step after works from per-sample
+bookkeeping (labels, a hash of each sample, GX summary rows) and blocks of rows read back: the
+same checks, split, statistics and bytes as the in-memory recipe gives the same data, except
+that the learnability probe draws its capped sample stratified by label (learnability.py).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +14,19 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
+
 from slimline.compression import data
 from slimline.compression.degenerate import (
     check_classes,
     check_features_vary,
+    check_samples_vary,
     check_split_counts,
     conflicting_labels,
+    label_conflicts,
 )
 from slimline.compression.learnability import probe
-from slimline.compression.validation import validate
+from slimline.compression.validation import SampleSummaries, validate, validate_summaries
 from slimline.core.atomic import atomic_paths
 from slimline.core.params import Params, resolve
 
@@ -27,9 +39,17 @@ def describe_source(params: Params, root: Path) -> str:
 
 def prepare(params: Params, root: Path) -> dict:
     """Write the prepared splits and the validation report, all or nothing."""
+    if params.data.source == "image-folder":
+        return prepare_streamed(params, root)
+    return prepare_in_memory(params, root)
+
+
+def prepare_in_memory(params: Params, root: Path) -> dict:
+    """`prepare` with the whole source in memory (`data.load_source`)."""
     source = describe_source(params, root)
     # 1. load, keeping the hash of the data exactly as it came
     raw = data.load_source(params.data, root)
+    sha256 = raw.sha256
     # 2. refuse data no classifier can learn from (degenerate.py), then drop exact duplicates
     #    so no sample can land in two splits
     where = source if params.data.source == "digits" else f"data.path: {source}"
@@ -37,37 +57,110 @@ def prepare(params: Params, root: Path) -> dict:
     check_features_vary(raw, where)
     conflicts = conflicting_labels(raw, where)
     ds, dropped = data.drop_duplicates(raw)
+    del raw  # each copy of x goes once done with: the peak is a few x, not one per step
     check_classes(ds, where, minimum)
     # 3. split stratified by label, then standardize with train statistics only
     split = data.split(ds, params.data, params.seed)
     check_split_counts(split, ds, where, minimum)
+    labels = data.Labels(ds.y, ds.class_names, ds.scale, ds.feature_names, ds.target)
+    del ds  # its x lives on in the splits
     parts, mean, std = data.standardize(split)
+    del split
     # 4. validate; raises DataValidationError (fail closed) before anything is written
-    entries = validate(parts, len(ds.class_names), minimum, source)
+    num_classes = len(labels.class_names)
+    entries = validate(parts, num_classes, minimum, source)
     # 5. the labels must say something about the features (learnability.py)
-    learnability = probe(parts, len(ds.class_names), where, params.seed)
-    report = {
+    learnability = probe(parts, num_classes, where, params.seed)
+    splits = {name: _split_entry(_digest(x, y), y, num_classes) for name, (x, y) in parts.items()}
+    report = _report(source, sha256, labels, dropped, conflicts, learnability, splits, entries)
+    with atomic_paths(_targets(params, root)) as tmps:
+        for tmp, name in zip(tmps, data.SPLITS, strict=False):
+            data.save_split(tmp, *parts[name], labels, mean, std)
+        tmps[-1].write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report
+
+
+def prepare_streamed(params: Params, root: Path) -> dict:
+    """`prepare` for an image folder, never holding its pixels in memory (module docstring)."""
+    source = describe_source(params, root)
+    where, minimum = f"data.path: {source}", params.data.min_per_class
+    scratch = root / params.paths.prepared
+    # 1. decode every image once, batch by batch: a corrupt one stops here, naming it
+    with data.decode_image_folder(resolve(params.data.path or "", root),
+                                  params.data.image_size, scratch) as raw:  # fmt: skip
+        # 2. the same refusals as in memory, from groups of identical samples (by hash)
+        first, inverse = data.sample_groups(raw.keys)
+        check_samples_vary(first, inverse, int(np.prod(raw.input_shape)), where)
+        conflicts = label_conflicts(first, inverse, raw, where)
+        keep = np.sort(first)  # the first of each group, as data.drop_duplicates keeps
+        ds = data.Labels(raw.y[keep], raw.class_names, raw.scale)
+        check_classes(ds, where, minimum)
+        # 3. split the sample indices; statistics of the train rows only
+        index = data.split_indices(ds, params.data, params.seed)
+        ys = {name: ds.y[i] for name, i in index.items()}
+        check_split_counts({name: (i, ys[name]) for name, i in index.items()}, ds, where, minimum)
+        mean, std = data.pixel_statistics(raw, keep[index["train"]])
+        xs = {name: data.StandardRows(raw, keep[i], mean, std) for name, i in index.items()}
+        # 4. validate summaries made in one pass over every sample, before anything is written
+        summaries, splits = _summarize(xs, ys, len(ds.class_names))
+        entries = validate_summaries(summaries, len(ds.class_names), minimum, source)
+        # 5. the probe, on a capped sample stratified by label
+        parts = {name: (x, ys[name]) for name, x in xs.items()}
+        learnability = probe(parts, len(ds.class_names), where, params.seed, stratified=True)
+        dropped = len(raw.y) - len(keep)
+        report = _report(source, raw.sha256, ds, dropped, conflicts, learnability, splits, entries)
+        with atomic_paths(_targets(params, root)) as tmps:
+            for tmp, name in zip(tmps, data.SPLITS, strict=False):
+                data.save_split(tmp, xs[name], ys[name], raw, mean, std)
+            tmps[-1].write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report
+
+
+def _summarize(xs: dict[str, data.StandardRows], ys: dict[str, np.ndarray], num_classes: int):
+    """Each split's GX summary rows and report entry, from one pass over its rows."""
+    summaries, splits = {}, {}
+    for name, x in xs.items():
+        summary, digest = SampleSummaries(x.dtype, x.shape[1:]), hashlib.sha256()
+        for block in x.blocks():
+            summary.add(block)
+            digest.update(block.data)
+        digest.update(ys[name].tobytes())
+        summaries[name] = (summary, ys[name])
+        splits[name] = _split_entry(digest, ys[name], num_classes)
+    return summaries, splits
+
+
+def _targets(params: Params, root: Path) -> list[Path]:
+    prepared = root / params.paths.prepared
+    return [prepared / f"{name}.npz" for name in data.SPLITS] + [root / params.paths.data_report]
+
+
+def _digest(*arrays: np.ndarray) -> hashlib._Hash:
+    """sha256 of the arrays' bytes one after the other, without copies of them."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).data)
+    return digest
+
+
+def _split_entry(digest: hashlib._Hash, y: np.ndarray, num_classes: int) -> dict:
+    """One split in the report; `digest` has hashed its x bytes, then its y bytes."""
+    return {
+        "samples": len(y),
+        "sha256": digest.hexdigest(),
+        "class_counts": [int((y == k).sum()) for k in range(num_classes)],
+    }
+
+
+def _report(source, sha256, ds, dropped, conflicts, learnability, splits, entries) -> dict:
+    return {
         "success": True,
         "source": source,
-        "sha256": raw.sha256,
+        "sha256": sha256,
         "class_names": ds.class_names,
         "duplicates_dropped": dropped,
         "conflicting_labels": conflicts,
         "learnability": learnability,
-        "splits": {
-            name: {
-                "samples": len(y),
-                "sha256": hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest(),
-                "class_counts": [int((y == k).sum()) for k in range(len(ds.class_names))],
-            }
-            for name, (x, y) in parts.items()
-        },
+        "splits": splits,
         "expectations": entries,
     }
-    prepared = root / params.paths.prepared
-    targets = [prepared / f"{name}.npz" for name in data.SPLITS] + [root / params.paths.data_report]
-    with atomic_paths(targets) as tmps:
-        for tmp, name in zip(tmps, data.SPLITS, strict=False):
-            data.save_split(tmp, *parts[name], ds, mean, std)
-        tmps[-1].write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    return report

@@ -6,6 +6,9 @@ Five batches, each with its own suite: the samples of all splits, the class coun
 the train rows (standardization), the train mean of each channel (signals (N, C, L), images
 (N, C, H, W)) or feature (tabular (N, F)), which standardization makes 0 one by one, and the
 content hashes (leakage between splits).
+
+The summaries are made block by block (`SampleSummaries`), so a data set streamed from disk is
+validated in one pass over every sample, with only its summary rows in memory.
 """
 
 from __future__ import annotations
@@ -39,40 +42,80 @@ def sample_hash(row: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(row).tobytes()).hexdigest()[:32]
 
 
-def _frames(parts: Parts, num_classes: int) -> dict[str, pd.DataFrame]:
-    rows = []
-    for name, (x, y) in parts.items():
+class SampleSummaries:
+    """The summary row of every sample of one split, made from blocks of its x, in order;
+    with the per-channel (feature) sums of its values for the channel means."""
+
+    def __init__(self, x_dtype: np.dtype, input_shape: tuple[int, ...]):
+        self.x_dtype, self.n_values = str(x_dtype), int(np.prod(input_shape, dtype=np.int64))
+        self.columns: dict[str, list[np.ndarray]] = {"x_min": [], "x_max": [], "x_mean": []}
+        self.hashes: list[str] = []
+        self.channel_sums, self.count = np.zeros(input_shape[0] if input_shape else 0), 0
+
+    def add(self, x: np.ndarray) -> None:
         flat = x.reshape(len(x), -1)
         with np.errstate(invalid="ignore"):
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "split": name,
-                        "y": y,
-                        "x_dtype": str(x.dtype),
-                        "n_values": flat.shape[1],
-                        "x_min": flat.min(axis=1).astype(np.float64),
-                        "x_max": flat.max(axis=1).astype(np.float64),
-                        "x_mean": flat.mean(axis=1, dtype=np.float64),
-                        "sample_hash": [sample_hash(r) for r in flat],
-                    }
-                )
-            )
-    samples = pd.concat(rows, ignore_index=True)
+            self.columns["x_min"].append(flat.min(axis=1).astype(np.float64))
+            self.columns["x_max"].append(flat.max(axis=1).astype(np.float64))
+            self.columns["x_mean"].append(flat.mean(axis=1, dtype=np.float64))
+            self.channel_sums += x.sum(axis=(0, *range(2, x.ndim)), dtype=np.float64)
+        self.hashes += [sample_hash(r) for r in flat]
+        self.count += len(x)
+
+    def channel_means(self) -> np.ndarray:
+        per_channel = self.count * self.n_values // max(len(self.channel_sums), 1)
+        with np.errstate(invalid="ignore"):
+            return self.channel_sums / per_channel if self.count else np.zeros(0)
+
+    def frame(self, name: str, y: np.ndarray) -> pd.DataFrame:
+        def column(key: str) -> np.ndarray:
+            return np.concatenate(self.columns[key]) if self.columns[key] else np.zeros(0)
+
+        return pd.DataFrame(
+            {
+                "split": name,
+                "y": y,
+                "x_dtype": self.x_dtype,
+                "n_values": self.n_values,
+                **{key: column(key) for key in self.columns},
+                "sample_hash": self.hashes,
+            }
+        )
+
+
+def summarize(x: np.ndarray) -> SampleSummaries:
+    """The summaries of a split held in memory, in one block."""
+    summaries = SampleSummaries(x.dtype, x.shape[1:])
+    summaries.add(x)
+    return summaries
+
+
+Summaries = dict[str, tuple[SampleSummaries, np.ndarray]]  # split: (summaries, y)
+
+
+def _frames(parts: Parts, num_classes: int) -> dict[str, pd.DataFrame]:
+    x_train = parts["train"][0]
+    axes = (0, *range(2, x_train.ndim))  # all but the channel (feature) axis
+    with np.errstate(invalid="ignore"):
+        channel_means = x_train.mean(axis=axes, dtype=np.float64) if len(x_train) else []
+    summaries = {name: (summarize(x), y) for name, (x, y) in parts.items()}
+    return _summary_frames(summaries, channel_means, num_classes)
+
+
+def _summary_frames(
+    summaries: Summaries, channel_means, num_classes: int
+) -> dict[str, pd.DataFrame]:
+    samples = pd.concat([s.frame(name, y) for name, (s, y) in summaries.items()], ignore_index=True)
     counts = pd.DataFrame(
         [
             {"split": name, "label": k, "count": int(np.sum(y == k))}
-            for name, (_, y) in parts.items()
+            for name, (_, y) in summaries.items()
             for k in range(num_classes)
         ]
     )
     # Duplicates inside one split are harmless; across splits they are leakage. Deduplicate
     # per split first so a uniqueness expectation over the union finds only the latter.
     hashes = samples.drop_duplicates(["split", "sample_hash"])[["split", "sample_hash"]]
-    x_train = parts["train"][0]
-    axes = (0, *range(2, x_train.ndim))  # all but the channel (feature) axis
-    with np.errstate(invalid="ignore"):
-        channel_means = x_train.mean(axis=axes, dtype=np.float64) if len(x_train) else []
     channels = pd.DataFrame({"channel": np.arange(len(channel_means)), "train_mean": channel_means})
     return {
         "samples": samples,
@@ -209,7 +252,26 @@ def _failure_line(e: dict) -> str:
 def validate(parts: Parts, num_classes: int, min_per_class: int, source: str) -> list[dict]:
     """Run the suite; return the entries, or raise DataValidationError naming what failed."""
     n_values = int(np.prod(parts["train"][0].shape[1:]))
-    frames = _frames(parts, num_classes)
+    return _check(_frames(parts, num_classes), num_classes, n_values, min_per_class, source)
+
+
+def validate_summaries(
+    summaries: Summaries, num_classes: int, min_per_class: int, source: str
+) -> list[dict]:
+    """`validate` from summaries made block by block (a streamed data set); the train channel
+    means are the summed values over their count, in float64."""
+    train = summaries["train"][0]
+    frames = _summary_frames(summaries, train.channel_means(), num_classes)
+    return _check(frames, num_classes, train.n_values, min_per_class, source)
+
+
+def _check(
+    frames: dict[str, pd.DataFrame],
+    num_classes: int,
+    n_values: int,
+    min_per_class: int,
+    source: str,
+) -> list[dict]:
     try:
         entries = _run(frames, _suites(num_classes, n_values, min_per_class))
     except Exception as e:  # GX failing to run is a failed validation, never a silent pass

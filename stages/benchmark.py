@@ -9,6 +9,8 @@ with bits 8 is rebuilt here (same calibration sample) and compared with it.
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from slimline.compression.bench import compare, markdown_table, measure_many, tradeoff_plot
 from slimline.compression.calibration import stratified_sample
 from slimline.compression.data import load_split, load_splits
@@ -26,7 +28,7 @@ INT8 = "pruned_int8_static"  # with quantize.bits 4: the INT8 model it is compar
 
 def main(params: Params, root: Path) -> str:
     paths, b = params.paths, params.benchmark
-    test = load_split(root / paths.prepared, "test")
+    test = load_split(root / paths.prepared, "test", lazy=True)
     metrics = {role: read_json(root / getattr(paths, f"{role}_metrics"))
                for role in ("teacher", "student", "pruned")}  # fmt: skip
     models = {
@@ -55,7 +57,7 @@ def main(params: Params, root: Path) -> str:
             throughput_runs=b.throughput_runs, feeds=feeds,
         )  # fmt: skip
         logits = {
-            name: feeds[name].logits(session(path), test.x) if name in feeds
+            name: _feed_logits(feeds[name], session(path), test.x) if name in feeds
             else run_logits(session(path), test.x)
             for name, (path, _) in models.items()
         }  # fmt: skip
@@ -87,6 +89,14 @@ def main(params: Params, root: Path) -> str:
     )
 
 
+def _feed_logits(feed: TeacherFeed, sess, x) -> np.ndarray:
+    """An imported teacher's logits for x (which may be read lazily), x read 8 of the feed's
+    own batches at a time: the session sees the same batches as with x whole."""
+    rows = (feed.interface.fixed_batch or 512) * 8
+    parts = [feed.logits(sess, x[i : i + rows]) for i in range(0, len(x), rows)]
+    return np.concatenate(parts) if parts else feed.logits(sess, x[:0])
+
+
 def _int4_comparison(variants: list[dict], mode: str) -> tuple[dict, str]:
     """Mark the final row as 4-bit (it keeps its contract name) and compare it with the INT8
     model of the same pruned network: the figures for the report and a table for the page."""
@@ -101,7 +111,7 @@ def _int4_comparison(variants: list[dict], mode: str) -> tuple[dict, str]:
 def _int8_reference(params: Params, root: Path, tmp: Path) -> Path:
     """The INT8 model the quantize stage writes with bits 8: same calibration sample, val
     split and fallback, so the comparison with the INT4 final model is like for like."""
-    train, val, test = load_splits(root / params.paths.prepared)
+    train, val, test = load_splits(root / params.paths.prepared, lazy=True)
     q = params.quantize.model_copy(update={"bits": 8})
     calib_x, _ = stratified_sample(train.x, train.y, q.calibration_samples, params.seed)
     out = tmp / f"{INT8}.onnx"

@@ -30,7 +30,7 @@ from slimline.core.stage import run_stage
 
 def main(params: Params, root: Path) -> str:
     seed_everything(params.seed, params.threads)
-    train, val, test = load_splits(root / params.paths.prepared, lazy_train=True)
+    train, val, test = load_splits(root / params.paths.prepared, lazy=True)
     check_sizes(params, train.input_shape, train.num_classes)  # exit 2: not smaller
     teacher = load_teacher(root / params.paths.teacher)
     if isinstance(teacher, OnnxTeacher):  # an imported teacher's size is known once loaded

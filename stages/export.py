@@ -15,7 +15,7 @@ from slimline.core.stage import run_stage
 
 def main(params: Params, root: Path) -> str:
     paths = params.paths
-    test = load_split(root / paths.prepared, "test")
+    test = load_split(root / paths.prepared, "test", lazy=True)
     source = root / paths.quantized_onnx
     dist = root / paths.dist
     metadata = model_metadata(params, root, test)

@@ -17,7 +17,7 @@ from slimline.core.stage import run_stage
 
 def main(params: Params, root: Path) -> str:
     seed_everything(params.seed, params.threads)
-    train, val, test = load_splits(root / params.paths.prepared, lazy_train=True)
+    train, val, test = load_splits(root / params.paths.prepared, lazy=True)
     student = load_checkpoint(root / params.paths.student)
     teacher = load_teacher(root / params.paths.teacher)
     acc, augment = accelerator(params.device, params.precision), from_mode(params.data.augment)

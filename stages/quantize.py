@@ -17,7 +17,7 @@ from slimline.core.stage import run_stage
 
 def main(params: Params, root: Path) -> str:
     paths, q = params.paths, params.quantize
-    train, val, test = load_splits(root / paths.prepared)
+    train, val, test = load_splits(root / paths.prepared, lazy=True)  # read in batches
     calib_x, _ = stratified_sample(train.x, train.y, q.calibration_samples, params.seed)
     targets = [root / paths.quantized_onnx, root / paths.quantize_metrics]
     with atomic_paths(targets) as (model_tmp, metrics_tmp):

@@ -16,7 +16,7 @@ from slimline.core.stage import run_stage
 
 def main(params: Params, root: Path) -> str:
     seed_everything(params.seed, params.threads)
-    train, val, test = load_splits(root / params.paths.prepared, lazy_train=True)
+    train, val, test = load_splits(root / params.paths.prepared, lazy=True)
     if params.teacher.source == "onnx":
         source = root / params.teacher.path
         with model_outputs(root, params, "teacher") as out:

@@ -17,7 +17,7 @@ from slimline.core.stage import run_stage
 
 def main(params: Params, root: Path) -> str:
     paths, g = params.paths, params.gates
-    test = load_split(root / paths.prepared, "test")
+    test = load_split(root / paths.prepared, "test", lazy=True)
     final = root / paths.dist / "model.onnx"
     logits = run_logits(session(final), test.x)
     fp32_logits = run_logits(session(root / paths.pruned_onnx), test.x)

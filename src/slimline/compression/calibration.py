@@ -17,13 +17,14 @@ def stratified_sample(
 ) -> tuple[np.ndarray, np.ndarray]:
     """n samples with class proportions kept (largest remainder), every class at least once
     when n allows; deterministic for a seed, in the original order. n=0 gives an empty
-    sample (dynamic quantization needs no calibration)."""
+    sample (dynamic quantization needs no calibration). Only the chosen rows of x are read,
+    so x may be a lazily read split (`StoredRows`)."""
     if n < 0:
         raise ValueError(f"stratified_sample: n must be >= 0 (got {n})")
     if n == 0:
         return x[:0].copy(), y[:0].copy()
     if n >= len(y):
-        return x.copy(), y.copy()
+        return np.array(x[:]), y.copy()  # x[:] reads a StoredRows whole
     classes, counts = np.unique(y, return_counts=True)
     quota = n * counts / counts.sum()
     take = np.floor(quota).astype(int)
@@ -47,8 +48,10 @@ def batch_reader(x: np.ndarray, name: str = "input") -> Any:
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
-            data = np.ascontiguousarray(x, dtype=np.float32)
-            self._it = ({name: data[i : i + BATCH]} for i in range(0, len(data), BATCH))
+            self._it = (
+                {name: np.ascontiguousarray(x[i : i + BATCH], dtype=np.float32)}
+                for i in range(0, len(x), BATCH)
+            )
 
         def get_next(self) -> dict | None:
             return next(self._it, None)

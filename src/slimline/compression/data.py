@@ -705,7 +705,8 @@ class StoredRows:
         return np.frombuffer(data, self.dtype).reshape(count, *self.shape[1:]).copy()
 
 
-def load_splits(prepared: str | Path, lazy_train: bool = False) -> tuple[Split, Split, Split]:
-    """(train, val, test); `lazy_train`: the train split's x is read as batches ask for it."""
-    train = load_split(prepared, "train", lazy=lazy_train)
-    return train, load_split(prepared, "val"), load_split(prepared, "test")
+def load_splits(prepared: str | Path, lazy: bool = False) -> tuple[Split, Split, Split]:
+    """(train, val, test); `lazy`: each split's x is read as batches ask for it (`StoredRows`),
+    so a stage's memory does not grow with the data set."""
+    train, val, test = (load_split(prepared, name, lazy=lazy) for name in SPLITS)
+    return train, val, test

@@ -145,10 +145,13 @@ def session(model: str | Path | bytes, threads: int = 1, name: str = "") -> Any:
 
 
 def run_logits(sess: Any, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Logits (N, K) for x (N, ...), in batches so large splits fit in memory."""
+    """Logits (N, K) for x (N, ...), in batches so large splits fit in memory: x may be read
+    lazily (`StoredRows`), each batch is read and converted on its own."""
     name = sess.get_inputs()[0].name
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    outs = [sess.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
+    outs = [
+        sess.run(None, {name: np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32)})[0]
+        for i in range(0, len(x), batch_size)
+    ]
     if not outs:
         return np.zeros((0, sess.get_outputs()[0].shape[-1]), np.float32)
     return np.concatenate(outs)

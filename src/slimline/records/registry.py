@@ -187,7 +187,7 @@ def _register(client, root: Path, params: Params, run_id: str, figures: dict) ->
     from slimline.compression.onnx_io import load, session
 
     path = root / params.paths.dist / "model.onnx"
-    example = load_split(root / params.paths.prepared, "test").x[:2]
+    example = load_split(root / params.paths.prepared, "test", lazy=True).x[:2]
     # checked before it is loaded (onnx.checker; external data must stay inside dist/): a
     # corrupt or tampered file fails with OnnxError naming it, before anything is registered
     signature = infer_signature(

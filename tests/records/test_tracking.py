@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from slimline.records.stage_outputs import stage_files
 from slimline.records.tracking import log_pipeline_run, tracking_uri
 from tests.workspace import STAGES, final, reported
 
@@ -269,8 +270,16 @@ def test_a_cached_stage_points_at_the_run_holding_its_files_instead_of_copying_t
     third = log_pipeline_run(root, params, [s | {"status": "cached"} for s in stage_list()])
     teacher = client.get_run(third.stage_runs["train_teacher"])
     assert teacher.data.tags["slimline.artifacts_run"] == children["train_teacher"].info.run_id
+    # the holder deleted (a clean-up in the UI): the next no-op logs the files again
+    client.delete_run(children["train_teacher"].info.run_id)
+    fourth = log_pipeline_run(root, params, [s | {"status": "cached"} for s in stage_list()])
+    teacher = client.get_run(fourth.stage_runs["train_teacher"])
+    assert "slimline.artifacts_run" not in teacher.data.tags
+    assert "models/onnx/teacher.onnx" in {
+        a.path for a in client.list_artifacts(teacher.info.run_id, "models/onnx")}  # fmt: skip
     # exactly the parent's files of each run (reports, plots, the bundle, dvc.lock and
-    # params.yaml), never the stages' files again
+    # params.yaml), and the stages' files only once more, after their holder was deleted
     parent_files = [f for d in ("dist", "reports", "plots") for f in (root / d).glob("*")
                     if f.is_file()] + [root / "dvc.lock", root / "params.yaml"]  # fmt: skip
-    assert size() - before == 2 * sum(f.stat().st_size for f in parent_files)
+    teacher_files = sum((root / f).stat().st_size for f in stage_files(params, "train_teacher"))
+    assert size() - before == 3 * sum(f.stat().st_size for f in parent_files) + teacher_files

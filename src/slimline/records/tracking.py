@@ -281,7 +281,18 @@ def earlier_artifacts(
                 found[stage] = kid.data.tags.get(ARTIFACTS_TAG, kid.info.run_id)
         if todo[0] not in found:  # that run's child is gone: log the files once more
             cached.remove(todo[0])
-    return found
+    # a holder deleted since (a clean-up in the UI) takes its files with it: log them again
+    alive = {h for h in set(found.values()) if _active(client, h)}
+    return {stage: holder for stage, holder in found.items() if holder in alive}
+
+
+def _active(client: Any, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id).info.lifecycle_stage == "active"
+    except MlflowException:  # deleted for good
+        return False
 
 
 def _log_stage(

@@ -139,7 +139,9 @@ SECRET_PATTERNS = [
     "gh[pousr]_" + "[A-Za-z0-9]{36}",  # GitHub token
     "xox[baprs]-" + "[A-Za-z0-9-]{10,}",  # Slack token
 ]
-CONFIG_FILES = ["*.yaml", "*.yml", "*.toml", "*.ini", "*.cfg", "*.json", "*.env", ".env*"]
+CONFIG_FILES = ["*.yaml", "*.yml", "*.toml", "*.ini", "*.cfg", "*.json", "*.env", ".env*",
+                # measurements, not settings: soak.json counts rows of Prefect's `secrets` table
+                ":(exclude)bench/results/*"]  # fmt: skip
 # a credential key given a value in a config file: `password: x`, `DB_PASSWORD=x`, ...
 ASSIGNED = r"(password|passwd|secret|token)[A-Za-z_]*['\"]?[[:space:]]*[:=]"
 VALUE = re.compile(r"(?i)(?:password|passwd|secret|token)[a-z_]*['\"]?\s*[:=]\s*['\"]?([^\s'\"]*)")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from slimline.compression import onnx_io
 from slimline.compression.compact import compact_file
 from slimline.core.errors import InputError
 
@@ -130,10 +131,8 @@ class Int4Builder:
     """The builder `quantize._search` drives: one INT4 file per round, nodes kept in FP32."""
 
     def __init__(self, fp32_path: Path, tmp: Path, check_x: np.ndarray) -> None:
-        import onnx
-
         self.tmp, self.check_x = tmp, check_x
-        self.proto = onnx.load(str(fp32_path))
+        self.proto = onnx_io.load(fp32_path)
         self.ops = {n.name: n.op_type for n in self.proto.graph.node}
         self.weights = as_matmul(self.proto, fp32_path)
         self.blocks = {name: block_size(w.shape[0]) for name, (_, w) in self.weights.items()}

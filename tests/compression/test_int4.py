@@ -16,7 +16,7 @@ from slimline.compression.onnx_io import export_onnx, run_logits, session
 from slimline.compression.quantize import quantize
 from slimline.core.errors import InputError
 from slimline.core.params import ModelSpec, ParamsError, Quantize, load_params
-from tests.conftest import ROOT, write_params
+from tests.conftest import ROOT, quick_train, write_params
 
 INT4_KEYS = {"bits", "block_sizes", "symmetric", "accuracy_level"}
 
@@ -36,23 +36,9 @@ def table():
 
 def _mlp(table, hidden: int = 64):
     """slimline's own mlp family (Flatten, Linear+ReLU x2, fc), briefly trained."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     spec = ModelSpec(arch="mlp", width=hidden, depth=2, epochs=5, lr=0.01, batch_size=64)
-    model = build_model(spec, (64,), 10)
-    x, y = table["train"]
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    try:
-        for _ in range(8):
-            for i in range(0, len(x), 100):
-                opt.zero_grad()
-                xb, yb = torch.from_numpy(x[i : i + 100]), torch.from_numpy(y[i : i + 100])
-                torch.nn.functional.cross_entropy(model(xb), yb).backward()
-                opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
+    return quick_train(build_model(spec, (64,), 10), *table["train"], epochs=8)
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from slimline.compression.data import load_splits
 from slimline.compression.onnx_io import export_onnx
 from slimline.compression.quantize import quantize
 from slimline.core.params import Quantize
-from tests.conftest import run_stage, write_params
-from tests.stages.test_quantize import _trained, prepared_digits
+from tests.conftest import quick_train, run_stage, write_params
+from tests.stages.test_quantize import prepared_digits
 
 FAST = {"warmup": 1, "runs": 5, "throughput_runs": 1, "throughput_batch": 8}
 
@@ -23,7 +23,7 @@ FAST = {"warmup": 1, "runs": 5, "throughput_runs": 1, "throughput_batch": 8}
 def _project(root: Path, bits: int) -> Path:
     """A project after quantize and export: three FP32 models, their metrics, dist/model.onnx."""
     x, y = prepared_digits(root)
-    model = _trained(nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)), x, y)
+    model = quick_train(nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)), x, y, 5)
     (root / "metrics").mkdir()
     for role in ("teacher", "student", "pruned"):
         export_onnx(model, (64,), root / f"models/onnx/{role}.onnx")

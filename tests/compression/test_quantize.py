@@ -18,6 +18,7 @@ from slimline.compression.compact import compact
 from slimline.compression.onnx_io import OnnxError, export_onnx, run_logits, session
 from slimline.compression.quantize import quantize
 from slimline.core.params import Quantize
+from tests.conftest import quick_train
 
 REPORT_KEYS = {
     "mode",
@@ -82,28 +83,10 @@ def digits():
     return {name: (x[i], d.target[i].astype(np.int64)) for name, i in parts.items()}
 
 
-def _train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int) -> nn.Module:
-    # one thread: on a busy 2-core machine, 2 OpenMP threads spin at barriers (3 s became 16 s)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    try:
-        for _ in range(epochs):
-            for i in range(0, len(x), 100):
-                opt.zero_grad()
-                nn.functional.cross_entropy(model(xt[i : i + 100]), yt[i : i + 100]).backward()
-                opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def cnn_fp32(digits, tmp_path_factory):
     torch.manual_seed(0)
-    model = _train(ResidualCNN(c=16), *digits["train"], epochs=3)
+    model = quick_train(ResidualCNN(c=16), *digits["train"], epochs=3)
     path = tmp_path_factory.mktemp("cnn") / "cnn.onnx"
     export_onnx(model, (1, 8, 8), path)
     return path
@@ -116,7 +99,7 @@ def outlier_mlp_fp32(digits, tmp_path_factory):
     uint8 grid of the others, so plain INT8 collapses and only FP32 nodes can save it."""
     x, y = digits["train"]
     torch.manual_seed(0)
-    model = _train(MLP(), x.reshape(len(x), -1), y, epochs=5)
+    model = quick_train(MLP(), x.reshape(len(x), -1), y, epochs=5)
     with torch.no_grad():
         model.net[0].weight[0] *= 1000.0
         model.net[0].bias[0] *= 1000.0

@@ -14,7 +14,7 @@ from torch import nn
 
 from slimline.compression.data import Dataset, save_split
 from slimline.compression.onnx_io import export_onnx
-from tests.conftest import run_stage, write_params
+from tests.conftest import quick_train, run_stage, write_params
 
 
 def prepared_digits(root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -33,23 +33,6 @@ def prepared_digits(root: Path) -> tuple[np.ndarray, np.ndarray]:
     return x[:1000], y[:1000]
 
 
-def _trained(model: nn.Module, x: np.ndarray, y: np.ndarray) -> nn.Module:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    try:
-        for _ in range(5):
-            for i in range(0, len(x), 100):
-                opt.zero_grad()
-                xb, yb = torch.from_numpy(x[i : i + 100]), torch.from_numpy(y[i : i + 100])
-                nn.functional.cross_entropy(model(xb), yb).backward()
-                opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
-
-
 def _params(root: Path, **quantize) -> Path:
     return write_params(root / "params.yaml", teacher={"arch": "mlp"}, student={"arch": "mlp"},
                         quantize={"bits": 4, **quantize})  # fmt: skip
@@ -57,7 +40,7 @@ def _params(root: Path, **quantize) -> Path:
 
 def test_quantize_stage_packs_an_mlp_as_int4(tmp_path):
     x, y = prepared_digits(tmp_path)
-    model = _trained(nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)), x, y)
+    model = quick_train(nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)), x, y, 5)
     export_onnx(model, (64,), tmp_path / "models/onnx/pruned.onnx")
     result = run_stage("quantize", _params(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -86,7 +69,7 @@ def test_quantize_stage_refuses_a_model_whose_weights_4_bits_cannot_pack(tmp_pat
     model = nn.Sequential(nn.Unflatten(1, (1, 64)), nn.Conv1d(1, 4, 3), nn.ReLU(),
                           nn.Flatten(), nn.Linear(4 * 62, 10))  # fmt: skip
     pruned = tmp_path / "models/onnx/pruned.onnx"
-    export_onnx(_trained(model, x, y), (64,), pruned)
+    export_onnx(quick_train(model, x, y, 5), (64,), pruned)
     result = run_stage("quantize", _params(tmp_path))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
@@ -106,7 +89,7 @@ def _outlier_mlp(root: Path, x: np.ndarray, y: np.ndarray, hidden: int = 32) -> 
 
     torch.manual_seed(0)
     spec = ModelSpec(arch="mlp", width=hidden, depth=1, epochs=5, lr=0.01, batch_size=100)
-    model = _trained(build_model(spec, (64,), 10), x, y)
+    model = quick_train(build_model(spec, (64,), 10), x, y, 5)
     save_checkpoint(root / "models/teacher.pt", model)
     with torch.no_grad():
         model.features[1].weight[0] *= 1000.0

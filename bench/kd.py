@@ -1,10 +1,10 @@
-"""Distillation that earns its place: the same student from labels and with KD, measured.
+"""Which distillation mode earns its place: labels only, offline, online and self, measured.
 
-Run by hand from the repo root (not by CI):
+Run by hand from the repo root (not by CI; on a shared machine under `nice -n 10`):
 
-    .venv/bin/python bench/kd.py                # pairs: 3 seeds + temperature / alpha sweep
-    .venv/bin/python bench/kd.py --quick        # 1 seed, a quarter of the epochs, no sweep
-    .venv/bin/python bench/kd.py --task digits  # the 10-class variant (KD gains < 1 point)
+    .venv/bin/python bench/kd.py                # pairs: 3 seeds, every mode (~15 min, 2 cores)
+    .venv/bin/python bench/kd.py --quick        # 1 seed, a quarter of the epochs
+    .venv/bin/python bench/kd.py --tasks digits # the 10-class variant
 
 Tasks (nothing downloaded; scikit-learn's bundled 8x8 digits, procedurally warped). The 1797
 originals are split stratified first (train / val / test, `compression.data.split`), so no view
@@ -24,37 +24,35 @@ Models: a cnn teacher (translation-equivariant, plenty of capacity) and a small 
 (no convolution: it must learn every shift and rotation from the data, so it is capacity- and
 data-limited here). All built by `slimline.compression.models.build_model`.
 
-Every model trains through the library's own path: `train.fit` with `augment=` the warp below
-(a `train.Views` callable: raw originals in, standardized warped views out, drawn from fit's
-seeded views generator), on training batches only. Protocol per seed: the teacher trains once
-(labels, augmented views); then two students of the same init (`seed_everything` before each
-build), fit with the same seed, so the same batch order and the very same augmented views,
-differ only in the loss:
+Every network trains through the distill stage's own code, `compression.distill_modes`, on
+one `Schedule` per role: `train.fit` with `augment=` the warp below (raw originals in,
+standardized warped views out, drawn from fit's seeded views generator). Per seed, every
+student has the same init (`seed_everything` before each build), the same batch order and the
+very same augmented views; the modes differ only in who teaches:
 
-- labels: fit's default cross-entropy on the view's label
-- KD (online): `train.make_online_kd_loss`, the teacher's logits on that same augmented batch,
-  computed on the fly, so the soft target always describes the image the student sees.
+- labels: cross-entropy on the view's label (the stage's baseline; self mode's generation 0)
+- offline: the teacher, trained first from labels (its own schedule), frozen; its logits of
+  each augmented batch (`teacher_logits: per_batch`)
+- online: deep mutual learning, the student and a peer of the teacher's architecture from
+  scratch, together, on the student's schedule; no teacher needed
+- self: born-again, generation k taught by generation k-1 (2 generations after the labels one)
 
-For reference the library's offline path is measured too (`train.fit` + `make_kd_loss`: teacher
-logits cached once for a fixed train set, here one fixed warped view per train original, no
-augmentation), against `fit` from labels on the same fixed set.
-
-Every fit is `train.fit`: AdamW + OneCycle, val scored each epoch, the best val-accuracy epoch
-kept; the test split is only scored, never selected on. A temperature / alpha sweep (one seed,
-selected on val, test reported beside it) follows. Writes bench/results/kd.md and kd.json
-(atomically; tasks not rerun keep their previous sections; --quick: bench/.scratch).
+Nothing is tuned here: T and alpha are the task's, the same for every mode. Each mode's time
+is its own training and, in "total", what it needs first (offline: the teacher; self:
+generation 0). The test split is only scored, never selected on. Writes bench/results/kd.md
+and kd.json (atomically; --quick: bench/.scratch).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import math
 import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,32 +61,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from slimline.compression import distill_modes
 from slimline.compression.data import Dataset, Split, split
-from slimline.compression.evaluate import accuracy, agreement
+from slimline.compression.distill_modes import Schedule
+from slimline.compression.evaluate import accuracy
 from slimline.compression.models import build_model, count_params
-from slimline.compression.train import (
-    History,
-    LossFn,
-    fit,
-    fit_spec,
-    make_kd_loss,
-    make_online_kd_loss,
-    predict_logits,
-    seed_everything,
-)
+from slimline.compression.train import predict_logits, seed_everything
 from slimline.core.atomic import write_json, write_text
-from slimline.core.params import Data, ModelSpec
+from slimline.core.params import Data, Distill, ModelSpec
 
 BENCH = Path(__file__).resolve().parent
 CANVAS = 12  # the 8x8 digit centred on a 12x12 canvas: room to move without cropping
 VIEWS = 4  # fixed warped views per val / test original
-TEMPERATURES, ALPHAS = [1.0, 2.0, 4.0, 8.0], [0.3, 0.5, 0.7, 0.9]  # the sweep
 DATA_SEED = 0  # the split and the val / test views; training seeds vary everything else
-LOOP = "train.fit"  # what trained the models (results of the earlier, own-loop version lack it)
-OLD_NOTE = (
-    "measured by the earlier version of bench/kd.py (its own training loop, before the port to "
-    "train.fit with augment=); not rerun since"
-)
+MODES = ("labels", "offline", "online", "self")
+GENERATIONS = 2  # self: taught generations after generation 0 (params.yaml's default)
 
 
 @dataclass(frozen=True)
@@ -203,7 +190,7 @@ class Task:
     y: Tensor  # (N,) the train originals' digits
     train: Split  # raw train samples; `views` warps and standardizes them batch by batch
     views: WarpViews
-    fixed: Split  # one fixed warped view per train original (the offline / no-aug set)
+    fixed: Split  # one fixed warped view per train original: the input shape and statistics
     val: Split
     test: Split
 
@@ -273,111 +260,82 @@ def make_task(w: Warp, train_per_class: int | None, pairs: bool) -> Task:
     return Task(labels, train, aug, fixed, val, test)
 
 
-def train_online(
-    model: nn.Module, spec: ModelSpec, task: Task, seed: int, loss_fn: LossFn | None = None
-) -> History:
-    """`train.fit` on fresh augmented views every epoch (`augment=task.views`); `loss_fn`:
-    None for labels, `make_online_kd_loss(teacher, ...)` for KD on the same views. spec.epochs
-    counts passes over the train originals (pairs: a fit epoch is ten of them)."""
-    spec = spec.model_copy(update={"epochs": fit_epochs(spec, task)})
-    return fit_spec(
-        model, spec, task.train, task.val, seed=seed, loss_fn=loss_fn, augment=task.views,
-        desc="labels" if loss_fn is None else "KD",
-    )  # fmt: skip
-
-
 def fit_epochs(spec: ModelSpec, task: Task) -> int:
     return max(1, spec.epochs * len(task.y) // len(task.train.y))
 
 
-def new_model(spec: ModelSpec, task: Task, seed: int, threads: int, role: str) -> nn.Module:
-    seed_everything(seed, threads)  # identical init for every student of this seed
-    return build_model(spec, task.fixed.input_shape, task.fixed.num_classes, role)
+def schedule(spec: ModelSpec, task: Task, seed: int) -> Schedule:
+    """A role's schedule on fresh augmented views every epoch; spec.epochs counts passes over
+    the train originals (pairs: a fit epoch is ten of them)."""
+    spec = spec.model_copy(update={"epochs": fit_epochs(spec, task)})
+    return Schedule(spec, task.train, task.val, seed, augment=task.views)
+
+
+def builder(
+    spec: ModelSpec, task: Task, seed: int, threads: int, role: str
+) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        seed_everything(seed, threads)  # identical init for every student of this seed
+        return build_model(spec, task.fixed.input_shape, task.fixed.num_classes, role)
+
+    return build
 
 
 def test_acc(model: nn.Module, task: Task) -> float:
     return accuracy(predict_logits(model, task.test.x), task.test.y)
 
 
-def run_seed(cfg: Config, task: Task, seed: int, threads: int, offline: bool) -> dict:
+def run_seed(cfg: Config, task: Task, seed: int, threads: int) -> dict:
+    """Teacher, then each mode's student; test accuracies and seconds per mode."""
+    new_student = builder(cfg.student, task, seed, threads, "student")
+    new_peer = builder(cfg.teacher, task, seed, threads, "teacher")
+    sched = schedule(cfg.student, task, seed)
+    kd = Distill(temperature=cfg.temperature, alpha=cfg.alpha, generations=GENERATIONS)
+    out: dict = {"seed": seed}
+
+    def record(name: str, model: nn.Module, t0: float) -> None:
+        out[f"{name}_s"] = time.perf_counter() - t0
+        out[name] = test_acc(model, task)
+
     t0 = time.perf_counter()
-    teacher = new_model(cfg.teacher, task, seed, threads, "teacher")
-    h = train_online(teacher, cfg.teacher, task, seed)
-    out = {"seed": seed, "teacher": test_acc(teacher, task), "teacher_epoch": h.best_epoch}
-    t_teacher = time.perf_counter() - t0
-    student = new_model(cfg.student, task, seed, threads, "student")
-    h = train_online(student, cfg.student, task, seed)
-    out["labels_val"], out["labels_epoch"] = h.best.val_accuracy, h.best_epoch
-    out["labels"] = test_acc(student, task)
-    student = new_model(cfg.student, task, seed, threads, "student")
-    kd = make_online_kd_loss(teacher, cfg.temperature, cfg.alpha)
-    h = train_online(student, cfg.student, task, seed, kd)
-    out["kd_val"], out["kd_epoch"] = h.best.val_accuracy, h.best_epoch
-    out["kd"] = test_acc(student, task)
-    out["kd_agreement"] = agreement(
-        predict_logits(student, task.test.x), predict_logits(teacher, task.test.x)
-    )
-    out["gain"] = out["kd"] - out["labels"]
-    if offline:  # the library's path as it is: fixed train set, cached teacher logits
-        kw = {k: getattr(cfg.student, k) for k in ("epochs", "lr", "batch_size", "weight_decay")}
-        student = new_model(cfg.student, task, seed, threads, "student")
-        fit(student, task.fixed, task.val, seed=seed, desc="labels (fixed)", **kw)
-        out["offline_labels"] = test_acc(student, task)
-        cached = predict_logits(teacher, task.fixed.x)
-        loss = make_kd_loss(cached, cfg.temperature, cfg.alpha)
-        student = new_model(cfg.student, task, seed, threads, "student")
-        fit(student, task.fixed, task.val, seed=seed, loss_fn=loss, desc="KD (fixed)", **kw)
-        out["offline_kd"] = test_acc(student, task)
-        out["offline_gain"] = out["offline_kd"] - out["offline_labels"]
-    out["teacher_s"] = t_teacher
-    out["seconds"] = time.perf_counter() - t0
+    teacher = new_peer()
+    schedule(cfg.teacher, task, seed).fit(teacher, "teacher")
+    record("teacher", teacher, t0)
+    t0 = time.perf_counter()
+    gen0 = new_student()
+    history0 = sched.fit(gen0, "labels")
+    record("labels", gen0, t0)
+    t0 = time.perf_counter()
+    record("offline", distill_modes.offline(teacher, new_student, sched, kd).student, t0)
+    t0 = time.perf_counter()
+    mutual = distill_modes.online(new_student, new_peer, sched, kd)
+    record("online", mutual.student, t0)
+    out["online_peer"] = test_acc(mutual.teacher, task)
+    t0 = time.perf_counter()
+    born = distill_modes.born_again(gen0, history0, new_student, sched, kd)
+    record("self", born.student, t0)
+    out["self_generations"] = [test_acc(m, task) for m, _ in born.generations]
     print(
-        f"kd: seed {seed}: teacher {out['teacher']:.4f}, labels {out['labels']:.4f}, "
-        f"KD {out['kd']:.4f} (gain {out['gain']:+.4f})"
-        + (f"; offline {out['offline_labels']:.4f} -> {out['offline_kd']:.4f}" if offline else "")
-        + f" [{out['seconds']:.0f} s]",
+        f"kd: seed {seed}: teacher {out['teacher']:.4f}; "
+        + ", ".join(f"{m} {out[m]:.4f} ({out[f'{m}_s']:.0f} s)" for m in MODES),
         flush=True,
     )
-    return out | {"_teacher": teacher}
+    return out
 
 
-def sweep(cfg: Config, task: Task, first: dict, threads: int, temps, alphas):
-    """T over `temps` at cfg.alpha, then alpha over `alphas` at the T best on val, on the seed
-    of the first run (`first`, whose teacher is reused and whose KD run is the (T, alpha) of
-    the config: training is deterministic, so it is not trained again)."""
-    teacher, seed = first["_teacher"], first["seed"]
-    rows = {
-        (cfg.temperature, cfg.alpha): {
-            "temperature": cfg.temperature, "alpha": cfg.alpha,
-            "val": first["kd_val"], "test": first["kd"],
-        }
-    }  # fmt: skip
-
-    def one(t: float, a: float) -> dict:
-        if (t, a) not in rows:
-            student = new_model(cfg.student, task, seed, threads, "student")
-            h = train_online(student, cfg.student, task, seed, make_online_kd_loss(teacher, t, a))
-            rows[(t, a)] = {"temperature": t, "alpha": a, "val": h.best.val_accuracy}
-            rows[(t, a)]["test"] = test_acc(student, task)
-            print(f"kd: sweep T={t:g} alpha={a:g}: val {rows[(t, a)]['val']:.4f}, "
-                  f"test {rows[(t, a)]['test']:.4f}", flush=True)  # fmt: skip
-        return rows[(t, a)]
-
-    best_t = max(temps, key=lambda t: (one(t, cfg.alpha)["val"], -abs(t - cfg.temperature)))
-    for a in alphas:
-        one(best_t, a)
-    return sorted(
-        rows.values(), key=lambda r: (r["alpha"] != cfg.alpha, r["temperature"], r["alpha"])
-    ), best_t
+def totals(run: dict) -> dict[str, float]:
+    """Seconds each mode costs with what it needs first: offline the teacher, self gen 0."""
+    own = {m: run[f"{m}_s"] for m in MODES}
+    return own | {"offline": own["offline"] + run["teacher_s"], "self": own["self"] + own["labels"]}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def pm(values: list[float]) -> str:
-    m, s = mean_std([100 * v for v in values])
-    return f"{m:.2f} ± {s:.2f}"
+def pm(values: list[float], scale: float = 100, digits: int = 2, sign: str = "") -> str:
+    m, s = mean_std([scale * v for v in values])
+    return f"{m:{sign}.{digits}f} ± {s:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,34 +343,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tasks", nargs="+", choices=sorted(TASKS), default=["pairs"], help="default pairs"
     )
-    parser.add_argument("--quick", action="store_true", help="1 seed, few epochs, no sweep")
+    parser.add_argument("--quick", action="store_true", help="1 seed, a quarter of the epochs")
     parser.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2 (quick: 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--no-sweep", action="store_true")
-    parser.add_argument("--no-offline", action="store_true", help="skip the library's offline KD")
-    parser.add_argument("--student", help="arch:width:depth, default: the task's")
-    parser.add_argument("--teacher", help="arch:width:depth, default: the task's")
-    parser.add_argument("--student-epochs", type=int)
-    parser.add_argument("--teacher-epochs", type=int)
-    parser.add_argument("--temperature", type=float)
-    parser.add_argument("--alpha", type=float)
-    parser.add_argument("--train-per-class", type=int)
     parser.add_argument("--out", type=Path, help="default bench/results (quick: bench/.scratch)")
     args = parser.parse_args(argv)
     out_dir = args.out or (BENCH / ".scratch" if args.quick else BENCH / "results")
     started = time.perf_counter()
     results = {name: measure(name, args) for name in args.tasks}
-    print("\n".join(report(r) for r in results.values()))
-    # tasks not rerun keep their previous results (marked when an older version measured them)
-    previous = out_dir / "kd.json"
-    if previous.exists():
-        for name, r in json.loads(previous.read_text())["tasks"].items():
-            if name in TASKS and name not in results:
-                if r.get("loop") != LOOP:
-                    r["note"] = OLD_NOTE
-                results[name] = r
-    results = {name: results[name] for name in TASKS if name in results}
     text = "\n".join(report(r) for r in results.values())
+    print(text)
     write_json(out_dir / "kd.json", {"tasks": results})
     write_text(out_dir / "kd.md", text)
     took = (time.perf_counter() - started) / 60
@@ -421,23 +361,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(name: str, args: argparse.Namespace) -> dict:
-    """Every seed and the sweep of one task, as kd.json holds it."""
+    """Every seed of one task, as kd.json holds it."""
     cfg = TASKS[name]
-    updates = {}
-    for role in ("student", "teacher"):
-        spec = getattr(cfg, role)
-        if getattr(args, role):
-            arch, width, depth = getattr(args, role).split(":")
-            spec = spec.model_copy(update={"arch": arch, "width": int(width), "depth": int(depth)})
-        epochs = getattr(args, f"{role}_epochs") or (spec.epochs // 4 if args.quick else None)
-        if epochs:
-            spec = spec.model_copy(update={"epochs": epochs})
-        updates[role] = spec
-    cfg = Config(
-        updates["teacher"], updates["student"],
-        args.temperature or cfg.temperature, cfg.alpha if args.alpha is None else args.alpha,
-        cfg.warp, args.train_per_class or cfg.train_per_class, cfg.pairs,
-    )  # fmt: skip
+    if args.quick:
+        quarter = {r: getattr(cfg, r).epochs // 4 for r in ("teacher", "student")}
+        cfg = Config(
+            cfg.teacher.model_copy(update={"epochs": quarter["teacher"]}),
+            cfg.student.model_copy(update={"epochs": quarter["student"]}),
+            cfg.temperature, cfg.alpha, cfg.warp, cfg.train_per_class, cfg.pairs,
+        )  # fmt: skip
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
     task = make_task(cfg.warp, cfg.train_per_class, cfg.pairs)
@@ -452,18 +384,12 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         f"teacher {sizes['teacher']:,} params, student {sizes['student']:,}",
         flush=True,
     )
-    runs = [run_seed(cfg, task, s, args.threads, not args.no_offline) for s in seeds]
-    sweep_rows, best_t = [], None
-    if not (args.quick or args.no_sweep):
-        sweep_rows, best_t = sweep(cfg, task, runs[0], args.threads, TEMPERATURES, ALPHAS)
-    runs = [{k: v for k, v in r.items() if k != "_teacher"} for r in runs]
-    elapsed = time.perf_counter() - t0
+    runs = [run_seed(cfg, task, s, args.threads) for s in seeds]
     return {
         "measured": f"{started:%Y-%m-%d %H:%M} UTC",
         "cpus": os.cpu_count(),
         "threads": args.threads,
-        "elapsed_s": elapsed,
-        "loop": LOOP,
+        "elapsed_s": time.perf_counter() - t0,
         "task": name,
         "config": {
             "pairs": cfg.pairs,
@@ -471,6 +397,7 @@ def measure(name: str, args: argparse.Namespace) -> dict:
             "student": cfg.student.model_dump(),
             "temperature": cfg.temperature,
             "alpha": cfg.alpha,
+            "generations": GENERATIONS,
             "warp": cfg.warp.__dict__,
             "train_per_class": cfg.train_per_class,
             "canvas": CANVAS,
@@ -486,7 +413,6 @@ def measure(name: str, args: argparse.Namespace) -> dict:
             "test": len(task.test.y),
         },
         "runs": runs,
-        "sweep": {"seed": seeds[0], "best_temperature": best_t, "rows": sweep_rows},
     }
 
 
@@ -494,86 +420,90 @@ TITLES = {
     "pairs": "digit pairs (100 classes, procedurally generated)",
     "digits": "hard digits (10 classes, procedurally warped)",
 }
+WHO = {
+    "labels": "labels only (no teacher)",
+    "offline": "offline: frozen teacher, trained first",
+    "online": "online: mutual, student + teacher-arch peer from scratch",
+    "self": f"self: born-again, {GENERATIONS} generations after labels",
+}
 
 
 def report(r: dict) -> str:
-    runs, c = r["runs"], r["config"]
+    runs, c, n = r["runs"], r["config"], r["params"]
     s, t = c["student"], c["teacher"]
-    gains = [x["gain"] for x in runs]
-    gm, gs = mean_std([100 * g for g in gains])
+    fe = r["fit_epochs"]
     lines = [
-        f"# Knowledge distillation on {TITLES[r['task']]}: labels vs KD, same student",
+        f"# Distillation modes on {TITLES[r['task']]}: the same student, four ways",
         "",
-        f"Measured {r['measured']}, {r['cpus']} cores (shared), torch threads {r['threads']}; "
-        f"whole run {r['elapsed_s'] / 60:.1f} min. "
-        f"Seeds {', '.join(str(x['seed']) for x in runs)}."
-        + (f" Note: {r['note']}." if r.get("note") else ""),
+        f"Measured {r['measured']}, {r['cpus']} cores (shared with other work, `nice -n 10`), "
+        f"torch threads {r['threads']}; whole run {r['elapsed_s'] / 60:.1f} min. "
+        f"Seeds {', '.join(str(x['seed']) for x in runs)}. Nothing tuned: every mode uses "
+        f"T={c['temperature']:g}, alpha={c['alpha']:g}.",
         "",
-        f"Teacher {t['arch']} {t['width']}x{t['depth']} ({r['params']['teacher']:,} params, "
-        f"{t['epochs']} epochs); student {s['arch']} {s['width']}x{s['depth']} "
-        f"({r['params']['student']:,} params, {s['epochs']} epochs); KD T={c['temperature']:g}, "
-        f"alpha={c['alpha']:g}. Train {r['samples']['train']} originals"
-        + (
-            f", {r['samples']['epoch']} pairs a fit epoch (each original beside each right-hand "
-            "class, fresh partners and views every draw; the epochs above count passes over the "
-            f"originals: {r['fit_epochs']['teacher']} and {r['fit_epochs']['student']} fit "
-            "epochs)"
-            if c["pairs"] and "fit_epochs" in r
-            else " (fresh views every epoch)"
-        )
-        + ", val "
-        f"{r['samples']['val']} / test {r['samples']['test']} fixed warped views. "
-        "Test accuracy (%), mean ± std over seeds:",
+        f"Student {s['arch']} {s['width']}x{s['depth']}: {n['student']:,} params "
+        f"({4 * n['student']:,} bytes FP32), the same network and size in every mode. Teacher "
+        f"(offline) and peer (online) {t['arch']} {t['width']}x{t['depth']}: {n['teacher']:,} "
+        f"params. Teacher {t['epochs']} epochs ({fe['teacher']} fit epochs); every student, and "
+        f"the online peer, {s['epochs']} ({fe['student']} fit epochs). Train "
+        f"{r['samples']['train']} originals, re-warped every draw ({r['samples']['epoch']} "
+        f"samples a fit epoch); val {r['samples']['val']} / test {r['samples']['test']} fixed "
+        "warped views.",
         "",
-        "| | teacher | student, labels | student, KD | KD gain (points) |",
-        "|---|---|---|---|---|",
-        f"| online KD, augmented views ({r.get('loop', 'own loop')}) | "
-        f"{pm([x['teacher'] for x in runs])} | "
-        f"{pm([x['labels'] for x in runs])} | {pm([x['kd'] for x in runs])} | "
-        f"**{gm:+.2f} ± {gs:.2f}** |",
+        "Test accuracy (%) and gain over labels only (points; paired by seed), mean ± std over "
+        "seeds; time in seconds: the mode's own training, and in total with what it needs "
+        "first (offline: the teacher; self: generation 0):",
+        "",
+        "| mode | student test % | gain vs labels | teacher / peer test % | own s | total s |",
+        "|---|---|---|---|---|---|",
     ]
-    if "offline_kd" in runs[0]:
-        om, os_ = mean_std([100 * x["offline_gain"] for x in runs])
+    for m in MODES:
+        gains = [x[m] - x["labels"] for x in runs]
+        taught = {
+            "offline": pm([x["teacher"] for x in runs]),
+            "online": pm([x["online_peer"] for x in runs]) + " (peer)",
+            "self": pm([x["self_generations"][-2] for x in runs]) + f" (gen {GENERATIONS - 1})",
+        }.get(m, "-")
         lines.append(
-            f"| offline KD, fixed train set (train.fit + make_kd_loss) | (same) | "
-            f"{pm([x['offline_labels'] for x in runs])} | {pm([x['offline_kd'] for x in runs])} | "
-            f"{om:+.2f} ± {os_:.2f} |"
+            f"| {WHO[m]} | {pm([x[m] for x in runs])} | "
+            f"{'-' if m == 'labels' else pm(gains, sign='+')} | {taught} | "
+            f"{pm([x[f'{m}_s'] for x in runs], 1, 0)} | {pm([totals(x)[m] for x in runs], 1, 0)} |"
         )
     lines += [
         "",
-        "Per seed (test %):",
+        "Per seed (test %; self: generations 0..n):",
         "",
-        "| seed | teacher | labels | KD | gain |",
-        "|---|---|---|---|---|",
+        "| seed | teacher | labels | offline | online (peer) | self generations |",
+        "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {x['seed']} | {100 * x['teacher']:.2f} | {100 * x['labels']:.2f} | {100 * x['kd']:.2f} "
-        f"| {100 * x['gain']:+.2f} |"
+        f"| {x['seed']} | {100 * x['teacher']:.2f} | {100 * x['labels']:.2f} | "
+        f"{100 * x['offline']:.2f} | {100 * x['online']:.2f} ({100 * x['online_peer']:.2f}) | "
+        + " → ".join(f"{100 * g:.2f}" for g in x["self_generations"])
+        + " |"
         for x in runs
     ]
-    met = gm >= 1 and gm > gs
-    lines += [
-        "",
-        f"Goal (mean gain >= +1 point and larger than its std): **{'met' if met else 'not met'}** "
-        f"({gm:+.2f} ± {gs:.2f}).",
-    ]
-    sw = r["sweep"]
-    if sw["rows"]:
-        lines += [
-            "",
-            f"Temperature / alpha sweep (seed {sw['seed']}, online KD; T varied at alpha="
-            f"{c['alpha']:g}, then alpha at the T best on val, T={sw['best_temperature']:g}); "
-            f"labels-only on this seed: test {100 * runs[0]['labels']:.2f}:",
-            "",
-            "| T | alpha | val % | test % | test gain vs labels |",
-            "|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {x['temperature']:g} | {x['alpha']:g} | {100 * x['val']:.2f} | "
-            f"{100 * x['test']:.2f} | {100 * (x['test'] - runs[0]['labels']):+.2f} |"
-            for x in sw["rows"]
-        ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", verdict(runs)]) + "\n"
+
+
+def verdict(runs: list[dict]) -> str:
+    """Which mode wins on mean test accuracy, by how much over the runner-up (paired by seed),
+    and whether that margin is larger than its own spread."""
+    ranked = sorted(MODES, key=lambda m: -statistics.fmean(x[m] for x in runs))
+    best, second = ranked[:2]
+    dm, ds = mean_std([100 * (x[best] - x[second]) for x in runs])
+    clear = dm > ds and all(x[best] > x[second] for x in runs)
+    cost = statistics.fmean(totals(x)[best] / totals(x)[second] for x in runs)
+    losers = [m for m in MODES[1:] if statistics.fmean(x[m] - x["labels"] for x in runs) <= 0]
+    return (
+        f"Winner: **{best}**, {dm:+.2f} ± {ds:.2f} points over {second} (paired by seed; "
+        + ("larger than its spread, every seed" if clear else "within the seed-to-seed spread")
+        + f"), at {cost:.1f}x its total time. "
+        + (
+            f"No gain over labels only (mean ≤ 0): {', '.join(losers)}."
+            if losers
+            else "Every mode beats labels only on the mean."
+        )
+    )
 
 
 if __name__ == "__main__":

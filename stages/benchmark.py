@@ -3,7 +3,9 @@
 Also measures the pruned model quantized dynamically, for comparison with the static INT8
 model, and reads the speed-up gate (teacher / final batch-1 latency) from the figures. With
 quantize.bits 4 the final model holds INT4 weights; the INT8 model the quantize stage makes
-with bits 8 is rebuilt here (same calibration sample) and compared with it.
+with bits 8 is rebuilt here (same calibration sample) and compared with it. `final_int8` keeps
+its contract name whichever variant export shipped; the report names that variant, and the
+CPU's instruction sets, since the INT8 / FP32 ranking changes with them.
 """
 
 import tempfile
@@ -16,10 +18,12 @@ from slimline.compression.calibration import stratified_sample
 from slimline.compression.data import load_split, load_splits
 from slimline.compression.evaluate import accuracy, confusion_matrix, plot_confusion, predictions
 from slimline.compression.gates import Gate
+from slimline.compression.objective import FP32
 from slimline.compression.onnx_io import run_logits, session
 from slimline.compression.onnx_teacher import TeacherFeed, TeacherInterface
 from slimline.compression.quantize import quantize
 from slimline.core.atomic import atomic_paths, read_json, write_json
+from slimline.core.cpu import cpu_info, describe
 from slimline.core.params import Params
 from slimline.core.stage import run_stage
 
@@ -71,20 +75,26 @@ def main(params: Params, root: Path) -> str:
         timings["teacher_fp32"]["latency_ms_b1_p50"] / timings["final_int8"]["latency_ms_b1_p50"]
     )
     gate = Gate("min_speedup", speedup, params.gates.min_speedup, "min")
+    shipped = read_json(root / paths.dist / "settings.json")["variant"]
+    final_variant = {k: shipped[k] for k in ("variant", "objective")}
+    final, cpu = final_variant["variant"], cpu_info()
     cm = confusion_matrix(test.y, predictions(logits["final_int8"]), test.num_classes)
     targets = [root / p for p in (paths.benchmark_report, paths.benchmark_table,
                                   paths.tradeoff_plot, paths.confusion_plot)]  # fmt: skip
     with atomic_paths(targets) as (report_tmp, table_tmp, tradeoff_tmp, confusion_tmp):
-        write_json(report_tmp, {"threads": b.threads, "variants": variants, "speedup": speedup,
+        write_json(report_tmp, {"threads": b.threads, "cpu": cpu, "final_variant": final_variant,
+                                "variants": variants, "speedup": speedup,
                                 "speedup_gate": gate.as_dict()}
                    | ({} if int4 is None else {"int4_vs_int8": int4[0]}))  # fmt: skip
         title = f"# Benchmark ({b.threads} thread(s), batch-1 latency after {b.warmup} warm-ups)"
+        head = (f"CPU: {describe(cpu)}.\n\nfinal_int8 is dist/model.onnx: `{final}` "
+                f"(export.objective {final_variant['objective']}).")  # fmt: skip
         more = "" if int4 is None else int4[1]
-        table_tmp.write_text(f"{title}\n\n{markdown_table(variants)}{more}")
+        table_tmp.write_text(f"{title}\n\n{head}\n\n{markdown_table(variants)}{more}")
         tradeoff_plot(variants, tradeoff_tmp)
         plot_confusion(cm, test.class_names, confusion_tmp)
-    final = f"INT{params.quantize.bits}"
-    return f"benchmark: final {final} {speedup:.2f}x faster than the teacher at batch 1" + (
+    precision = "FP32" if final == FP32 else f"INT{params.quantize.bits}"
+    return f"benchmark: final {precision} {speedup:.2f}x faster than the teacher at batch 1" + (
         "" if gate.passed else f" (gate min_speedup {gate.threshold:g} FAILED)"
     )
 

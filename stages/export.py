@@ -1,14 +1,22 @@
-"""DVC stage export: the deployable bundle in dist/ (model with metadata, card, settings)."""
+"""DVC stage export: the deployable bundle in dist/ (model with metadata, card, settings).
+
+The model is the quantized one or the pruned FP32 one, whichever passes every gate and serves
+export.objective best (slimline.compression.objective); the card, settings and metrics say why.
+"""
 
 import hashlib
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from slimline.compression.bundle import model_card, model_metadata, settings
 from slimline.compression.data import load_split
-from slimline.compression.onnx_io import add_metadata, run_logits, session
+from slimline.compression.objective import FP32, choose, quantized_name
+from slimline.compression.onnx_io import run_logits, session
 from slimline.core.atomic import atomic_paths, read_json, write_json
+from slimline.core.cpu import cpu_info
 from slimline.core.params import Params
 from slimline.core.stage import run_stage
 
@@ -16,28 +24,43 @@ from slimline.core.stage import run_stage
 def main(params: Params, root: Path) -> str:
     paths = params.paths
     test = load_split(root / paths.prepared, "test", lazy=True)
-    source = root / paths.quantized_onnx
+    # the quantized model first: it ships when none passes, or on a tie on every figure
+    sources = {quantized_name(params.quantize.bits): root / paths.quantized_onnx,
+               FP32: root / paths.pruned_onnx}  # fmt: skip
     dist = root / paths.dist
     metadata = model_metadata(params, root, test)
+    teacher = read_json(root / paths.teacher_metrics)
     targets = [dist / "model.onnx", dist / "model_card.md", dist / "settings.json",
                root / paths.export_metrics]  # fmt: skip
-    with atomic_paths(targets) as (model_tmp, card_tmp, settings_tmp, metrics_tmp):
-        add_metadata(source, model_tmp, metadata)
+    with (
+        atomic_paths(targets) as (model_tmp, card_tmp, settings_tmp, metrics_tmp),
+        tempfile.TemporaryDirectory(prefix="slimline-export-") as tmp,
+    ):
+        teacher_size = (root / paths.teacher_onnx).stat().st_size
+        choice, shipped = choose(sources, Path(tmp), metadata, test, params,
+                                 teacher_accuracy=teacher["accuracy"],
+                                 teacher_size_bytes=teacher_size)  # fmt: skip
+        source = sources[choice.chosen.name]
+        shutil.copyfile(shipped[choice.chosen.name], model_tmp)
         # metadata must not change a single output: compare with the model it came from
         diff = float(np.abs(run_logits(session(model_tmp), test.x) -
                             run_logits(session(source), test.x)).max())  # fmt: skip
         if diff != 0.0:
             raise RuntimeError(f"{model_tmp}: outputs changed by metadata (max diff {diff})")
         size = model_tmp.stat().st_size
-        card_tmp.write_text(model_card(params, root, test, size))
+        card_tmp.write_text(model_card(params, root, test, size, choice))
         quant = read_json(root / paths.quantize_metrics)
-        write_json(settings_tmp, settings(params, quant, metadata))
+        write_json(settings_tmp, settings(params, quant, metadata, choice))
+        timed = {"cpu": cpu_info()} if params.export.objective == "latency" else {}
         write_json(metrics_tmp, {
             "size_bytes": size,
             "sha256": hashlib.sha256(model_tmp.read_bytes()).hexdigest(),
             "parity_max_abs_diff": diff,
-        })  # fmt: skip
-    return f"export: {dist / 'model.onnx'} ({size:,} bytes), model card and settings"
+        } | choice.as_dict() | timed)  # fmt: skip
+    return (
+        f"export: {dist / 'model.onnx'} = {choice.chosen.name} ({size:,} bytes; "
+        f"objective {choice.objective}: {choice.reason})"
+    )
 
 
 if __name__ == "__main__":

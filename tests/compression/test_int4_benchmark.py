@@ -34,6 +34,9 @@ def _project(root: Path, bits: int) -> Path:
     quantize(root / "models/onnx/pruned.onnx", root / "dist/model.onnx", calib_x=calib_x,
              val_x=val.x, val_y=val.y, test_x=test.x, test_y=test.y,
              q=Quantize(bits=bits))  # fmt: skip
+    # export's record of the variant it shipped (the quantized one, as export.objective size picks)
+    shipped = {"variant": f"pruned_int{bits}", "objective": "size"}
+    (root / "dist/settings.json").write_text(json.dumps({"variant": shipped}))
     return write_params(root / "params.yaml", teacher={"arch": "mlp"}, student={"arch": "mlp"},
                         quantize={"bits": bits}, benchmark=FAST)  # fmt: skip
 

@@ -25,7 +25,7 @@ from slimline.compression.train import (
     fit_spec,
     kd_loss,
     make_kd_loss,
-    make_online_kd_loss,
+    make_per_batch_kd_loss,
     predict_logits,
     seed_everything,
 )
@@ -208,7 +208,7 @@ def test_seed_everything_pins_threads_and_determinism():
     assert first[2] == again[2]
 
 
-def test_online_kd_asks_the_teacher_about_the_batch_the_student_sees():
+def test_per_batch_kd_asks_the_teacher_about_the_batch_the_student_sees():
     seen = []
 
     class Recorder(torch.nn.Module):
@@ -218,7 +218,7 @@ def test_online_kd_asks_the_teacher_about_the_batch_the_student_sees():
 
     x = torch.randn(4, 1, 8, 8)
     student, y, idx = torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.arange(4)
-    loss = make_online_kd_loss(Recorder(), 2.0, 0.7)(student, y, idx, x)
+    loss = make_per_batch_kd_loss(Recorder(), 2.0, 0.7)(student, y, idx, x)
     assert len(seen) == 1 and torch.equal(seen[0], x)
     assert torch.equal(loss, kd_loss(student, x.flatten(1)[:, :3] * 10, y, 2.0, 0.7))
 
@@ -237,7 +237,7 @@ def test_augmented_training_is_seeded_and_differs_from_plain():
     assert not torch.equal(weights(crop), weights(None))  # ...which are not the plain images
 
 
-def test_online_kd_with_augmentation_learns_from_the_teacher():
+def test_per_batch_kd_with_augmentation_learns_from_the_teacher():
     teacher, _, _ = train_small("cnn", epochs=4)
     seed_everything(0, 1)
     spec = ModelSpec(arch="cnn", width=4, depth=2, epochs=6, lr=0.01, batch_size=32)
@@ -245,7 +245,7 @@ def test_online_kd_with_augmentation_learns_from_the_teacher():
     history = fit(
         student, make_split(240, seed=1), make_split(120, seed=2), epochs=6, lr=0.01,
         batch_size=32, weight_decay=1e-4, seed=0, augment=Augment(pad=1, flip=False),
-        loss_fn=make_online_kd_loss(teacher, 4.0, 0.7),
+        loss_fn=make_per_batch_kd_loss(teacher, 4.0, 0.7),
     )  # fmt: skip
     # shifted views of random-noise prototypes are a hard task; chance is 1/3
     assert history.best.val_accuracy >= 0.6

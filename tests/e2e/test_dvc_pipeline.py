@@ -43,7 +43,9 @@ def test_every_output_is_written_and_loads(first_run):
     settings = json.loads((root / "dist/settings.json").read_text())
     assert settings["params"]["prune"]["ratio"] == 0.5
     gates = json.loads((root / "reports/gates.json").read_text())
-    assert set(gates) == {"passed", "gates"} and gates["passed"] is True
+    assert set(gates) == {"passed", "gates", "judged"} and gates["passed"] is True
+    # the variant judged (export.objective size, the default: the quantized model) and why
+    assert gates["judged"]["variant"] == settings["variant"]["variant"] == "pruned_int8"
     assert [g["name"] for g in gates["gates"]] == [
         "min_accuracy", "max_accuracy_drop", "min_agreement", "max_size_bytes", "min_compression"
     ]  # fmt: skip

@@ -1,5 +1,5 @@
 """Training on a CUDA GPU, where there is one (skipped elsewhere): the model comes back on the
-CPU and exports like a CPU-trained one; bf16, online KD on augmented batches and loader workers
+CPU and exports like a CPU-trained one; bf16, per-batch KD on augmented batches and loader workers
 with pinned memory run there."""
 
 import numpy as np
@@ -10,7 +10,7 @@ from slimline.compression.augment import Augment
 from slimline.compression.device import accelerator
 from slimline.compression.models import build_model
 from slimline.compression.onnx_io import check_parity, export_onnx
-from slimline.compression.train import fit, make_online_kd_loss, predict_logits, seed_everything
+from slimline.compression.train import fit, make_per_batch_kd_loss, predict_logits, seed_everything
 from slimline.core.params import ModelSpec
 from tests.conftest import make_split
 
@@ -43,9 +43,9 @@ def test_cuda_training_returns_a_cpu_model_that_exports(tmp_path, precision):
     np.testing.assert_allclose(on_gpu, predict_logits(model.cpu(), x), atol=1e-3)
 
 
-def test_online_kd_on_augmented_batches_runs_on_the_gpu():
+def test_per_batch_kd_on_augmented_batches_runs_on_the_gpu():
     teacher, _ = trained("fp32", arch="resnet")
-    kd = make_online_kd_loss(teacher, 4.0, 0.7, accelerator("cuda", "bf16"))
+    kd = make_per_batch_kd_loss(teacher, 4.0, 0.7, accelerator("cuda", "bf16"))
     student, history = trained("bf16", loss_fn=kd, augment=Augment(pad=2, flip=False))
     assert history.best.val_accuracy >= 0.6
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from slimline import __version__
 from slimline.compression.data import Split
+from slimline.compression.objective import FP32, Choice, markdown
 from slimline.core import gitinfo
 from slimline.core.atomic import read_json
 from slimline.core.params import Params
@@ -37,8 +38,11 @@ def model_metadata(params: Params, root: Path, test: Split) -> dict[str, str]:
     } | table
 
 
-def settings(params: Params, quantize_report: dict, metadata: dict[str, str]) -> dict:
-    """Every setting that made the model: the validated params, the quantizer's, the lineage."""
+def settings(
+    params: Params, quantize_report: dict, metadata: dict[str, str], choice: Choice
+) -> dict:
+    """Every setting that made the model: the validated params, the quantizer's (none when
+    the FP32 model ships), the variant chosen and why, the lineage."""
     quantizer = {
         k: quantize_report.get(k)
         for k in (
@@ -51,14 +55,24 @@ def settings(params: Params, quantize_report: dict, metadata: dict[str, str]) ->
             "excluded_nodes",
         )
     } | {k: quantize_report[k] for k in ("bits", "block_sizes") if k in quantize_report}  # 4-bit
-    return {"params": params.model_dump(mode="json"), "quantizer": quantizer, "lineage": metadata}
+    return {
+        "params": params.model_dump(mode="json"),
+        "quantizer": None if choice.chosen.name == FP32 else quantizer,
+        "variant": choice.as_dict(),
+        "lineage": metadata,
+    }
 
 
 def _precision(quant: dict) -> str:
     return "4-bit weights" if quant.get("bits") == 4 else "INT8"
 
 
-def _quantized_phrase(quant: dict) -> str:
+def _final_phrase(quant: dict, choice: Choice) -> str:
+    if choice.chosen.name == FP32:
+        return (
+            f"shipped in FP32: export.objective `{choice.objective}` chose it over the "
+            "quantized model (see Variant)"
+        )
     kept = ", ".join(quant["excluded_nodes"]) or "none"
     if quant.get("bits") == 4:
         return (
@@ -73,8 +87,9 @@ def _quantized_phrase(quant: dict) -> str:
     )
 
 
-def _calibration_limit(quant: dict) -> str:
-    if quant.get("bits") == 4:  # weight-only: no activation range to saturate
+def _calibration_limit(quant: dict, choice: Choice) -> str:
+    # weight-only INT4 has no activation range to saturate; an FP32 model none at all
+    if quant.get("bits") == 4 or choice.chosen.name == FP32:
         return ""
     return (
         f"- INT8 calibration used {quant.get('calibration_samples')} training samples: inputs "
@@ -95,17 +110,31 @@ def _teacher_phrase(params: Params, metrics: dict) -> str:
     )
 
 
+def _distilled_phrase(params: Params, metrics: dict) -> str:
+    """Who taught the student (distill.mode), as the card's Model paragraph says it."""
+    d = params.distill
+    how = f"(T={d.temperature},\nalpha={d.alpha})"
+    if d.mode == "online":
+        return (
+            f"distilled online (mutual learning) with a `{params.teacher.arch}` peer trained "
+            f"alongside it {how}"
+        )
+    if d.mode == "self":
+        return f"self-distilled over {d.generations} born-again generations {how}"
+    return f"distilled from {_teacher_phrase(params, metrics)} {how}"
+
+
 def _training_phrase(student: dict) -> str:
     """Where and how the student trained (metrics/student.json), as the card says it."""
     where = f"on {student.get('device_name') or student.get('device', 'cpu')}"
     precision = student.get("precision", "fp32")
     views = student.get("augment", "none")
-    kd = student.get("kd", "offline")
+    kd = student.get("mode", "offline")  # distill.mode: offline | online | self
     augmented = "no augmentation" if views == "none" else f"augmentation `{views}`"
     return f"{where} in {precision}, {augmented}, {kd} KD"
 
 
-def model_card(params: Params, root: Path, test: Split, size_bytes: int) -> str:
+def model_card(params: Params, root: Path, test: Split, size_bytes: int, choice: Choice) -> str:
     p = params.paths
     teacher, student, pruned, quant = (
         read_json(root / path)
@@ -123,8 +152,8 @@ def model_card(params: Params, root: Path, test: Split, size_bytes: int) -> str:
          student["params"], None),
         ("pruned student (FP32)", params.student.arch, pruned["accuracy"], pruned["params"],
          pruned["onnx_size_bytes"]),
-        (f"final: pruned student {_precision(quant)}", params.student.arch, quant["int8_accuracy"],
-         pruned["params"], size_bytes),
+        (f"final: pruned student {'FP32' if choice.chosen.name == FP32 else _precision(quant)}",
+         params.student.arch, choice.chosen.accuracy, pruned["params"], size_bytes),
     ]  # fmt: skip
     table = "\n".join(
         f"| {name} | {arch} | {acc:.4f} | {n:,} | {f'{size:,}' if size else '-'} |"
@@ -137,10 +166,9 @@ def model_card(params: Params, root: Path, test: Split, size_bytes: int) -> str:
 ## Model
 A {len(test.class_names)}-class {KINDS.get(test.layout, "input")} classifier: a
 `{params.student.arch}` student
-distilled from {_teacher_phrase(params, teacher)} (T={params.distill.temperature},
-alpha={params.distill.alpha}), structurally pruned (channel ratio {params.prune.ratio},
+{_distilled_phrase(params, teacher)}, structurally pruned (channel ratio {params.prune.ratio},
 {params.prune.importance} importance, {params.prune.steps} steps) and
-{_quantized_phrase(quant)}.
+{_final_phrase(quant, choice)}.
 
 - Input `input`: float32 `(batch, {", ".join(map(str, test.input_shape))})`, layout
   `{test.layout}` {SHAPES.get(test.layout, "")}; output `logits` `(batch, {len(test.class_names)})`.
@@ -162,6 +190,12 @@ Expectations (reports/data_validation.json).
 
 Latency and throughput: reports/benchmark.json (measured after export).
 
+## Variant (export.objective `{choice.objective}`)
+Shipped: `{choice.chosen.name}`. Why: {choice.reason}.
+
+Candidates, each judged as shipped on every gate but the speed-up (test split):
+
+{markdown(choice)}
 ## Gates
 Promotion needs all of: accuracy >= {g.min_accuracy}, drop against the teacher <=
 {g.max_accuracy_drop}, top-1 agreement with the FP32 pruned model >= {g.min_agreement}, size <=
@@ -176,5 +210,6 @@ onnxruntime (`slimline predict dist/model.onnx FILE`).
 ## Limits
 - Accuracy is measured on {data["splits"]["test"]["samples"]} test samples from the same source;
   inputs from another distribution (other scanners, fonts, lighting) are not covered.
-{_calibration_limit(quant)}- Latency figures are from one machine; measure on the target hardware.
+{_calibration_limit(quant, choice)}- Latency figures are from one machine; measure on the target
+  hardware.
 """

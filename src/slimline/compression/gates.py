@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from slimline.core.params import Gates
+
 
 @dataclass(frozen=True)
 class Gate:
@@ -26,6 +28,28 @@ class Gate:
 
     def as_dict(self) -> dict:
         return asdict(self) | {"passed": self.passed, "margin": self.margin}
+
+
+def model_gates(
+    g: Gates,
+    *,
+    accuracy: float,
+    teacher_accuracy: float,
+    agreement: float,
+    size_bytes: int,
+    teacher_size_bytes: int,
+) -> list[Gate]:
+    """Every gate a model file can be judged on by itself (test split): all but the speed-up,
+    which needs the teacher timed beside it (the benchmark). Validate judges dist/model.onnx
+    with these; export judges each candidate with the same, so its pick passes validate."""
+    return [
+        Gate("min_accuracy", accuracy, g.min_accuracy, "min"),
+        Gate("max_accuracy_drop", teacher_accuracy - accuracy, g.max_accuracy_drop, "max"),
+        # top-1 agreement with the pruned FP32 model the candidate was made from
+        Gate("min_agreement", agreement, g.min_agreement, "min"),
+        Gate("max_size_bytes", size_bytes, g.max_size_bytes, "max"),
+        Gate("min_compression", teacher_size_bytes / size_bytes, g.min_compression, "min"),
+    ]
 
 
 def report(gates: list[Gate]) -> dict:

@@ -3,7 +3,8 @@
 `fit` owns the optimizer (AdamW, no decay on biases and norms), the OneCycle learning-rate
 schedule, seeded shuffling, the batch stream and best-epoch selection; what differs between
 uses is the loss (`LossFn`: cross-entropy; KD against cached teacher logits looked up by sample
-index; or online KD, the teacher run on the very batch the student sees) and the callbacks
+index; or KD against the teacher's logits of the very batch the student sees, computed per
+batch; `distill_modes` builds the distill stage's modes from these) and the callbacks
 (curve CSV, anything a caller wants). Where it runs (`device.Accelerator`: CPU or CUDA, fp32
 or bf16 autocast) and whether training batches are augmented (`Views`, e.g. `augment.Augment`)
 are arguments too; the model comes back on the CPU either way. Nothing here logs to a tracker.
@@ -127,7 +128,7 @@ def make_kd_loss(teacher_logits: np.ndarray | Tensor, temperature: float, alpha:
     return loss
 
 
-def make_online_kd_loss(
+def make_per_batch_kd_loss(
     teacher: nn.Module, temperature: float, alpha: float, acc: Accelerator = CPU
 ) -> LossFn:
     """KD against the teacher's logits of each batch as the student sees it (augmented views:
@@ -146,10 +147,11 @@ def make_online_kd_loss(
 def distill_loss(
     teacher: nn.Module, train: Split, distill: Distill, acc: Accelerator, augment: Views | None
 ) -> LossFn:
-    """KD from `teacher` (on `acc`): its train logits computed once and looked up by index, or,
-    when batches are augmented, its logits of each augmented view (online)."""
+    """KD from the frozen `teacher` (on `acc`): its train logits computed once and looked up
+    by index ("cached"), or, when batches are augmented, its logits of each augmented view
+    ("per_batch")."""
     if augment is not None:
-        return make_online_kd_loss(teacher, distill.temperature, distill.alpha, acc)
+        return make_per_batch_kd_loss(teacher, distill.temperature, distill.alpha, acc)
     # on disk (an unlinked temp file, mapped; the mapping outlives the closed file), not in
     # memory: (N, K) logits grow with the data
     with tempfile.TemporaryFile() as f:
@@ -257,7 +259,7 @@ def fit(
     val-accuracy epoch.
 
     `loss_fn` defaults to cross-entropy on the labels; pass `make_kd_loss(...)` (cached teacher
-    logits) or `make_online_kd_loss(...)` (with `augment`) to distill. `loader_workers`
+    logits) or `make_per_batch_kd_loss(...)` (with `augment`) to distill. `loader_workers`
     processes read the batches (0: this process does); the weights do not depend on it.
     """
     loss_fn = loss_fn or cross_entropy

@@ -200,8 +200,16 @@ class TeacherSpec(ModelSpec):
 
 
 class Distill(_Section):
+    # who teaches the student (compression.distill_modes): offline, the frozen teacher of
+    # train_teacher; online, a network of the teacher's architecture trained together with it
+    # from scratch (deep mutual learning); self, earlier generations of the student itself
+    # (born-again networks)
+    mode: Literal["offline", "online", "self"] = "offline"
     temperature: Annotated[float, Field(gt=0, le=100)] = 4.0
     alpha: Probability = 0.7
+    # self: students taught after generation 0 (the student from labels); each is one more
+    # full student training, so the count is bounded
+    generations: Annotated[int, Field(ge=1, le=5)] = 2
 
 
 class Prune(_Section):
@@ -240,6 +248,10 @@ class Export(_Section):
     opset: Annotated[int, Field(ge=18, le=23)] = 20
     parity_atol: Annotated[float, Field(gt=0, le=1)] = 1e-4
     parity_samples: Annotated[int, Field(ge=1, le=10_000)] = 128
+    # which model dist/ ships, among the pruned FP32 and the quantized one that pass every
+    # gate: the smallest, the fastest at batch 1 (timed with the benchmark settings), or the
+    # most accurate. size by default: at slimline's sizes INT8 buys size more than speed
+    objective: Literal["size", "latency", "accuracy"] = "size"
 
 
 class Gates(_Section):
@@ -315,6 +327,20 @@ class Params(_Section):
                 "(MatMul / Linear layers); it has no 4-bit Conv kernel, so a conv net's weights "
                 "would stay FP32 or run dequantized, slower than INT8. Use quantize.bits: 8, "
                 "or student.arch: mlp"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _online_needs_a_trainable_teacher(self) -> Params:
+        # online distillation trains a teacher-architecture network from scratch beside the
+        # student; an imported ONNX teacher has no architecture or weights slimline can train
+        if self.distill.mode == "online" and self.teacher.source == "onnx":
+            raise ValueError(
+                "distill.mode: online needs teacher.source train (got teacher.source 'onnx'): "
+                "online distillation trains a network of the teacher's architecture together "
+                "with the student from scratch, and an imported ONNX teacher cannot be "
+                "trained. Use distill.mode: offline (KD from the ONNX teacher) or self, or "
+                "teacher.source: train"
             )
         return self
 

@@ -195,8 +195,11 @@ def _register(client, root: Path, params: Params, run_id: str, figures: dict) ->
     )
     model = load(path)
     run_tags = client.get_run(run_id).data.tags
+    export, _ = read_stage(root, params, "export")
     tags = {
         "gates": PASSED,
+        # the variant shipped (pruned FP32 or quantized) and the objective that chose it
+        **{k: export.text[k] for k in ("variant", "objective") if k in export.text},
         **{k: str(v) for k, v in figures.items()},
         "primary_metric": params.tracking.primary_metric,
         "git_commit": run_tags.get("slimline.git_commit", "unknown"),

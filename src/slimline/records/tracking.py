@@ -321,6 +321,8 @@ def _log_stage(
     return run_id, missing
 
 
+# parent-run tag (slimline.<tag>) -> the key of metrics/export.json it holds
+VARIANT_TAGS = {"variant": "variant", "objective": "objective", "objective_reason": "reason"}
 # a stage's status in the flow -> its MLflow run's status (ran and cached: FINISHED)
 RUN_STATUS = {"failed": "FAILED", "cancelled": "KILLED"}
 
@@ -330,9 +332,11 @@ def _ms(epoch_seconds: float) -> int:
 
 
 def _log_parent_outputs(client, run_id, root, params, missing) -> None:
-    """Summary figures, the missing-output tag, and reports/, plots/, dist/, dvc.lock."""
+    """Summary figures, the shipped variant's tags, the missing-output tag, and reports/,
+    plots/, dist/, dvc.lock."""
     figures, _ = read_stage(root, params, "benchmark")
     gates, _ = read_stage(root, params, "validate")
+    export, _ = read_stage(root, params, "export")
     # the deployed model's figures on the parent, so runs compare in one table
     summary = {
         f"final.{k.removeprefix('final_int8.')}": v
@@ -343,6 +347,9 @@ def _log_parent_outputs(client, run_id, root, params, missing) -> None:
         summary["gates_passed"] = gates.metrics["passed"]
     gone = sorted(f for files in missing.values() for f in files)
     tags = {"slimline.missing_outputs": ",".join(gone)} if gone else {}
+    # which model dist/ ships (pruned FP32 or quantized) and why: searchable on the parent run
+    tags |= {f"slimline.{tag}": export.text[key] for tag, key in VARIANT_TAGS.items()
+             if key in export.text}  # fmt: skip
     client.log_batch(run_id, **entities(metrics=summary, tags=tags))
     report_dir = Path(params.paths.gates_report).parent
     folders = {report_dir, Path(params.paths.tradeoff_plot).parent, Path(params.paths.dist)}

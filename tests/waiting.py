@@ -14,10 +14,16 @@ T = TypeVar("T")
 INTERVAL = 0.02  # seconds between polls: a poll is a stat() or a connect(), cheap
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 60.0, what: str = "the event") -> T:
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float = 60.0,
+    what: str = "the event",
+    interval: float = INTERVAL,
+) -> T:
     """Call `condition` until it returns something truthy and return that; raise TimeoutError
     naming `what` after `timeout` seconds. The timeout is a safety net for a broken run, far
-    above the time the event takes on a loaded machine, never a measurement."""
+    above the time the event takes on a loaded machine, never a measurement. A condition that
+    asks a server takes a longer `interval`."""
     deadline = time.monotonic() + timeout
     while True:
         found = condition()
@@ -25,4 +31,4 @@ def wait_for(condition: Callable[[], T], timeout: float = 60.0, what: str = "the
             return found
         if time.monotonic() >= deadline:
             raise TimeoutError(f"waited {timeout:g} s for {what}")
-        time.sleep(INTERVAL)
+        time.sleep(interval)

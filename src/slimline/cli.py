@@ -63,6 +63,14 @@ TimeoutOpt = Annotated[
     float,
     typer.Option("--stage-timeout", help="Seconds a stage may run before it is killed."),
 ]
+UpdateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--update-imports",
+        help="First `dvc update` every import (dvc import-url data), so new data at its "
+        "source retrains what depends on it.",
+    ),
+]
 
 
 _finished = False
@@ -83,6 +91,7 @@ def run(
     params: ParamsOpt = Path("params.yaml"),
     overrides: SetOpt = None,
     stage_timeout: TimeoutOpt = 3600.0,
+    update_imports: UpdateOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the pipeline flow (DVC stages, MLflow, registry verdict) on params.yaml.
@@ -105,7 +114,7 @@ def run(
             if overrides or params.resolve() != target.resolve():
                 write_params(target, params, overrides or [])
                 typer.echo(f"params.yaml now holds {params} with {overrides or 'no overrides'}")
-            code = run_pipeline(root, validated, stage_timeout, verbose)
+            code = run_pipeline(root, validated, stage_timeout, update_imports, verbose)
     except InputError as e:
         fail(str(e), 2)
     except KeyboardInterrupt:  # before or after the stages: nothing half done to record
@@ -118,13 +127,14 @@ def schedule(
     cron: Annotated[str, typer.Option("--cron", help="Cron expression, e.g. '0 3 * * *'.")],
     name: Annotated[str, typer.Option("--name", help="Deployment name.")] = "scheduled-retraining",
     stage_timeout: TimeoutOpt = 3600.0,
+    update_imports: UpdateOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the pipeline flow as a cron deployment on PREFECT_API_URL's server (Ctrl+C stops)."""
     from slimline.orchestration.commands import serve_schedule
 
     try:
-        serve_schedule(Path.cwd(), cron, name, stage_timeout, verbose)
+        serve_schedule(Path.cwd(), cron, name, stage_timeout, update_imports, verbose)
     except InputError as e:
         fail(str(e), 2)
 

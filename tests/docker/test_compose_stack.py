@@ -34,6 +34,8 @@ def test_the_stack_has_every_service(compose):
         "mlflow",
         "prefect-server",
         "worker",
+        "dask-scheduler",
+        "dask-worker",
     }
 
 
@@ -66,7 +68,7 @@ def test_start_order_waits_for_health(compose):
             else:
                 assert cond["condition"] == "service_completed_successfully"
                 assert services[dep]["restart"] == "no"  # a one-shot job
-    assert set(services["worker"]["depends_on"]) == {"prefect-server", "mlflow"}
+    assert set(services["worker"]["depends_on"]) == {"prefect-server", "mlflow", "dask-scheduler"}
     assert set(services["mlflow"]["depends_on"]) == {"postgres", "minio-buckets"}
 
 
@@ -119,7 +121,7 @@ def test_volumes_are_declared_and_bind_mounts_exist(compose):
                 assert (DOCKER / source).exists(), source
             else:
                 assert source in declared, source
-    assert {"postgres-data", "minio-data", "mlflow-auth", "worker-dvc-cache"} <= declared
+    assert {"postgres-data", "minio-data", "mlflow-auth", "worker-dvc-cache", "project"} <= declared
 
 
 def test_the_image_is_cpu_torch_non_root_with_the_slimline_entrypoint():

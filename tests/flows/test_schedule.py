@@ -176,10 +176,8 @@ def test_a_served_cron_deployment_retrains_on_new_data_only(prefect_server, flow
         same = scheduled_run()  # nothing new: a recorded no-op
         assert same["slimline.ran_stages"] == ""
         assert same["slimline.cached_stages"].split(",") == STAGES
-        np.savez(data, x=x[:1500], y=y[:1500])  # 300 more samples arrive
-        grown = scheduled_run()
-        assert grown["slimline.ran_stages"].split(",") == STAGES
-        assert grown["slimline.data_sha256"] != first["slimline.data_sha256"]
+        # more data retraining again is proven on the team stack, through a work-pool worker
+        # and new objects in a bucket (tests/stack/test_team_stack.py)
     finally:
         # SIGTERM: serve pauses its deployment on the way out, through the API: on a loaded
         # machine that takes longer than a server's shutdown, so it gets a longer grace

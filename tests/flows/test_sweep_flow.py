@@ -32,6 +32,8 @@ def test_a_sweep_runs_candidates_as_experiments_and_promotes_the_best(flow_proje
     ]
     cands = {c["name"]: c for c in report["candidates"]}
     assert all(c["ok"] and c["gates_passed"] and c["failing"] == [] for c in cands.values())
+    # each ran on a worker of the local Dask cluster, which says so
+    assert all(c["worker"] for c in cands.values())
     assert all(
         {"accuracy", "latency_ms", "size_bytes"} <= c["figures"].keys() for c in cands.values()
     )

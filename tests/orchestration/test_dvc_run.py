@@ -98,3 +98,36 @@ def test_a_prefetch_that_failed_raises_where_its_answer_is_taken(tmp_path):
     dvc_run.prefetch(project)
     with pytest.raises(Exception, match="dvc.yaml"):
         dvc_run.prefetched("order", project, lambda root: STAGES)
+
+
+def test_imports_are_found_and_an_update_says_what_changed(tmp_path):
+    # the flow's `dvc update` step (update_imports) on a local source: the same code path as a
+    # bucket's (tests/stack/), without the stack
+    project = make_project(tmp_path / "project")
+    source = tmp_path / "source.csv"
+    source.write_text("a,b\n1,2\n")
+    env = os.environ | {"DVC_NO_ANALYTICS": "1"}
+
+    def dvc(*args: str) -> dvc_run.Completed:
+        return dvc_run.run(dvc_run.dvc_argv(*args), project, timeout=120, env=env)
+
+    assert dvc_run.import_files(project) == []
+    assert dvc("import-url", str(source), "data/raw/table.csv").exit_code == 0
+    assert dvc_run.import_files(project) == ["data/raw/table.csv.dvc"]
+    # stages with a command are the steps; an import is data
+    assert dvc_run.stage_order(project) == STAGES
+
+    unchanged = dvc("update", "data/raw/table.csv.dvc")
+    assert dvc_run.updated_imports(unchanged.lines) == []
+    source.write_text("a,b\n1,2\n3,4\n")  # new data at the source
+    updated = dvc("update", "data/raw/table.csv.dvc")
+    assert dvc_run.updated_imports(updated.lines) == ["data/raw/table.csv"]
+    assert (project / "data/raw/table.csv").read_text() == source.read_text()
+
+
+def test_a_discarded_prefetch_is_asked_again(tmp_path):
+    project = make_project(tmp_path / "project")
+    dvc_run.prefetch(project)
+    dvc_run.discard_prefetched("changed", project)  # an import was updated since
+    assert dvc_run.prefetched("changed", project, lambda root: {"asked again"}) == {"asked again"}
+    dvc_run.discard_prefetched("order", project)

@@ -106,7 +106,11 @@ def warm_pipeline(root: Path) -> None:
 
 
 def run_pipeline(
-    root: Path, params: Params, stage_timeout: float | None, verbose: bool = False
+    root: Path,
+    params: Params,
+    stage_timeout: float | None,
+    update_imports: bool = False,
+    verbose: bool = False,
 ) -> int:
     """Run the pipeline flow on `root`, whose params.yaml holds `params` (validated by the
     caller); 0 ran, 2 bad input (a stage exited 2), 1 failed."""
@@ -120,7 +124,12 @@ def run_pipeline(
         with prefect_session(root, warm):
             from slimline.orchestration.pipeline_flow import pipeline
 
-            state = pipeline(project_dir=str(root), stage_timeout=stage_timeout, return_state=True)
+            state = pipeline(
+                project_dir=str(root),
+                stage_timeout=stage_timeout,
+                update_imports=update_imports,
+                return_state=True,
+            )
             if not state.is_completed():
                 return report_failure(state)
             outcome = state.result()
@@ -152,7 +161,12 @@ def report_failure(state) -> int:
 
 
 def serve_schedule(
-    root: Path, cron: str, name: str, stage_timeout: float | None, verbose: bool = False
+    root: Path,
+    cron: str,
+    name: str,
+    stage_timeout: float | None,
+    update_imports: bool = False,
+    verbose: bool = False,
 ) -> None:
     """Serve a cron deployment of the pipeline flow until interrupted (needs a Prefect server:
     an ephemeral one runs no scheduler, so no run would ever be created)."""
@@ -176,7 +190,11 @@ def serve_schedule(
         pipeline.serve(
             name=name,
             schedules=[Cron(cron, timezone="UTC")],
-            parameters={"project_dir": str(root), "stage_timeout": stage_timeout},
+            parameters={
+                "project_dir": str(root),
+                "stage_timeout": stage_timeout,
+                "update_imports": update_imports,
+            },
             description="Scheduled retraining: DVC reruns what changed (new data retrains).",
             tags=["slimline", "retraining"],
             # the module, not a file path relative to wherever `schedule` was started

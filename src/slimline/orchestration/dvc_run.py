@@ -28,6 +28,7 @@ from slimline.orchestration.processes import stop_tree
 
 KILL_GRACE = 5.0  # seconds for the group to exit after each signal before the next one
 ran_line = re.compile(r"^Running stage '([^']+)'")
+imported_line = re.compile(r"^Importing '[^']+' -> '([^']+)'")
 
 
 @dataclass
@@ -119,6 +120,27 @@ def prefetched(kind: str, root: Path, compute: Callable[[Path], Any]) -> Any:
     """What `prefetch` found (its error raised here), else `compute(root)` now."""
     future = _prefetched.pop((kind, Path(root).resolve()), None)
     return future.result() if future is not None else compute(root)
+
+
+def discard_prefetched(kind: str, root: Path) -> None:
+    """Forget what `prefetch` found: the workspace changed since (an import was updated)."""
+    future = _prefetched.pop((kind, Path(root).resolve()), None)
+    if future is not None:
+        future.cancel() or future.exception()  # wait: its `dvc status` must not outlive this
+
+
+def import_files(root: Path) -> list[str]:
+    """The `.dvc` files of the project's imports (`dvc import-url`, `dvc import`), relative to
+    `root`, in DVC's order."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return [os.path.relpath(s.path, repo.root_dir) for s in repo.index.stages if s.is_import]
+
+
+def updated_imports(lines: list[str]) -> list[str]:
+    """The outputs `dvc update` downloaded again because their source changed."""
+    return [m.group(1) for line in lines if (m := imported_line.match(line))]
 
 
 def stage_order(root: Path) -> list[str]:

@@ -108,6 +108,28 @@ def dvc_stage(root: Path, stage: str, timeout: float | None, unchanged: bool) ->
     }
 
 
+@task(name="dvc-update", cache_policy=NO_CACHE)
+def update_data(root: Path, timeout: float | None) -> list[str]:
+    """`dvc update` of every import (`dvc import-url` data where a team keeps it): what changed
+    at its source is downloaded and its `.dvc` file rewritten, so DVC reruns what depends on
+    it. Returns the outputs that changed."""
+    log = get_run_logger()
+    files = dvc_run.import_files(root)
+    if not files:
+        log.info("no imports to update (dvc import-url)")
+        return []
+    done = dvc_run.run(
+        dvc_run.dvc_argv("update", *files), root, timeout=timeout, on_line=dvc_run.log_lines(log)
+    )
+    if done.timed_out or done.exit_code:
+        raise StageFailed(
+            f"dvc update of {', '.join(files)} failed: {done.tail(5)}", "dvc-update", 1
+        )
+    changed = dvc_run.updated_imports(done.lines)
+    log.info(f"imports updated: {', '.join(changed) or 'none (no new data at the source)'}")
+    return changed
+
+
 @tracking_task("mlflow-record")
 def record(root: Path, params: Params, stages: list[dict]) -> dict:
     """The MLflow parent run (params, lineage, bundle) with a child run per stage."""
@@ -141,15 +163,21 @@ def promote(root: Path, params: Params, run_id: str, all_cached: bool) -> dict:
 
 @flow(name=FLOW_NAME, log_prints=True)
 def pipeline(
-    project_dir: str = ".", params_file: str = "params.yaml", stage_timeout: float | None = 3600
+    project_dir: str = ".",
+    params_file: str = "params.yaml",
+    stage_timeout: float | None = 3600,
+    update_imports: bool = False,
 ) -> dict | State:
-    """Validate params, run the DVC stages in order, record in MLflow, decide promotion."""
+    """Validate params, bring imported data up to date (`update_imports`: `dvc update`), run
+    the DVC stages in order, record in MLflow, decide promotion."""
     root = Path(project_dir).resolve()
     # read once, validated before any stage runs; every step below gets this object
     params = load_params(root / params_file)
     check_before_run(params, root)  # scheduled runs too: bad sizes or teacher stop here (2)
     with workspace_lock(root, f"flow {FLOW_NAME}"):
         close_abandoned_runs(root, get_run_logger())
+        if update_imports and update_data(root, stage_timeout):
+            dvc_run.discard_prefetched("changed", root)  # asked before the new data came
         stages, failure = run_stages(root, stage_timeout)
         try:
             run = record(root, params, stages)

@@ -42,8 +42,9 @@ STARTED = re.compile(r"^(Running stage|Stage) '")
 @task(name="candidate", task_run_name="{name}", cache_policy=NO_CACHE)
 def run_candidate(
     project_dir: str, name: str, overrides: list[str], copies: list[str], timeout: float | None
-) -> float:
-    """`dvc exp run --temp -n name -S ...`; returns its seconds."""
+) -> dict[str, Any]:
+    """`dvc exp run --temp -n name -S ...`; returns its seconds and the address of the Dask
+    worker that ran it."""
     from filelock import FileLock
 
     log = get_run_logger()
@@ -74,7 +75,17 @@ def run_candidate(
         raise StageFailed(f"candidate {name} failed: {done.stage_error()}", name, done.exit_code)
     if not any(f"Reproducing experiment '{name}'" in line for line in done.lines):
         raise StageFailed(f"candidate {name}: DVC ran another experiment in its place", name, 1)
-    return round(done.seconds, 3)
+    return {"seconds": round(done.seconds, 3), "worker": dask_worker()}
+
+
+def dask_worker() -> str:
+    """The address of the Dask worker running this task ("" outside one)."""
+    from distributed import get_worker
+
+    try:
+        return str(get_worker().address)
+    except ValueError:  # not in a Dask worker
+        return ""
 
 
 @tracking_task("mlflow-sweep")
@@ -135,7 +146,9 @@ def sweep(
             future.wait()
             state = future.state
             c.ok = state.is_completed()
-            c.seconds = state.result() if c.ok else 0.0
+            if c.ok:
+                ran = state.result()
+                c.seconds, c.worker = ran["seconds"], ran["worker"]
             c.error = "" if c.ok else str(state.result(raise_on_failure=False))
         read_experiments(root, cands)
         scratch = Path(tempfile.mkdtemp(prefix="slimline-sweep-"))
@@ -175,6 +188,7 @@ def _judge(
                 "ok",
                 "error",
                 "rev",
+                "worker",
                 "figures",
                 "gates_passed",
                 "failing",

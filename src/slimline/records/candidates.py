@@ -31,6 +31,7 @@ class Candidate:
     ok: bool = False
     error: str = ""
     seconds: float = 0.0
+    worker: str = ""  # the Dask worker's address that ran it
     rev: str = ""
     params: dict[str, Any] = field(default_factory=dict)  # dotted keys, from dvc exp show
     metrics: dict[str, float] = field(default_factory=dict)  # `<file stem>.<key>`

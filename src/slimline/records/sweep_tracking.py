@@ -78,6 +78,7 @@ def _log_candidate(
         "slimline.overrides": " ".join(c.overrides),
         "slimline.status": "ran" if c.ok else "failed",
         "slimline.pareto": str(c.pareto).lower(),
+        "slimline.dask_worker": c.worker,
         "slimline.gates.passed": str(c.gates_passed).lower(),
     }
     if c.failing:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.stack.stack import CREDENTIALS
 
 DOCKER = ROOT / "docker"
 
@@ -34,7 +35,7 @@ def test_credential_names_are_the_env_files(settings):
         for line in (DOCKER / ".env.example").read_text().splitlines()
         if line and not line.startswith("#")
     }
-    assert set(settings["credentials"].values()) == example
+    assert set(CREDENTIALS.values()) == example
 
 
 def test_compose_uses_the_ports(settings, services):
@@ -69,7 +70,7 @@ def test_compose_uses_the_buckets_and_databases(settings, services):
 
 
 def test_compose_uses_the_names_and_credentials(settings, services):
-    creds = settings["credentials"]
+    creds = CREDENTIALS
     worker = services["worker"]
     assert f"--pool {settings['prefect']['work_pool']}" in worker["command"][0]
     assert f"--name {settings['prefect']['deployment']}" in worker["command"][0]

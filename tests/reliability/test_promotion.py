@@ -96,7 +96,9 @@ def make_outliers(project: Path) -> None:
     export_onnx(model, val.input_shape, project / "models/onnx/pruned.onnx")
 
 
-def test_quantization_collapse_is_undone_by_the_fallback_or_stopped_by_a_gate(candidate, store):
+def test_quantization_collapse_is_undone_by_the_fallback_the_fp32_variant_or_a_gate(
+    candidate, store
+):
     project, name, before = candidate
     make_outliers(project)
     # 1. the fallback on (2 nodes may stay FP32): it finds the nodes that collapse accuracy
@@ -107,14 +109,27 @@ def test_quantization_collapse_is_undone_by_the_fallback_or_stopped_by_a_gate(ca
     assert collapsed < q["fp32_val_accuracy"] - 0.3, q["rounds"]  # plain INT8 collapsed
     assert q["excluded_nodes"] and q["int8_val_accuracy"] > collapsed + 0.3
     # 2. the fallback and quantization-aware fine-tuning off (with qat: auto, QAT would repair
-    # it: tests/stages/test_quantize.py): the collapsed model goes on, the agreement gate stops it
+    # it: tests/stages/test_quantize.py): the collapsed INT8 model fails the agreement gate,
+    # so export ships the pruned FP32 model, which passes every gate (export.objective)
     set_params(project, quantize={"max_excluded_nodes": 0, "qat": "never"},
                gates={"min_agreement": 0.9})  # fmt: skip
     result = dvc_repro(project, "-s", "quantize", "export", "validate")
-    assert result.returncode == 0, result.stderr  # a failed gate is a result, not a crash
+    assert result.returncode == 0, result.stderr
     q = json.loads((project / "metrics/quantize.json").read_text())
     assert not q["within_bound"] and q["excluded_nodes"] == []
     assert q["int8_accuracy"] < q["fp32_accuracy"] - 0.3
+    shipped = json.loads((project / "metrics/export.json").read_text())
+    assert shipped["variant"] == "pruned_fp32", shipped["reason"]
+    assert "min_agreement" in shipped["reason"]  # why INT8 was passed over
+    assert json.loads((project / "reports/gates.json").read_text())["passed"]
+    # 3. the FP32 model over the size bound as well: nothing passes, the collapsed model goes
+    # on and the agreement gate stops it
+    fp32, int8 = (project / "models/onnx/pruned.onnx", project / "models/onnx/pruned_int8.onnx")
+    bound = (fp32.stat().st_size + int8.stat().st_size) // 2
+    set_params(project, gates={"max_size_bytes": bound})
+    result = dvc_repro(project, "-s", "export", "validate")
+    assert result.returncode == 0, result.stderr  # a failed gate is a result, not a crash
+    assert json.loads((project / "metrics/export.json").read_text())["variant"] == "pruned_int8"
     gates = json.loads((project / "reports/gates.json").read_text())
     assert not gates["passed"]
     assert_rejected(project, store, name, before, "min_agreement")

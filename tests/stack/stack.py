@@ -37,6 +37,8 @@ from tests.servers import free_port, start, stop
 from tests.waiting import wait_for
 
 SETTINGS = yaml.safe_load((ROOT / "docker" / "stack.yaml").read_text())
+# role -> the name of the variable that carries it (stack.yaml writes `${NAME}`, as compose)
+CREDENTIALS = {role: ref.strip("${}") for role, ref in SETTINGS["credentials"].items()}
 COMPOSE = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())["services"]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 BIN = Path(sys.executable).parent
@@ -138,7 +140,7 @@ class Stack:
 
     @property
     def credentials(self) -> dict[str, str]:
-        return {role: self.secrets[name] for role, name in SETTINGS["credentials"].items()}
+        return {role: self.secrets[name] for role, name in CREDENTIALS.items()}
 
     @property
     def mlflow_url(self) -> str:
@@ -179,7 +181,7 @@ class Stack:
     def start_all(self, project: Path, before_worker: Callable[[], None]) -> None:
         for name in ("postgres", "minio", "mlflow", "prefect-server", "dask-scheduler"):
             self.ports[name] = free_port()
-        self.secrets = {name: secrets.token_hex(12) for name in SETTINGS["credentials"].values()}
+        self.secrets = {name: secrets.token_hex(12) for name in CREDENTIALS.values()}
         self.secrets["PREFECT_AUTH_STRING"] = f"admin:{secrets.token_hex(12)}"
         self.secrets["POSTGRES_USER"] = "slimline"
         self.secrets["MINIO_ROOT_USER"] = "slimline"

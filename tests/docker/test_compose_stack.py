@@ -5,6 +5,7 @@ plus the Dockerfile's and .env.example's promises."""
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -131,4 +132,9 @@ def test_the_image_is_cpu_torch_non_root_with_the_slimline_entrypoint():
     users = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert users and users[-1] not in {"root", "0"}
     assert 'ENTRYPOINT ["slimline"]' in dockerfile
+    # the worker and the Dask workers reach the bucket through DVC (remote, imports), with the
+    # pins the native stack of tests/stack/ was proven with
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for pin in ("dvc[s3]", "boto3", "psycopg2-binary", "mlflow[auth]"):
+        assert f'"{next(d for d in dev["dev"] if d.startswith(pin))}"' in dockerfile, pin
     assert "docker/.env" in (ROOT / ".dockerignore").read_text()

@@ -4,7 +4,7 @@ with authentication, a process worker, a DVC remote and raw data in the bucket, 
 The tests run in file order on one stack and one project (each builds on the last): a
 deployment run on the worker, the refusals, a no-op, new data picked up by a run whose worker
 is killed and retrained by the next, push/pull, a sweep on Dask, then the faults (PostgreSQL
-stopped, S3 gone), the last one stopping S3.
+stopped, S3 gone for `dvc push` and for a deployment run's `dvc update`).
 """
 
 from __future__ import annotations
@@ -338,9 +338,19 @@ def test_s3_unreachable_during_dvc_push_is_a_clear_error_and_keeps_the_cache(sta
     print(f"dvc push with S3 down failed after {time.monotonic() - started:.1f} s")
     assert done.returncode != 0
     said = done.stdout + done.stderr
-    assert stack.s3_url in said or "Could not connect" in said, said[-2000:]
+    assert f'Could not connect to the endpoint URL: "{stack.s3_url}/' in said, said[-2000:]
     assert {p: p.stat().st_size for p in cache.rglob("*") if p.is_file()} == files
     assert dvc(project, stack.client_env(project), "status").returncode == 0
+
+
+def test_a_deployment_run_that_cannot_reach_the_bucket_fails_before_any_stage(stack):
+    stack, project = stack  # S3 is down since the test above
+    lock, recorded = (project / "dvc.lock").read_bytes(), latest_parent(stack)[0]
+    run = finished(stack, trigger(stack))
+    assert run["state"]["type"] == "FAILED"
+    assert "dvc update of data/raw/digits.npz.dvc failed" in worker_log(stack)
+    assert (project / "dvc.lock").read_bytes() == lock  # no stage ran
+    assert latest_parent(stack)[0] == recorded
 
 
 def command_lines(parent: psutil.Process | None = None) -> list[str]:

@@ -335,33 +335,32 @@ class Stack:
         command = [
             self.native_arg(a, "dask-scheduler") for a in COMPOSE["dask-scheduler"]["command"]
         ]
-        log = (folder / "scheduler.log").open("w")
-        self.procs["dask-scheduler"] = subprocess.Popen(
-            [str(BIN / "dask"), *command],
-            cwd=folder,
-            env=self.base_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.spawn("dask-scheduler", [str(BIN / "dask"), *command], folder, self.base_env(),
+                   folder / "scheduler.log")  # fmt: skip
         # compose's: the worker's settings, and a Prefect home of their own
         worker_env = self.base_env(**self.compose_env("dask-worker"))
         worker_env["PREFECT_HOME"] = str(folder / "prefect")
-        for i in range(COMPOSE["dask-worker"]["deploy"]["replicas"]):
+        replicas = COMPOSE["dask-worker"]["deploy"]["replicas"]
+        for i in range(replicas):
             command = [self.native_arg(a, "dask-worker") for a in COMPOSE["dask-worker"]["command"]]
             command[command.index("--local-directory") + 1] = str(folder / f"worker-{i}")
             # a container may listen on every interface; here, loopback only
             command += ["--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"]
-            log = (folder / f"worker-{i}.log").open("w")
-            self.procs[f"dask-worker-{i}"] = subprocess.Popen(
-                [str(BIN / "dask"), *command],
-                cwd=folder,
-                env=worker_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+            self.spawn(f"dask-worker-{i}", [str(BIN / "dask"), *command], folder, worker_env,
+                       folder / f"worker-{i}.log")  # fmt: skip
+        wait_for(lambda: len(self.dask_workers()) == replicas, 90, f"{replicas} Dask workers")
+
+    def spawn(
+        self, name: str, argv: list[str], cwd: Path, env: dict, log: Path
+    ) -> subprocess.Popen:
+        """Start `argv` in a session of its own (stopped as a group by `stop`), its output
+        appended to `log` (the child keeps the file open; this process does not)."""
+        with log.open("a") as out:
+            self.procs[name] = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )
-        wait_for(lambda: len(self.dask_workers()) == 2, 90, "two Dask workers")
+            )  # fmt: skip
+        return self.procs[name]
 
     def dask_workers(self) -> list[str]:
         from distributed import Client
@@ -379,16 +378,12 @@ class Stack:
     def start_worker(self, project: Path) -> None:
         """compose's worker command (create the pool, deploy prefect.yaml's deployment, start
         the worker) in `project`; returns once the worker polls its pool."""
-        log = (self.home / "worker.log").open("a")
         started = time.time()
-        self.procs["worker"] = proc = subprocess.Popen(
-            ["/bin/sh", "-c", COMPOSE["worker"]["command"][0]],
-            cwd=project,
-            env=self.client_env(project, PREFECT_WORKER_QUERY_SECONDS="2"),  # pick runs up fast
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = self.spawn(
+            "worker", ["/bin/sh", "-c", COMPOSE["worker"]["command"][0]], project,
+            self.client_env(project, PREFECT_WORKER_QUERY_SECONDS="2"),  # pick runs up fast
+            self.home / "worker.log",
+        )  # fmt: skip
         pool = SETTINGS["prefect"]["work_pool"]
 
         def polling() -> bool:

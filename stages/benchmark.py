@@ -8,25 +8,26 @@ its contract name whichever variant export shipped; the report names that varian
 CPU's instruction sets, since the INT8 / FP32 ranking changes with them.
 """
 
+import logging
 import tempfile
 from pathlib import Path
-
-import numpy as np
 
 from slimline.compression.bench import compare, markdown_table, measure_many, tradeoff_plot
 from slimline.compression.calibration import stratified_sample
 from slimline.compression.data import load_split, load_splits
 from slimline.compression.evaluate import accuracy, confusion_matrix, plot_confusion, predictions
 from slimline.compression.gates import Gate
+from slimline.compression.int8_target import warning
 from slimline.compression.objective import FP32
-from slimline.compression.onnx_io import run_logits, session
-from slimline.compression.onnx_teacher import TeacherFeed, TeacherInterface
+from slimline.compression.onnx_io import read_metadata, run_logits, session
+from slimline.compression.onnx_teacher import TeacherFeed, TeacherInterface, feed_logits
 from slimline.compression.quantize import quantize
 from slimline.core.atomic import atomic_paths, read_json, write_json
 from slimline.core.cpu import cpu_info, describe
 from slimline.core.params import Params
 from slimline.core.stage import run_stage
 
+log = logging.getLogger("slimline")
 INT8 = "pruned_int8_static"  # with quantize.bits 4: the INT8 model it is compared with
 
 
@@ -61,7 +62,7 @@ def main(params: Params, root: Path) -> str:
             throughput_runs=b.throughput_runs, feeds=feeds,
         )  # fmt: skip
         logits = {
-            name: _feed_logits(feeds[name], session(path), test.x) if name in feeds
+            name: feed_logits(feeds[name], session(path), test.x) if name in feeds
             else run_logits(session(path), test.x)
             for name, (path, _) in models.items()
         }  # fmt: skip
@@ -78,33 +79,30 @@ def main(params: Params, root: Path) -> str:
     shipped = read_json(root / paths.dist / "settings.json")["variant"]
     final_variant = {k: shipped[k] for k in ("variant", "objective")}
     final, cpu = final_variant["variant"], cpu_info()
+    cpu_warning = warning(read_metadata(models["final_int8"][0]), cpu)  # a native INT8 model
     cm = confusion_matrix(test.y, predictions(logits["final_int8"]), test.num_classes)
     targets = [root / p for p in (paths.benchmark_report, paths.benchmark_table,
                                   paths.tradeoff_plot, paths.confusion_plot)]  # fmt: skip
     with atomic_paths(targets) as (report_tmp, table_tmp, tradeoff_tmp, confusion_tmp):
         write_json(report_tmp, {"threads": b.threads, "cpu": cpu, "final_variant": final_variant,
                                 "variants": variants, "speedup": speedup,
-                                "speedup_gate": gate.as_dict()}
+                                "speedup_gate": gate.as_dict(), "cpu_warning": cpu_warning}
                    | ({} if int4 is None else {"int4_vs_int8": int4[0]}))  # fmt: skip
         title = f"# Benchmark ({b.threads} thread(s), batch-1 latency after {b.warmup} warm-ups)"
         head = (f"CPU: {describe(cpu)}.\n\nfinal_int8 is dist/model.onnx: `{final}` "
                 f"(export.objective {final_variant['objective']}).")  # fmt: skip
+        if cpu_warning:
+            head += f"\n\n**Warning:** {cpu_warning}"
         more = "" if int4 is None else int4[1]
         table_tmp.write_text(f"{title}\n\n{head}\n\n{markdown_table(variants)}{more}")
         tradeoff_plot(variants, tradeoff_tmp)
         plot_confusion(cm, test.class_names, confusion_tmp)
     precision = "FP32" if final == FP32 else f"INT{params.quantize.bits}"
+    if cpu_warning:
+        log.warning("warning: %s", cpu_warning)
     return f"benchmark: final {precision} {speedup:.2f}x faster than the teacher at batch 1" + (
         "" if gate.passed else f" (gate min_speedup {gate.threshold:g} FAILED)"
     )
-
-
-def _feed_logits(feed: TeacherFeed, sess, x) -> np.ndarray:
-    """An imported teacher's logits for x (which may be read lazily), x read 8 of the feed's
-    own batches at a time: the session sees the same batches as with x whole."""
-    rows = (feed.interface.fixed_batch or 512) * 8
-    parts = [feed.logits(sess, x[i : i + rows]) for i in range(0, len(x), rows)]
-    return np.concatenate(parts) if parts else feed.logits(sess, x[:0])
 
 
 def _int4_comparison(variants: list[dict], mode: str) -> tuple[dict, str]:

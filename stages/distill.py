@@ -4,7 +4,9 @@ offline: from the frozen teacher (models/teacher.pt); online: together with a pe
 teacher's architecture, both from scratch (the teacher's checkpoint is not read); self: from
 earlier generations of itself (nor here). `compression.distill_modes` says how. The same
 student (same seed, init, epochs and augmented views) is also trained from labels alone, so
-every run records whether distillation helped (kd_gain); in self mode it is generation 0.
+every run records whether distillation helped (kd_gain, on test); in self mode it is generation
+0. Whichever of the two scores higher on val ships (`distill_modes.choose_student`; a tie keeps
+the distilled one); the curve is the distilled student's either way.
 """
 
 from functools import partial
@@ -26,7 +28,7 @@ from slimline.core.stage import run_stage
 
 
 def main(params: Params, root: Path) -> str:
-    seed_everything(params.seed, params.threads)
+    seed_everything(params.seed, params.threads, params.reproducible)
     train, val, test = load_splits(root / params.paths.prepared, lazy=True)
     shape, classes, mode = train.input_shape, train.num_classes, params.distill.mode
     check_sizes(params, shape, classes)  # exit 2: not smaller
@@ -40,13 +42,15 @@ def main(params: Params, root: Path) -> str:
     )
 
     def new_student():
-        seed_everything(params.seed, params.threads)  # identical init for every student
+        # identical init for every student
+        seed_everything(params.seed, params.threads, params.reproducible)
         return build_model(params.student, shape, classes)
 
     with out_of_memory_hint(acc, "student"):
         baseline = new_student()
         base_history = schedule.fit(baseline, "student (labels)")
-    base_accuracy = accuracy(predict_logits(baseline, test.x), test.y)
+    base_logits = predict_logits(baseline, test.x)  # now, on the CPU: self mode moves it
+    base_accuracy = accuracy(base_logits, test.y)
 
     with model_outputs(root, params, "student") as out, out_of_memory_hint(acc, "student"):
         curve, d = [CsvCurve(out.curve)], params.distill
@@ -59,17 +63,30 @@ def main(params: Params, root: Path) -> str:
             result = distill_modes.born_again(
                 baseline, base_history, new_student, schedule, d, curve
             )
-        metrics = finish_model(result.student, out, test, params)
+        kd_logits = predict_logits(result.student, test.x)
+        distilled_accuracy = accuracy(kd_logits, test.y)
+        shipped, why = distill_modes.choose_student(
+            result.history.best.val_accuracy, base_history.best.val_accuracy
+        )
+        labels = shipped == "labels"
+        student, history = (baseline, base_history) if labels else (result.student, result.history)
+        metrics = finish_model(distill_modes.on_cpu(student), out, test, params)
         taught = predict_logits(acc.prepare(result.teacher), test.x, acc=acc)
         metrics |= {
-            "val_accuracy": result.history.best.val_accuracy,
-            "best_epoch": result.history.best_epoch,
+            # accuracy, loss, val_accuracy, best_epoch: the shipped student's
+            "val_accuracy": history.best.val_accuracy,
+            "best_epoch": history.best_epoch,
+            "shipped": shipped,
+            "shipped_reason": why,
+            "distilled_accuracy": distilled_accuracy,
+            "distilled_val_accuracy": result.history.best.val_accuracy,
             "baseline_accuracy": base_accuracy,
             "baseline_val_accuracy": base_history.best.val_accuracy,
-            "kd_gain": metrics["accuracy"] - base_accuracy,
-            # of what taught the student: the teacher, the online peer, generation n-1
+            "kd_gain": distilled_accuracy - base_accuracy,  # on test: a report, not the choice
+            # of what taught the distilled student: the teacher, the online peer, generation
+            # n-1; the agreement is the shipped student's with it
             "teacher_accuracy": accuracy(taught, test.y),
-            "teacher_agreement": agreement(predict_logits(result.student, test.x), taught),
+            "teacher_agreement": agreement(base_logits if labels else kd_logits, taught),
             "mode": mode,
             "temperature": d.temperature,
             "alpha": d.alpha,
@@ -79,8 +96,9 @@ def main(params: Params, root: Path) -> str:
         metrics |= result.figures(test, acc) | acc.describe()
         write_json(out.metrics, metrics)
     return (
-        f"student ({mode} KD): test accuracy {metrics['accuracy']:.4f} with KD, "
-        f"{base_accuracy:.4f} from labels alone (gain {metrics['kd_gain']:+.4f})"
+        f"student ({mode} KD): test accuracy {distilled_accuracy:.4f} with KD, "
+        f"{base_accuracy:.4f} from labels alone (gain {metrics['kd_gain']:+.4f}); "
+        f"shipped the {shipped} student ({why})"
     )
 
 

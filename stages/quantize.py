@@ -9,6 +9,7 @@ from pathlib import Path
 
 from slimline.compression.calibration import stratified_sample
 from slimline.compression.data import Split, load_splits
+from slimline.compression.int8_target import Int8Target
 from slimline.compression.quantize import QatFn, QatUnavailable, quantize
 from slimline.core.atomic import atomic_paths, write_json
 from slimline.core.params import Params
@@ -38,7 +39,7 @@ def main(params: Params, root: Path) -> str:
 def _qat(params: Params, root: Path, train: Split, val: Split, calib_x) -> QatFn:
     """QAT of the pruned checkpoint, as prune fine-tunes it (KD, epochs, lr, device)."""
 
-    def finetune(out: Path) -> dict:
+    def finetune(out: Path, fmt: Int8Target) -> dict:
         from slimline.compression.augment import from_mode
         from slimline.compression.device import accelerator, out_of_memory_hint
         from slimline.compression.models import load_checkpoint
@@ -47,7 +48,7 @@ def _qat(params: Params, root: Path, train: Split, val: Split, calib_x) -> QatFn
         from slimline.compression.teacher import load_teacher
         from slimline.compression.train import distill_loss, seed_everything
 
-        seed_everything(params.seed, params.threads)
+        seed_everything(params.seed, params.threads, params.reproducible)
         model = load_checkpoint(root / params.paths.pruned)
         try:  # QAT can only fine-tune the model the quantized file came from
             check_parity(model, root / params.paths.pruned_onnx, val.x[:128], 1e-3)
@@ -61,8 +62,9 @@ def _qat(params: Params, root: Path, train: Split, val: Split, calib_x) -> QatFn
                 model, kd, train, val, calib_x, out, epochs=params.prune.finetune_epochs,
                 lr=params.prune.lr, batch_size=params.student.batch_size,
                 weight_decay=params.student.weight_decay, seed=params.seed,
-                per_channel=params.quantize.per_channel, opset=params.export.opset, acc=acc,
-                augment=augment, loader_workers=params.loader_workers,
+                per_channel=params.quantize.per_channel, weight_grid=fmt.weight_grid,
+                opset=params.export.opset, acc=acc, augment=augment,
+                loader_workers=params.loader_workers,
             )  # fmt: skip
         return done | {"source": str(params.paths.pruned)} | acc.describe()
 

@@ -15,7 +15,7 @@ from slimline.core.stage import run_stage
 
 
 def main(params: Params, root: Path) -> str:
-    seed_everything(params.seed, params.threads)
+    seed_everything(params.seed, params.threads, params.reproducible)
     train, val, test = load_splits(root / params.paths.prepared, lazy=True)
     if params.teacher.source == "onnx":
         source = root / params.teacher.path

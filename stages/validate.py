@@ -2,15 +2,23 @@
 
 A failed gate is a result written to reports/gates.json (exit 0), not a crash: promotion
 reads the verdict. The report also names the variant judged and why export chose it
-(dist/settings.json).
+(dist/settings.json). The accuracy gates carry their 95% interval: the drop against the
+teacher compares the teacher FP32 ONNX and the model on the same test rows.
 """
 
 from pathlib import Path
 
 from slimline.compression.data import load_split
-from slimline.compression.evaluate import accuracy, agreement
-from slimline.compression.gates import describe_failures, model_gates, report
+from slimline.compression.evaluate import predictions
+from slimline.compression.gates import (
+    Evidence,
+    describe_failures,
+    model_gates,
+    report,
+    undecidable_notes,
+)
 from slimline.compression.onnx_io import run_logits, session
+from slimline.compression.onnx_teacher import teacher_logits
 from slimline.core.atomic import read_json, write_json
 from slimline.core.params import Params
 from slimline.core.stage import run_stage
@@ -22,11 +30,13 @@ def main(params: Params, root: Path) -> str:
     final = root / paths.dist / "model.onnx"
     logits = run_logits(session(final), test.x)
     fp32_logits = run_logits(session(root / paths.pruned_onnx), test.x)
+    teacher = teacher_logits(root / paths.teacher_onnx, read_json(root / paths.teacher_metrics),
+                             test.x, test.mean, test.std, test.scale)  # fmt: skip
+    evidence = Evidence.of(predictions(logits), predictions(teacher), predictions(fp32_logits),
+                           test.y)  # fmt: skip
     gates = model_gates(
         params.gates,
-        accuracy=accuracy(logits, test.y),
-        teacher_accuracy=read_json(root / paths.teacher_metrics)["accuracy"],
-        agreement=agreement(logits, fp32_logits),
+        evidence,
         size_bytes=final.stat().st_size,
         teacher_size_bytes=(root / paths.teacher_onnx).stat().st_size,
     )
@@ -35,11 +45,12 @@ def main(params: Params, root: Path) -> str:
     write_json(root / paths.gates_report, report(gates) | {"judged": variant})
     failures = describe_failures(gates)
     judged = f"{variant['variant']} (objective {variant['objective']})"
+    notes = "".join(f"\n  {note}" for note in undecidable_notes(gates))
     return (
         f"gates passed on {judged}"
         if not failures
         else (f"gates FAILED on {judged}: " + "; ".join(failures))
-    )
+    ) + notes
 
 
 if __name__ == "__main__":

@@ -288,6 +288,8 @@ def predict(
         result = classify(model, file)
     except InputError as e:
         fail(str(e), 2)
+    if result.warning:
+        typer.echo(f"warning: {result.warning}", err=True)
     rows = zip(result.names[:limit], result.confidence[:limit], strict=True)
     for i, (name, confidence) in enumerate(rows):
         typer.echo(f"{i}\t{name}\t{confidence:.4f}")

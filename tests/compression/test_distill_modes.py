@@ -138,3 +138,30 @@ def test_online_trains_both_networks_from_scratch():
     )
     assert result.history.best.val_accuracy >= 0.9  # the student's
     assert result.teacher is peer and bool(peer.fc.weight.abs().sum() > 0)
+
+
+def test_the_labels_only_student_ships_when_it_is_better_on_val():
+    assert distill_modes.choose_student(distilled_val=0.9826, labels_val=0.9861) == (
+        "labels",
+        "val 0.9861 (labels) > 0.9826 (distilled)",
+    )
+
+
+def test_the_distilled_student_ships_when_it_is_better_on_val():
+    assert distill_modes.choose_student(distilled_val=0.9861, labels_val=0.9826) == (
+        "distilled",
+        "val 0.9861 (distilled) > 0.9826 (labels)",
+    )
+
+
+def test_a_tie_on_val_keeps_the_distilled_student():
+    assert distill_modes.choose_student(distilled_val=0.75, labels_val=0.75) == (
+        "distilled",
+        "val 0.7500 (distilled) = 0.7500 (labels): a tie keeps the distilled student",
+    )
+
+
+def test_the_reason_tells_apart_scores_that_round_alike():
+    # 1 sample of 30,000 apart: 4 decimals would print both as 0.9000
+    shipped, why = distill_modes.choose_student(distilled_val=0.9, labels_val=0.9 + 1 / 30_000)
+    assert shipped == "labels" and why == "val 0.90003 (labels) > 0.90000 (distilled)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from slimline.compression.gates import Gate, model_gates
+from slimline.compression.gates import Evidence, Gate, model_gates
 from slimline.compression.objective import LATENCY_TIE, Candidate, markdown, select
 from slimline.core.params import Gates
 
@@ -78,7 +78,7 @@ def test_a_failing_candidate_is_never_shipped_however_good():
         assert choice.chosen.name == "pruned_int8"
         assert choice.reason == (
             "pruned_int8: the only candidate that passes every gate; pruned_fp32 fails "
-            "min_compression: 44.1 < 50 (off by 5.9)"
+            "min_compression: 44.10 < 50.00 (off by 5.90)"
         )
 
 
@@ -99,10 +99,13 @@ def test_markdown_marks_the_shipped_variant_and_failures():
 
 
 def test_model_gates_are_validates_five_with_their_thresholds():
-    gates = model_gates(Gates(), accuracy=0.985, teacher_accuracy=0.99, agreement=1.0,
-                        size_bytes=98_616, teacher_size_bytes=4_348_809)  # fmt: skip
+    # 1,000 test rows: the teacher right on 990, the model on 985 (5 fewer), agreeing on all
+    e = Evidence(both=985, teacher_only=5, model_only=0, neither=10, agree=1_000)
+    gates = model_gates(Gates(), e, size_bytes=98_616, teacher_size_bytes=4_348_809)
     assert [(g.name, g.passed) for g in gates] == [
         ("min_accuracy", True), ("max_accuracy_drop", True), ("min_agreement", True),
         ("max_size_bytes", True), ("min_compression", False),
     ]  # fmt: skip
     assert gates[4].value == pytest.approx(4_348_809 / 98_616)
+    assert [g.value for g in gates[:3]] == pytest.approx([0.985, 0.005, 1.0])
+    assert [g.samples for g in gates] == [1_000, 1_000, 1_000, None, None]

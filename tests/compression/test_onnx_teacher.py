@@ -18,6 +18,7 @@ from slimline.compression.onnx_teacher import (
     TeacherError,
     TeacherFeed,
     inspect_teacher,
+    teacher_logits,
     to_logits,
 )
 from slimline.compression.teacher import OnnxTeacher, load_teacher, save_teacher
@@ -124,6 +125,12 @@ def test_a_scikit_learn_model_on_raw_flat_pixels_is_fed_raw_values(digits, tmp_p
     x_test = raw(test).reshape(len(test.x), 64).astype(np.float32)
     np.testing.assert_allclose(logits, to_logits(model.predict_proba(x_test)), atol=1e-4)
     assert (logits.argmax(1) == model.predict(x_test)).all()
+    # the gates score the kept file the same way, from what metrics/teacher.json records
+    kept = tmp_path / "teacher.onnx"
+    kept.write_bytes(onnx_bytes)
+    metrics = {"source": "onnx", "interface": interface.as_dict()}
+    gated = teacher_logits(kept, metrics, test.x, *stats(test))
+    np.testing.assert_allclose(gated, logits, atol=1e-5)
 
     # read as prepared values, the same model is a poor teacher: the mode matters
     prepared, _ = inspect_teacher(path, train.x[:256], 10, "prepared", stats(train))

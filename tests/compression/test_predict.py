@@ -301,3 +301,22 @@ def test_bundle_metadata_names_the_layout(tmp_path):
     tabular = Split(np.zeros((3, 5), np.float32), np.zeros(3, np.int64), ["a"],
                     np.zeros(5, np.float32), np.ones(5, np.float32), 1.0)  # fmt: skip
     assert model_metadata(params, tmp_path, tabular)["layout"] == "tabular"
+
+
+def test_a_native_int8_model_warns_on_a_cpu_without_its_instruction_set(
+    model_path, tmp_path, monkeypatch
+):
+    import slimline.compression.predict as predict_module
+
+    made = tmp_path / "native.onnx"  # as a native quantize on a VNNI machine marks its model
+    add_metadata(model_path, made, {"int8_target": "native",
+                                    "int8_requires": json.dumps(["AVX-512 VNNI"])})  # fmt: skip
+    np.savez(tmp_path / "d.npz", x=np.zeros((2, 4, 4), np.uint8))
+    avx2 = {"model": "AMD EPYC", "instruction_sets": {"AVX2": True, "AVX-512 VNNI": False}}
+    monkeypatch.setattr(predict_module, "cpu_info", lambda: avx2)
+    said = predict(made, tmp_path / "d.npz").warning
+    assert said is not None and "AVX-512 VNNI" in said and "AMD EPYC" in said
+    assert predict(model_path, tmp_path / "d.npz").warning is None  # no target: no warning
+    vnni = {"model": "x", "instruction_sets": {"AVX2": True, "AVX-512 VNNI": True}}
+    monkeypatch.setattr(predict_module, "cpu_info", lambda: vnni)
+    assert predict(made, tmp_path / "d.npz").warning is None

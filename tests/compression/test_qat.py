@@ -20,6 +20,7 @@ from torch import nn
 
 from slimline.compression.calibration import stratified_sample
 from slimline.compression.data import Split
+from slimline.compression.int8_target import Int8Target
 from slimline.compression.models import build_model
 from slimline.compression.onnx_io import export_onnx, run_logits, session
 from slimline.compression.qat import finetune_qat
@@ -77,7 +78,7 @@ def case(tmp_path_factory):
 
 
 def _qat_fn(case, name: str, calls: list | None = None):
-    def finetune(out: Path) -> dict:
+    def finetune(out: Path, fmt: Int8Target) -> dict:
         if calls is not None:
             calls.append(out)
         threads = torch.get_num_threads()
@@ -87,6 +88,7 @@ def _qat_fn(case, name: str, calls: list | None = None):
             return finetune_qat(
                 case["models"][name], case["kd"], s["train"], s["val"], case["calib_x"], out,
                 epochs=6, lr=0.005, batch_size=64, weight_decay=1e-4, seed=0, per_channel=True,
+                weight_grid=fmt.weight_grid,
             )  # fmt: skip
         finally:
             torch.set_num_threads(threads)
@@ -102,7 +104,7 @@ def _run(case, name: str, out: Path, qat_fn=None, **q):
     )  # fmt: skip
 
 
-def _never_called(out: Path) -> dict:
+def _never_called(out: Path, fmt: Int8Target) -> dict:
     raise AssertionError("QAT ran")
 
 
@@ -115,7 +117,7 @@ def test_torch_fake_quant_ops_round_and_pass_gradients_straight_through():
     inside = (x.detach() >= -1.0) & (x.detach() <= 1.55)
     assert torch.equal(x.grad, inside.float())  # straight through inside, 0 where clamped
     # onnxruntime's symmetric INT8 weights: [-127, 127], scale max|w| / 127 per channel
-    w = torch.randn(4, 3, requires_grad=True)
+    w = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
     scale, zero = w.detach().abs().amax(1) / 127, torch.zeros(4, dtype=torch.int32)
     q = torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
     q.sum().backward()
@@ -215,7 +217,7 @@ def test_choice_rule(tmp_path, ptq, qat, path):
 
 
 def test_qat_unavailable_keeps_ptq_and_says_why(case, tmp_path):
-    def unavailable(out: Path) -> dict:
+    def unavailable(out: Path, fmt: Int8Target) -> dict:
         raise QatUnavailable("models/pruned.pt is not the model in models/onnx/pruned.onnx")
 
     report = _run(case, "outlier", tmp_path / "int8.onnx", unavailable, max_excluded_nodes=0)

@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 from torch import nn
 
 from slimline.compression.calibration import stratified_sample
@@ -21,6 +21,10 @@ from slimline.core.params import Quantize
 from tests.conftest import quick_train
 
 REPORT_KEYS = {
+    "target",
+    "reduce_range",
+    "requires",
+    "runs_on",
     "mode",
     "calibration_method",
     "calibration_samples",
@@ -147,7 +151,7 @@ def test_static_int8_graph_is_qdq_and_3_5x_smaller(tmp_path, digits):
     graph = onnx.load(str(int8)).graph
     ops = Counter(n.op_type for n in graph.node)
     assert ops["QuantizeLinear"] >= 1 and ops["DequantizeLinear"] >= 4
-    int8_weights = [t for t in graph.initializer if t.data_type == TensorProto.INT8]
+    int8_weights = [t for t in graph.initializer if t.data_type == TensorProto.UINT8]  # U8U8
     assert sum(np.prod(t.dims) for t in int8_weights) >= 0.99 * 117_000
     assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == [
         "logits"
@@ -167,7 +171,9 @@ def test_static_keeps_accuracy_fusion_and_is_deterministic(cnn_fp32, digits, tmp
     assert report["fallback_rounds"] == 0 and len(report["rounds"]) == 1
     assert report["int8_accuracy"] >= report["fp32_accuracy"] - 0.02
     assert report["agreement"] >= 0.97
-    assert report["activation_type"] == "QUInt8" and report["weight_type"] == "QInt8"
+    # portable: U8U8, exact on every CPU (int8_target)
+    assert report["target"] == "portable" and report["requires"] == []
+    assert report["activation_type"] == "QUInt8" and report["weight_type"] == "QUInt8"
     ops = _fused_ops(first, tmp_path)  # compaction must not break ORT's QDQ fusion
     assert ops["QLinearConv"] == 3 and ops["QGemm"] == 1 and "Conv" not in ops
     assert _run(cnn_fp32, second, digits) == report
@@ -201,15 +207,24 @@ def test_lossy_compaction_is_rejected(cnn_fp32, digits, tmp_path, monkeypatch, c
     import slimline.compression.compact as compact_module
 
     def lossy(proto):  # a "compaction" that changes a weight
-        int8 = [t for t in proto.graph.initializer if t.data_type == TensorProto.INT8]
-        weight = max(int8, key=lambda t: len(t.raw_data))
+        ints = (TensorProto.INT8, TensorProto.UINT8)  # the weights of either target's format
+        weight = max((t for t in proto.graph.initializer if t.data_type in ints),
+                     key=lambda t: len(t.raw_data))  # fmt: skip
         weight.raw_data = bytes(len(weight.raw_data) // (2 if damage == "unloadable" else 1))
         return proto
 
+    clean = _run(cnn_fp32, tmp_path / "clean.onnx", digits, calib=64)
     monkeypatch.setattr(compact_module, "compact", lossy)
     report = _run(cnn_fp32, tmp_path / "int8.onnx", digits, calib=64)
     assert "changed ONNX Runtime outputs; keeping the plain file" in caplog.text
-    assert report["agreement"] >= 0.97  # the uncompacted, correct model was kept
+    # the uncompacted, correct model was kept: the same outputs as the compacted clean one
+    # (compaction is lossless), and a larger file
+    x = digits["test"][0]
+    np.testing.assert_array_equal(
+        run_logits(session(tmp_path / "int8.onnx"), x),
+        run_logits(session(tmp_path / "clean.onnx"), x),
+    )
+    assert report["int8_size_bytes"] > clean["int8_size_bytes"]
 
 
 def test_entropy_calibration_is_not_minmax(cnn_fp32, digits, tmp_path):
@@ -369,3 +384,25 @@ def test_compact_is_lossless_on_1d_convs(signal_fp32, tmp_path):
             assert attrs.get("pads") == [1, 1]
         if node.op_type == "MaxPool":
             assert attrs["kernel_shape"] == [2] and attrs["strides"] == [2]
+
+
+def test_native_on_a_vnni_cpu_is_8_bit_u8s8_and_says_what_it_needs(cnn_fp32, digits, tmp_path):
+    from slimline.compression.onnx_io import read_metadata
+
+    vnni = {"model": "test", "instruction_sets": {"AVX2": True, "AVX-512 VNNI": True}}
+    (xtr, ytr), (xv, yv), (xt, yt) = digits["train"], digits["val"], digits["test"]
+    calib_x, _ = stratified_sample(xtr, ytr, 64, seed=0)
+    out = tmp_path / "native.onnx"
+    # no fallback: on a CPU without VNNI (this one may be) the 8-bit model can saturate and
+    # the fallback would keep convs in FP32; the file's format is the point here
+    q = Quantize(target="native", max_excluded_nodes=0)
+    report = quantize(cnn_fp32, out, calib_x=calib_x, val_x=xv, val_y=yv, test_x=xt, test_y=yt,
+                      q=q, cpu=vnni)  # fmt: skip
+    assert (report["weight_type"], report["reduce_range"]) == ("QInt8", False)
+    assert report["requires"] == ["AVX-512 VNNI"]
+    meta = read_metadata(out)
+    assert meta["int8_target"] == "native" and json.loads(meta["int8_requires"]) == ["AVX-512 VNNI"]
+    graph = onnx.load(str(out)).graph  # 8-bit signed weights: some reach beyond 7 bits
+    weights = [numpy_helper.to_array(t) for t in graph.initializer
+               if t.data_type == TensorProto.INT8 and t.dims]  # fmt: skip
+    assert weights and max(int(np.abs(w).max()) for w in weights) == 127

@@ -4,12 +4,17 @@ Determinism (a forced cold rerun gives byte-identical metrics, curves and models
 tests/reliability/test_determinism.py."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import onnx
 import pytest
 import torch
 
+from slimline.compression.data import load_split
 from slimline.compression.models import load_checkpoint
 from slimline.compression.onnx_io import read_metadata
 from tests.project import dvc_repro, make_project
@@ -82,3 +87,33 @@ def test_failing_gate_is_a_result_not_a_crash(first_run):
         assert failed[0]["threshold"] == 100000.0 and failed[0]["value"] < 100000.0
     finally:
         params.write_text(text)
+
+
+# evaluates dist/model.onnx on the test split, in a process that may run under qemu
+EVALUATE = """
+import sys
+import numpy as np
+from slimline.compression.data import load_split
+from slimline.compression.onnx_io import run_logits, session
+test = load_split(sys.argv[1] + "/data/prepared", "test", lazy=True)
+print(" ".join(map(str, run_logits(session(sys.argv[1] + "/dist/model.onnx"), test.x).argmax(1))))
+"""
+
+
+def test_the_final_int8_model_predicts_the_same_on_an_avx2_only_cpu(first_run):
+    # An INT8 model that is exact on one CPU can saturate on another: onnxruntime's U8S8
+    # kernels without VNNI sum pairs of products in int16. The default target (portable) must
+    # give the same prediction for every test sample on an emulated Haswell (AVX2, no AVX-512,
+    # no VNNI) as on this CPU, whichever it is. CI installs qemu-user (.ci/run).
+    qemu = shutil.which("qemu-x86_64")
+    if qemu is None:
+        assert os.environ.get("CI") != "true", "CI must have qemu-user (.ci/run installs it)"
+        pytest.skip("qemu-user is not installed (apt-get install -y qemu-user)")
+    native, haswell = (
+        subprocess.run([*prefix, sys.executable, "-c", EVALUATE, str(first_run)],
+                       capture_output=True, text=True, check=True, timeout=600).stdout.split()
+        for prefix in ([], [qemu, "-cpu", "Haswell"])
+    )  # fmt: skip
+    test = load_split(first_run / "data/prepared", "test", lazy=True)
+    assert len(native) == len(test.y) and haswell == native
+    assert read_metadata(first_run / "dist/model.onnx")["int8_target"] == "portable"

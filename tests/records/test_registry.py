@@ -9,8 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from slimline.cli import app
+from slimline.compression.gates import Evidence, Gate, model_gates, report, spec
+from slimline.core.atomic import write_json
+from slimline.core.params import Gates, load_params
 from slimline.records.aliases import RegistryError, list_versions, promote, rollback
-from slimline.records.registry import decide_and_promote
+from slimline.records.registry import Verdict, decide_and_promote, read_gates
+from slimline.records.summary import markdown
 from slimline.records.tracking import log_pipeline_run
 from tests.conftest import ROOT
 from tests.racing import race
@@ -52,6 +56,48 @@ def aliases(uri: str) -> dict[str, str]:
     return {a: str(v) for a, v in client(uri).get_registered_model(NAME).aliases.items()}
 
 
+def _reports(root: Path, evidence: Evidence, decide: str = "estimate"):
+    """reports/gates.json from the library's gates and a benchmark report's speed-up gate."""
+    params = load_params(ROOT / "params.yaml")
+    gates = model_gates(Gates(decide=decide), evidence, size_bytes=26_815,
+                        teacher_size_bytes=4_348_809)  # fmt: skip
+    write_json(root / params.paths.gates_report, report(gates))
+    speedup = Gate("min_speedup", 7.123456, 5.0, "min").as_dict()
+    write_json(root / params.paths.benchmark_report, {"speedup_gate": speedup})
+    return params
+
+
+def test_gate_results_keep_their_interval_and_read_like_people_write(tmp_path):
+    # 60 test rows: 2 the teacher gets and the model misses, so a drop of 0.0333
+    tiny = Evidence(both=57, teacher_only=2, model_only=0, neither=1, agree=59)
+    params = _reports(tmp_path, tiny)
+    gates = {g.name: g for g in read_gates(tmp_path, params)}
+    drop = gates["max_accuracy_drop"]
+    assert drop.interval is not None and drop.samples == 60 and drop.decided_on == "estimate"
+    assert drop.interval[0] <= drop.value <= drop.interval[1]
+    assert drop.describe().startswith("max_accuracy_drop: 0.0333 > 0.0100 (off by 0.0233; ")
+    assert drop.tag().startswith("failed 0.0333 > 0.0100 (off by 0.0233; 95% CI ")
+    assert "60 test samples" in drop.tag() and "too small to decide it" in drop.tag()
+    assert gates["min_speedup"].tag() == "passed 7.1235 >= 5.0000"
+    summary = Verdict(False, list(gates.values())).summary()
+    assert summary.startswith("gates failed: max_accuracy_drop: 0.0333 > 0.0100")
+    assert "0.033333" not in summary  # figures for people, not floats
+    page = markdown(tmp_path, params, [], {"summary": summary}, {})
+    assert "| max_accuracy_drop | 0.0333 (95% CI " in page and "| 0.0100 | estimate |" in page
+    assert "**Test split too small:** max_accuracy_drop: the test split (60 samples)" in page
+    assert "test samples would" in page
+
+
+def test_a_large_split_has_no_note_and_bound_is_named(tmp_path):
+    large = Evidence(both=9_890, teacher_only=10, model_only=10, neither=90, agree=9_990)
+    params = _reports(tmp_path, large, decide="bound")
+    gates = read_gates(tmp_path, params)
+    assert all(g.passed and g.undecidable is None for g in gates)
+    assert gates[0].describe().startswith("min_accuracy: lower bound 0.9879 >= 0.9500 (")
+    page = markdown(tmp_path, params, [], {"summary": "-"}, {})
+    assert "too small" not in page and "| bound |" in page
+
+
 @pytest.mark.slow
 def test_failed_gate_registers_nothing_moves_nothing_and_tags_the_run(tmp_path, store, pipeline):
     _, _, first = pipeline(tmp_path / "a", accuracy=0.97)
@@ -68,9 +114,9 @@ def test_failed_gate_registers_nothing_moves_nothing_and_tags_the_run(tmp_path, 
     assert [v.version for v in list_versions(tmp_path / "b", params)] == [first.version]
     tags = client(store).get_run(record.run_id).data.tags
     assert tags["slimline.promotion"] == "rejected" and tags["slimline.verdict"] == "failed"
-    assert tags["slimline.gates.failing"] == "min_accuracy (value=0.99, threshold=1.01)"
-    assert tags["slimline.gate.min_accuracy"] == "failed value=0.99 threshold=1.01"
-    assert tags["slimline.gate.max_size_bytes"].startswith("passed value=")
+    assert tags["slimline.gates.failing"] == "min_accuracy: 0.9900 < 1.0100 (off by 0.0200)"
+    assert tags["slimline.gate.min_accuracy"] == "failed 0.9900 < 1.0100 (off by 0.0200)"
+    assert tags["slimline.gate.max_size_bytes"].startswith("passed ")
 
 
 @pytest.mark.slow
@@ -117,8 +163,9 @@ def test_version_carries_verdict_figures_and_lineage_tags(tmp_path, store, pipel
     assert run_tags["slimline.model_version"] == verdict.version
     teacher = next(v for v in real["benchmark_report"]["variants"] if v["name"] == "teacher_fp32")
     speedup = teacher["latency_ms_b1_p50"] / 0.08
+    form = spec(speedup, params.gates.min_speedup)  # one format for the pair
     assert run_tags["slimline.gate.min_speedup"] == (
-        f"passed value={speedup} threshold={params.gates.min_speedup}"
+        f"passed {speedup:{form}} >= {params.gates.min_speedup:{form}}"
     )
 
 

@@ -1,16 +1,32 @@
 """The distill stage as DVC runs it: its own size check, so that `dvc repro` alone refuses a
-student that is not smaller than its teacher (exit 2, both counts named) before training."""
+student that is not smaller than its teacher (exit 2, both counts named) before training; and
+which of its two students (distilled, labels only) it ships."""
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
+import torch
 
+from slimline.compression import distill_modes
 from slimline.compression.data import Dataset, save_split
+from slimline.compression.distill_modes import choose_student
+from slimline.compression.models import load_checkpoint
 from slimline.compression.sizing import spec_params
 from slimline.core.params import load_params
-from tests.conftest import run_stage, write_params
+from tests.conftest import ROOT, run_stage, write_params
+
+
+def stage() -> ModuleType:
+    """stages/distill.py as a module, to run its `main` in this process."""
+    spec = importlib.util.spec_from_file_location("stage_distill", ROOT / "stages/distill.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def prepared_table(root: Path, features: int = 13, classes: int = 3) -> None:
@@ -77,7 +93,14 @@ def run_mode(root: Path, mode: str, **distill) -> dict:
     assert len(curve) == 1 + 2  # header, then the student's own epochs
     metrics = json.loads((root / "metrics/student.json").read_text())
     assert metrics["mode"] == mode and "kd" not in metrics
-    assert metrics["kd_gain"] == metrics["accuracy"] - metrics["baseline_accuracy"]
+    # kd_gain compares the two students on test whichever shipped; val chose the shipped one
+    assert metrics["kd_gain"] == metrics["distilled_accuracy"] - metrics["baseline_accuracy"]
+    kd_val, labels_val = metrics["distilled_val_accuracy"], metrics["baseline_val_accuracy"]
+    shipped, why = choose_student(kd_val, labels_val)
+    assert (metrics["shipped"], metrics["shipped_reason"]) == (shipped, why)
+    prefix = "baseline" if shipped == "labels" else "distilled"
+    assert metrics["accuracy"] == metrics[f"{prefix}_accuracy"]
+    assert metrics["val_accuracy"] == metrics[f"{prefix}_val_accuracy"]
     return metrics
 
 
@@ -94,7 +117,43 @@ def test_self_distill_teaches_each_generation_by_the_one_before(tmp_path):
     assert metrics["teacher_logits"] == "cached" and metrics["generations"] == 2
     scores = metrics["generation_scores"]
     assert [s["generation"] for s in scores] == [0, 1, 2]
-    # generation 0 is the labels-only baseline; the last one is the student
+    # generation 0 is the labels-only baseline; the last one is the distilled student
     assert scores[0]["accuracy"] == metrics["baseline_accuracy"]
-    assert scores[-1]["accuracy"] == metrics["accuracy"]
-    assert scores[-1]["val_accuracy"] == metrics["val_accuracy"]
+    assert scores[-1]["accuracy"] == metrics["distilled_accuracy"]
+    assert scores[-1]["val_accuracy"] == metrics["distilled_val_accuracy"]
+
+
+@pytest.mark.usefixtures("restore_torch_state")
+def test_a_labels_only_student_better_on_val_is_the_one_saved(tmp_path, monkeypatch):
+    # self mode, one generation: the baseline is generation 0, the distilled student's teacher
+    prepared_table(tmp_path)
+    params_file = write_params(
+        tmp_path / "params.yaml",
+        teacher={"arch": "mlp"},
+        student={"arch": "mlp", "epochs": 2, "batch_size": 16},
+        distill={"mode": "self", "generations": 1},
+    )
+    seen, born_again = {}, distill_modes.born_again
+
+    def spy(generation0, *args):
+        seen["baseline"] = generation0
+        return born_again(generation0, *args)
+
+    monkeypatch.setattr(distill_modes, "born_again", spy)
+    monkeypatch.setattr(distill_modes, "choose_student", lambda kd, labels: ("labels", "forced"))
+    stage().main(load_params(params_file), tmp_path)
+    metrics = json.loads((tmp_path / "metrics/student.json").read_text())
+    assert (metrics["shipped"], metrics["shipped_reason"]) == ("labels", "forced")
+    gen0, gen1 = metrics["generation_scores"]
+    assert metrics["accuracy"] == metrics["baseline_accuracy"] == gen0["accuracy"]
+    assert metrics["val_accuracy"] == metrics["baseline_val_accuracy"] == gen0["val_accuracy"]
+    assert metrics["best_epoch"] == gen0["best_epoch"]
+    assert metrics["distilled_accuracy"] == gen1["accuracy"]
+    assert metrics["kd_gain"] == gen1["accuracy"] - gen0["accuracy"]
+    assert metrics["teacher_agreement"] == 1.0  # the shipped student taught the distilled one
+    # the checkpoint is the baseline itself (finish_model checked the ONNX export against it)
+    saved = load_checkpoint(tmp_path / "models/student.pt").state_dict()
+    baseline = seen["baseline"].state_dict()
+    assert saved.keys() == baseline.keys()
+    assert all(torch.equal(saved[k], baseline[k].cpu()) for k in saved)
+    assert metrics["onnx_parity_max_abs_diff"] <= load_params(params_file).export.parity_atol

@@ -167,3 +167,37 @@ def test_no_candidate_passing_ships_the_quantized_model_and_fails_validate(
     assert "fail: min_accuracy" in card
     assert not gates["passed"] and gates["judged"]["variant"] == "pruned_int8"
     assert summary.startswith("gates FAILED on pruned_int8 (objective accuracy): min_accuracy")
+
+
+def test_gates_carry_intervals_and_bound_fails_what_the_estimate_passes(
+    built, tmp_path, monkeypatch
+):
+    # FP32 agrees with itself on every test row: 1.0 clears 0.997, its 95% lower bound does not
+    _latencies(monkeypatch, None)
+    params, root = _project(built, tmp_path / "estimate", "accuracy", min_agreement=0.997)
+    _stage("export").main(params, root)
+    _stage("validate").main(params, root)
+    metrics, _, card, gates = _outputs(root)
+    agreement = {g["name"]: g for g in gates["gates"]}["min_agreement"]
+    n = agreement["samples"]
+    assert gates["passed"] and metrics["variant"] == "pruned_fp32"
+    assert agreement["decided_on"] == "estimate" and agreement["value"] == 1.0
+    assert agreement["interval"][0] < 0.997 < agreement["interval"][1] == 1.0
+    # a split this size cannot tell 0.997 from 1: it says so, and the size that would
+    needed = agreement["undecidable"]["needed_samples"]
+    assert needed > n and f"about {needed:,} test samples would" in card
+    assert f"min_agreement: 1.0000 >= 0.9970 (95% CI {agreement['interval'][0]:.4f}" in card
+    assert f"{n:,} test samples)" in card
+    drop = {g["name"]: g for g in gates["gates"]}["max_accuracy_drop"]
+    assert drop["interval"][0] <= drop["value"] <= drop["interval"][1] and drop["samples"] == n
+
+    params, root = _project(built, tmp_path / "bound", "accuracy", min_agreement=0.997,
+                            decide="bound")  # fmt: skip
+    _stage("export").main(params, root)
+    summary = _stage("validate").main(params, root)
+    metrics, _, card, gates = _outputs(root)
+    assert not any(c["passed"] for c in metrics["candidates"])  # none clears the bound
+    assert not gates["passed"] and metrics["variant"] == "pruned_int8"
+    assert "min_agreement: lower bound 0." in summary and " < 0.9970 (off by " in summary
+    assert "too small to decide it" in summary
+    assert "`gates.decide: bound`" in card

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from slimline import __version__
 from slimline.compression.data import Split
+from slimline.compression.gates import undecidable_notes
 from slimline.compression.objective import FP32, Choice, markdown
 from slimline.core import gitinfo
 from slimline.core.atomic import read_json
@@ -53,7 +54,12 @@ def settings(
             "activation_type",
             "weight_type",
             "excluded_nodes",
+            "target",
+            "reduce_range",
+            "runs_on",
+            "made_on",
         )
+        if k in quantize_report
     } | {k: quantize_report[k] for k in ("bits", "block_sizes") if k in quantize_report}  # 4-bit
     return {
         "params": params.model_dump(mode="json"),
@@ -83,7 +89,18 @@ def _final_phrase(quant: dict, choice: Choice) -> str:
     return (
         f"quantized to INT8 with onnxruntime ({quant['mode']}, "
         f"{quant.get('calibration_method')} calibration on {quant.get('calibration_samples')} "
-        f"samples; nodes kept in FP32: {kept})"
+        f"samples; nodes kept in FP32: {kept}){_target_phrase(quant)}"
+    )
+
+
+def _target_phrase(quant: dict) -> str:
+    """quantize.target and the CPUs it computes exactly on (int8_target)."""
+    if "target" not in quant:  # metrics made before targets
+        return ""
+    made = f", chosen on {quant['made_on']}" if quant.get("made_on") else ""
+    return (
+        f".\nINT8 target `{quant['target']}`: {quant['weight_type']} weights, exact on "
+        f"{quant['runs_on']}{made}"
     )
 
 
@@ -124,6 +141,22 @@ def _distilled_phrase(params: Params, metrics: dict) -> str:
     return f"distilled from {_teacher_phrase(params, metrics)} {how}"
 
 
+def _student_phrase(params: Params, teacher: dict, student: dict) -> str:
+    """How the shipped student learned: distilled, or from labels alone when the distill stage
+    kept its labels-only baseline (better on val, metrics/student.json `shipped`)."""
+    kd = _distilled_phrase(params, teacher)
+    if student.get("shipped") == "labels":
+        return f"trained from labels alone (on val it beat the same student {kd})"
+    return kd
+
+
+def _kept_phrase(student: dict) -> str:
+    """Which of the distill stage's two students the pruned one starts from, and why."""
+    if "shipped" not in student:  # metrics from before the choice: the distilled one
+        return "`distilled`"
+    return f"`{student['shipped']}` ({student['shipped_reason']}; test never chooses)"
+
+
 def _training_phrase(student: dict) -> str:
     """Where and how the student trained (metrics/student.json), as the card says it."""
     where = f"on {student.get('device_name') or student.get('device', 'cpu')}"
@@ -134,6 +167,21 @@ def _training_phrase(student: dict) -> str:
     return f"{where} in {precision}, {augmented}, {kd} KD"
 
 
+def _gate_figures(params: Params, choice: Choice) -> str:
+    """The shipped variant's accuracy gates with their 95% intervals, and the ones its test
+    split is too small to decide."""
+    measured = [g for g in choice.chosen.gates if g.interval is not None]
+    if not measured:
+        return ""
+    how = {"estimate": "the measured value", "bound": "the 95% interval's far end"}
+    lines = [f"- {g.describe()}" for g in measured]
+    notes = [f"- {note}" for note in undecidable_notes(measured)]
+    return (
+        f"\nOn the shipped variant (`gates.decide: {params.gates.decide}`: each decided on "
+        f"{how[params.gates.decide]}):\n\n" + "\n".join(lines + notes) + "\n"
+    )
+
+
 def model_card(params: Params, root: Path, test: Split, size_bytes: int, choice: Choice) -> str:
     p = params.paths
     teacher, student, pruned, quant = (
@@ -142,14 +190,17 @@ def model_card(params: Params, root: Path, test: Split, size_bytes: int, choice:
     )
     data = read_json(root / p.data_report)
     imported = teacher.get("source") == "onnx"
+    labels = student.get("shipped") == "labels"  # the distill stage kept its baseline
     rows = [
         ("teacher (FP32)", "onnx" if imported else params.teacher.arch, teacher["accuracy"],
          teacher["params"],
          teacher["onnx_size_bytes"]),
-        ("student, distilled (FP32)", params.student.arch, student["accuracy"], student["params"],
-         student["onnx_size_bytes"]),
-        ("student from labels only", params.student.arch, student["baseline_accuracy"],
-         student["params"], None),
+        (f"student, distilled (FP32){'' if labels else ', shipped'}", params.student.arch,
+         student.get("distilled_accuracy", student["accuracy"]), student["params"],
+         None if labels else student["onnx_size_bytes"]),
+        (f"student from labels only{', shipped' if labels else ''}", params.student.arch,
+         student["baseline_accuracy"], student["params"],
+         student["onnx_size_bytes"] if labels else None),
         ("pruned student (FP32)", params.student.arch, pruned["accuracy"], pruned["params"],
          pruned["onnx_size_bytes"]),
         (f"final: pruned student {'FP32' if choice.chosen.name == FP32 else _precision(quant)}",
@@ -166,8 +217,8 @@ def model_card(params: Params, root: Path, test: Split, size_bytes: int, choice:
 ## Model
 A {len(test.class_names)}-class {KINDS.get(test.layout, "input")} classifier: a
 `{params.student.arch}` student
-{_distilled_phrase(params, teacher)}, structurally pruned (channel ratio {params.prune.ratio},
-{params.prune.importance} importance, {params.prune.steps} steps) and
+{_student_phrase(params, teacher, student)}, structurally pruned (channel ratio
+{params.prune.ratio}, {params.prune.importance} importance, {params.prune.steps} steps) and
 {_final_phrase(quant, choice)}.
 
 - Input `input`: float32 `(batch, {", ".join(map(str, test.input_shape))})`, layout
@@ -177,6 +228,7 @@ A {len(test.class_names)}-class {KINDS.get(test.layout, "input")} classifier: a
   metadata (`normalization`).
 - Classes: {", ".join(test.class_names)}.
 - Trained {_training_phrase(student)}.
+- Student kept: {_kept_phrase(student)}.
 
 ## Data
 Source: {data["source"]} (sha256 `{data["sha256"][:16]}…`), stratified splits: {splits};
@@ -202,7 +254,7 @@ Promotion needs all of: accuracy >= {g.min_accuracy}, drop against the teacher <
 {g.max_size_bytes:,} bytes, teacher size / final size >= {g.min_compression:g}, batch-1 speed-up
 against the teacher >= {g.min_speedup:g}. The verdict is reports/gates.json and
 reports/benchmark.json.
-
+{_gate_figures(params, choice)}
 ## Intended use
 Classifying inputs drawn from the same distribution as the training data, on CPU, with
 onnxruntime (`slimline predict dist/model.onnx FILE`).

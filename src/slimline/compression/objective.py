@@ -24,8 +24,8 @@ import numpy as np
 
 from slimline.compression.bench import measure_many
 from slimline.compression.data import Split
-from slimline.compression.evaluate import accuracy, agreement
-from slimline.compression.gates import Gate, describe_failures, model_gates
+from slimline.compression.evaluate import predictions
+from slimline.compression.gates import Evidence, Gate, describe_failures, model_gates
 from slimline.compression.onnx_io import add_metadata, run_logits, session
 from slimline.core.params import Benchmark, Gates, Params
 
@@ -45,7 +45,7 @@ def quantized_name(bits: int) -> str:
 class Candidate:
     name: str
     accuracy: float  # test split
-    drop: float  # teacher accuracy - accuracy
+    drop: float  # teacher accuracy - accuracy, both on the test split
     size_bytes: int  # as shipped, metadata included
     gates: tuple[Gate, ...]
     latency_ms: float | None = None  # batch-1 p50; None: not timed
@@ -90,13 +90,14 @@ def choose(
     test: Split,
     params: Params,
     *,
-    teacher_accuracy: float,
+    teacher_out: np.ndarray,  # the teacher's test logits (or top-1 labels)
     teacher_size_bytes: int,
 ) -> tuple[Choice, dict[str, Path]]:
     """Each source model (the quantized one first, then FP32) copied into `folder` with the
-    bundle's metadata, judged on the test split, timed when the objective is latency; the
-    choice and the shipped copies. Metadata changes no output (export checks it on the one
-    it ships), so each is judged on its source's logits."""
+    bundle's metadata, judged on the test split (beside the teacher's outputs on
+    the same rows), timed when the objective is latency; the choice and the shipped copies.
+    Metadata changes no output (export checks it on the one it ships), so each is judged on
+    its source's logits."""
     shipped = {name: folder / f"{name}.onnx" for name in sources}
     logits = {name: run_logits(session(src), test.x) for name, src in sources.items()}
     candidates = []
@@ -104,7 +105,7 @@ def choose(
         add_metadata(src, shipped[name], metadata)
         candidates.append(
             judge(name, logits[name], y=test.y, fp32_logits=logits[FP32],
-                  size_bytes=shipped[name].stat().st_size, teacher_accuracy=teacher_accuracy,
+                  teacher_out=teacher_out, size_bytes=shipped[name].stat().st_size,
                   teacher_size_bytes=teacher_size_bytes, gates=params.gates)
         )  # fmt: skip
     # timed only then: timings differ run to run, and so would dist/ and the metrics
@@ -119,17 +120,15 @@ def judge(
     *,
     y: np.ndarray,
     fp32_logits: np.ndarray,
+    teacher_out: np.ndarray,  # the teacher's test logits (or top-1 labels)
     size_bytes: int,
-    teacher_accuracy: float,
     teacher_size_bytes: int,
     gates: Gates,
 ) -> Candidate:
     """A candidate from its test logits: its figures and every gate it can be judged on."""
-    acc = accuracy(logits, y)
-    judged = model_gates(gates, accuracy=acc, teacher_accuracy=teacher_accuracy,
-                         agreement=agreement(logits, fp32_logits), size_bytes=size_bytes,
-                         teacher_size_bytes=teacher_size_bytes)  # fmt: skip
-    return Candidate(name, acc, teacher_accuracy - acc, size_bytes, tuple(judged))
+    e = Evidence.of(predictions(logits), predictions(teacher_out), predictions(fp32_logits), y)
+    judged = model_gates(gates, e, size_bytes=size_bytes, teacher_size_bytes=teacher_size_bytes)
+    return Candidate(name, e.accuracy, e.drop, size_bytes, tuple(judged))
 
 
 def timed(

@@ -115,6 +115,14 @@ def check_parity(
     return diff
 
 
+def parity_bound(diff: float) -> float:
+    """A parity difference as the metrics record it: rounded up to a power of two. The exact
+    figure depends on onnxruntime's FP32 kernels, which differ in the last bits from one CPU
+    to another (AVX2 / AVX-512 paths); the bound is the same on both unless the two straddle
+    a power of two, so the metrics file, and dvc.lock, reproduce on another machine."""
+    return 0.0 if diff == 0.0 else float(2.0 ** np.ceil(np.log2(diff)))
+
+
 def session(model: str | Path | bytes, threads: int = 1, name: str = "") -> Any:
     """A CPU InferenceSession on a validated model, a file or serialized bytes (`name` then
     says whose, in errors): intra-op `threads`, inter-op 1, sequential."""

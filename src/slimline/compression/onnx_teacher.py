@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from slimline.compression.onnx_io import OnnxError, session
+from slimline.compression.onnx_io import OnnxError, run_logits, session
 
 FLOAT_TYPES = {1: "float32", 11: "float64"}  # onnx TensorProto element types we can feed
 PROBABILITY_TOLERANCE = 1e-3  # rows within this of summing to 1 are probabilities
@@ -106,6 +106,31 @@ class TeacherFeed:
         ]
         raw = np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, 0), np.float32)
         return to_logits(raw) if it.output == "probabilities" else raw
+
+
+def feed_logits(feed: TeacherFeed, sess: Any, x: np.ndarray) -> np.ndarray:
+    """An imported teacher's logits for x (which may be read lazily), x read 8 of the feed's
+    own batches at a time: the session sees the same batches as with x whole."""
+    rows = (feed.interface.fixed_batch or 512) * 8
+    parts = [feed.logits(sess, x[i : i + rows]) for i in range(0, len(x), rows)]
+    return np.concatenate(parts) if parts else feed.logits(sess, x[:0])
+
+
+def teacher_logits(
+    path: Path,
+    metrics: dict[str, Any],
+    x: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    scale: float,
+) -> np.ndarray:
+    """The teacher FP32 ONNX file's logits for prepared x (a split's, with its mean, std and
+    scale): an imported teacher (metrics/teacher.json `source: onnx`) called as it asks, one
+    trained here as every slimline model (`input` -> `logits`)."""
+    if metrics.get("source") != "onnx":
+        return run_logits(session(path), x)
+    feed = TeacherFeed(TeacherInterface.from_dict(metrics["interface"]), mean, std, scale)
+    return feed_logits(feed, session(path), x)
 
 
 def to_logits(probabilities: np.ndarray) -> np.ndarray:

@@ -18,7 +18,9 @@ from slimline.compression.data import (
     read_table,
     table_features,
 )
+from slimline.compression.int8_target import warning
 from slimline.compression.onnx_io import read_metadata, run_logits, session
+from slimline.core.cpu import cpu_info
 from slimline.core.errors import InputError
 
 
@@ -165,6 +167,7 @@ class Predictions:
     names: list[str]  # (N,) its class name
     confidence: np.ndarray  # (N,) its softmax probability
     labels: np.ndarray | None  # (N,) when the file had y
+    warning: str | None = None  # this CPU may compute the model wrongly (int8_target.warning)
 
     @property
     def accuracy(self) -> float | None:
@@ -178,4 +181,5 @@ def predict(model: Path, file: Path) -> Predictions:
     z = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs = z / z.sum(axis=1, keepdims=True)
     top = probs.argmax(axis=1)
-    return Predictions(top, [pre.class_names[i] for i in top], probs[np.arange(len(top)), top], y)
+    names, confidence = [pre.class_names[i] for i in top], probs[np.arange(len(top)), top]
+    return Predictions(top, names, confidence, y, warning(read_metadata(model), cpu_info()))

@@ -48,7 +48,7 @@ def model_outputs(root: Path, params: Params, role: Role) -> Iterator[ModelOutpu
 def finish_model(model: nn.Module, out: ModelOutputs, test: Split, params: Params) -> dict:
     """Save, export, check parity and measure `model`; returns the metrics it wrote."""
     from slimline.compression.models import count_macs, count_params, save_checkpoint
-    from slimline.compression.onnx_io import check_parity, export_onnx
+    from slimline.compression.onnx_io import check_parity, export_onnx, parity_bound
     from slimline.compression.train import loss_and_accuracy
 
     model.eval()
@@ -63,7 +63,7 @@ def finish_model(model: nn.Module, out: ModelOutputs, test: Split, params: Param
         "params": count_params(model),
         "macs": count_macs(model, test.input_shape),
         "onnx_size_bytes": out.onnx.stat().st_size,
-        "onnx_parity_max_abs_diff": diff,
+        "onnx_parity_max_abs_diff": parity_bound(diff),
     }
 
 

@@ -9,8 +9,9 @@ clips) go into that quantizer. Recipe:
 2. clips: best first, the activation upper bounds (observed max x 2^-k, k = 1..10) that keep
    the fake-quantized model closest (KL) to the FP32 one. An outlier channel that swamps
    a tensor's uint8 grid gets clipped instead of crushing every other channel.
-3. fine-tune with fake quantization (KD loss from the teacher, `train.fit`): weights INT8
-   symmetric (per output channel or per tensor, as `quantize.per_channel`), activations uint8
+3. fine-tune with fake quantization (KD loss from the teacher, `train.fit`): weights on the
+   target format's grid (per output channel or per tensor, as `quantize.per_channel`:
+   uint8 asymmetric for portable, int8 symmetric for native), activations uint8
    asymmetric per tensor over the observed ranges (re-observed after each epoch). Both through
    torch's fake_quantize ops, whose gradient is the straight-through estimator (1 inside the
    range, 0 outside).
@@ -47,22 +48,32 @@ LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
 
 class _WeightFakeQuant(nn.Module):
-    """INT8 symmetric weights as onnxruntime makes them: [-127, 127], scale max|w| / 127
-    (quant_utils' symmetric INT8 range; [-128, 127] with max|w| / 127.5 would round the largest
-    weight to 128, clamp it and stop its gradient)."""
+    """Weights on onnxruntime's grid `(qmin, qmax)` (int8_target.Int8Target.weight_grid), with
+    its scale and zero point (quant_utils.compute_scale_zp):
+    - int8, symmetric: [-q, q], scale max|w| / q, zero point 0; q 127 for 8-bit weights
+      ([-128, 127] with max|w| / 127.5 would round the largest weight to 128, clamp it and
+      stop its gradient), 64 for the 7-bit ones of `reduce_range`;
+    - uint8, asymmetric: [0, 255] over [min(w, 0), max(w, 0)], zero point round(-min / scale)."""
 
-    def __init__(self, per_channel: bool):
+    def __init__(self, per_channel: bool, grid: tuple[int, int]):
         super().__init__()
-        self.per_channel = per_channel
+        self.per_channel, self.grid = per_channel, grid
 
     def forward(self, w: Tensor) -> Tensor:
-        if self.per_channel:  # one scale per output channel (dim 0 of Conv and Linear weights)
-            absmax = w.detach().abs().amax(dim=tuple(range(1, w.ndim)))
-            scale = absmax.clamp_min(1e-12) / 127
+        qmin, qmax = self.grid
+        # one range per output channel (dim 0 of Conv and Linear weights), or one in all
+        dims = tuple(range(1, w.ndim)) if self.per_channel else tuple(range(w.ndim))
+        lo = w.detach().amin(dim=dims).clamp_max(0)
+        hi = w.detach().amax(dim=dims).clamp_min(0)
+        if qmin < 0:  # symmetric
+            scale = torch.maximum(-lo, hi).clamp_min(1e-12) / qmax
             zero = torch.zeros_like(scale, dtype=torch.int32)
-            return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
-        one = float(w.detach().abs().max().clamp_min(1e-12)) / 127
-        return torch.fake_quantize_per_tensor_affine(w, one, 0, -127, 127)
+        else:
+            scale = ((hi - lo) / (qmax - qmin)).clamp_min(1e-12)
+            zero = (qmin - lo / scale).round().clamp(qmin, qmax).to(torch.int32)
+        if self.per_channel:
+            return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, qmin, qmax)
+        return torch.fake_quantize_per_tensor_affine(w, float(scale), int(zero), qmin, qmax)
 
 
 class _Site:
@@ -97,14 +108,16 @@ class _Site:
 class FakeQuantModel:
     """Hooks fake quantization onto a model (in place) and takes it off again."""
 
-    def __init__(self, model: nn.Module, per_channel: bool):
+    def __init__(
+        self, model: nn.Module, per_channel: bool, weight_grid: tuple[int, int] = (-127, 127)
+    ):
         self.model, self.sites, self._hooks = model, [], []
         for name, module in model.named_modules():
             if isinstance(module, LAYERS):
                 site = _Site(f"{name}:input", clippable=False)
                 self._hooks.append(module.register_forward_pre_hook(_pre(site)))
                 parametrize.register_parametrization(
-                    module, "weight", _WeightFakeQuant(per_channel)
+                    module, "weight", _WeightFakeQuant(per_channel, weight_grid)
                 )
                 self.sites.append(site)
             elif isinstance(module, nn.ReLU):
@@ -234,6 +247,7 @@ def finetune_qat(
     weight_decay: float,
     seed: int,
     per_channel: bool,
+    weight_grid: tuple[int, int] = (-127, 127),
     opset: int = 20,
     acc: Accelerator = CPU,
     augment: Views | None = None,
@@ -246,7 +260,7 @@ def finetune_qat(
     x = np.asarray(calib_x[:SEARCH_SAMPLES], dtype=np.float32)
     with torch.no_grad():
         reference = model(torch.from_numpy(x))  # (N, K) FP32 logits, before any hook
-    fq = FakeQuantModel(model, per_channel)
+    fq = FakeQuantModel(model, per_channel, weight_grid)
     fq.observe(calib_x)
     _search_clips(fq, x, reference)
     history = fit(
@@ -265,5 +279,6 @@ def finetune_qat(
         "best_epoch": history.best_epoch,
         "fake_quant_val_accuracy": history.best.val_accuracy,
         "per_channel": per_channel,
+        "weight_grid": list(weight_grid),
         "clips": clips,
     }

@@ -2,6 +2,9 @@
 
 static:  quant_pre_process -> calibrate once -> quantize_static (QDQ, U8S8) -> compact
 dynamic: quant_pre_process -> quantize_dynamic (INT8 weights)             -> compact
+INT8 weights are 7-bit or 8-bit by `quantize.target` (int8_target.py: U8S8 saturates on CPUs
+without VNNI unless they are 7-bit); calibration ranges are rounded to a grid
+(calibration.round_ranges) so that CPUs whose FP32 kernels differ in the last bit agree.
 bits 4:  Gemm -> MatMul -> MatMulNBits (block-wise INT4 weights, float activations; int4.py)
 When the quantized val accuracy falls more than `max_accuracy_drop` below FP32, the most damaging
 nodes are kept in FP32 (`nodes_to_exclude`), one more per round, up to `max_excluded_nodes`.
@@ -27,20 +30,18 @@ from typing import Any
 import numpy as np
 
 from slimline.compression import int4, sensitivity
-from slimline.compression.calibration import BATCH, batch_reader
+from slimline.compression.calibration import BATCH, batch_reader, round_ranges
 from slimline.compression.compact import compact_file
 from slimline.compression.evaluate import accuracy, agreement
-from slimline.compression.onnx_io import run_logits, session
+from slimline.compression.int8_target import Int8Target, choose
+from slimline.compression.onnx_io import add_metadata, run_logits, session
 from slimline.core.atomic import atomic_path
+from slimline.core.cpu import cpu_info
 from slimline.core.errors import InputError
 from slimline.core.params import Quantize
 
 log = logging.getLogger(__name__)
 
-# U8S8 on every CPU: on an AVX2-only one S8S8 (QInt8 activations) left most convs unfused
-# (DQ->Conv->Q) and ran 1.6x slower than FP32, while U8S8 fused them all into QLinearConv/
-# QGemm; with AVX-512 VNNI or AMX the two ran alike (STACK.md).
-ACTIVATION_TYPE, WEIGHT_TYPE = "QUInt8", "QInt8"
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 # quantize_static runs entropy with 128 bins and 128 quantized bins: a single candidate
 # threshold, the full range, so "entropy" came out byte-identical to minmax. We calibrate
@@ -50,8 +51,9 @@ SENSITIVITY_SAMPLES = 512
 EPS = 1e-9  # accuracies are fractions k/n: compare with a margin, not exactly
 
 
-# writes fine-tuned FP32 weights as ONNX at the path given; returns what it did (the report's)
-QatFn = Callable[[Path], dict[str, Any]]
+# writes fine-tuned FP32 weights as ONNX at the path given, for the INT8 format given (its
+# weight range); returns what it did (the report's)
+QatFn = Callable[[Path, Int8Target], dict[str, Any]]
 
 
 class QuantizeError(RuntimeError):
@@ -100,6 +102,7 @@ def quantize(
     q: Quantize,
     threads: int = 1,
     qat: QatFn | None = None,
+    cpu: dict | None = None,
 ) -> dict[str, Any]:
     """Quantize fp32_path to out_path (atomically); return the metrics/quantize.json content.
 
@@ -108,7 +111,9 @@ def quantize(
     (the benchmark's reference quantizations) this is PTQ whatever q.qat says.
 
     With q.bits 4 the report keeps the int8_* keys (their readers: export, the registry) for
-    the INT4 model's figures, and adds bits, block_sizes, symmetric and accuracy_level."""
+    the INT4 model's figures, and adds bits, block_sizes, symmetric and accuracy_level.
+
+    `cpu` (core.cpu.cpu_info of this machine by default) decides `quantize.target: native`."""
     if q.bits == 8 and q.mode == "static" and len(calib_x) == 0:
         raise QuantizeError("static quantization needs calibration samples; or set mode: dynamic")
     if qat is not None and q.qat == "always" and (q.bits != 8 or q.mode != "static"):
@@ -119,7 +124,9 @@ def quantize(
     fp32_path = Path(fp32_path)
     fp32 = session(fp32_path, threads)
     fp32_val = accuracy(run_logits(fp32, val_x), val_y)
+    fmt = choose(q.target, cpu_info() if cpu is None else cpu)
     search = {"val_x": val_x, "val_y": val_y, "fp32_val": fp32_val, "q": q, "threads": threads}
+    search["fmt"] = fmt
     decision: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="slimline-quantize-") as tmp:
         chosen = ptq = _attempt(fp32_path, Path(tmp) / "ptq", calib_x, **search)
@@ -141,7 +148,7 @@ def quantize(
             len(best["excluded"]),
         )
     made = (
-        _settings(q, len(calib_x))
+        _settings(q, len(calib_x), fmt)
         if isinstance(builder, _Builder)
         else int4.settings(builder.block_sizes(best["excluded"]), q.max_accuracy_drop)
     )
@@ -165,12 +172,14 @@ def quantize(
     } | decision
 
 
-def _attempt(fp32_path: Path, tmp: Path, calib_x: np.ndarray, **search: Any) -> _Attempt:
+def _attempt(
+    fp32_path: Path, tmp: Path, calib_x: np.ndarray, fmt: Int8Target, **search: Any
+) -> _Attempt:
     """Quantize one FP32 file, with the fallback: its best round."""
     q, val_x = search["q"], search["val_x"]
     tmp.mkdir()
     builder: _Builder | int4.Int4Builder = (
-        _Builder(fp32_path, tmp, q, calib_x, val_x[:BATCH])
+        _Builder(fp32_path, tmp, q, fmt, calib_x, val_x[:BATCH])
         if q.bits == 8
         else int4.Int4Builder(fp32_path, tmp, val_x[:BATCH])
     )
@@ -193,7 +202,7 @@ def _with_qat(
     tmp.mkdir()
     start = time.perf_counter()
     try:
-        done = qat(tmp / "qat_fp32.onnx")
+        done = qat(tmp / "qat_fp32.onnx", search["fmt"])
     except QatUnavailable as e:
         log.warning("QAT not run: %s", e)
         return ptq, {"path": "ptq", "path_reason": f"qat not run: {e}", "ptq": ptq.summary()}
@@ -232,16 +241,14 @@ def _choose(ptq: _Attempt, qat: _Attempt, q: Quantize) -> tuple[str, str]:
     return "ptq", f"neither within {bound:g} ({ptq_says}; {qat_says}); qat is not more accurate"
 
 
-def _settings(q: Quantize, calibration_samples: int) -> dict[str, Any]:
+def _settings(q: Quantize, calibration_samples: int, fmt: Int8Target) -> dict[str, Any]:
     """Every setting that made the file, so the metrics document themselves."""
     static = q.mode == "static"
-    return {
+    return fmt.report() | {
         "mode": q.mode,
         "calibration_method": q.calibration_method if static else "none",
         "calibration_samples": calibration_samples if static else 0,
         "per_channel": q.per_channel,
-        "activation_type": ACTIVATION_TYPE,  # dynamic mode quantizes activations to uint8 too
-        "weight_type": WEIGHT_TYPE,
         "max_accuracy_drop": q.max_accuracy_drop,
     }
 
@@ -272,11 +279,13 @@ def _search(builder, val_x, val_y, fp32_val, q, threads) -> tuple[dict, list[dic
 class _Builder:
     """Owns the temp dir: pre-processed model, calibration ranges, one INT8 file per round."""
 
-    def __init__(self, fp32_path: Path, tmp: Path, q: Quantize, calib_x, check_x) -> None:
+    def __init__(
+        self, fp32_path: Path, tmp: Path, q: Quantize, fmt: Int8Target, calib_x, check_x
+    ) -> None:
         from onnxruntime.quantization import CalibrationMethod
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        self.tmp, self.q, self.calib_x, self.check_x = tmp, q, calib_x, check_x
+        self.tmp, self.q, self.fmt, self.calib_x, self.check_x = tmp, q, fmt, calib_x, check_x
         self.pre, self.raw0 = tmp / "pre.onnx", tmp / "raw0.onnx"
         self.method = getattr(CalibrationMethod, METHODS[q.calibration_method])
         with _step("pre-processing"):
@@ -298,7 +307,7 @@ class _Builder:
                 self.pre, ops, augmented, self.method, extra_options=options
             )
             calibrator.collect_data(batch_reader(self.calib_x))
-            save_tensors_data(calibrator.compute_data(), cache)
+            save_tensors_data(round_ranges(calibrator.compute_data()), cache)
         return cache
 
     def build(self, excluded: list[str], round_: int) -> Path:
@@ -310,17 +319,29 @@ class _Builder:
         )
 
         raw = self.tmp / f"raw{round_}.onnx"
-        common = {"per_channel": self.q.per_channel, "nodes_to_exclude": excluded}
+        common = {
+            "per_channel": self.q.per_channel,
+            "reduce_range": self.fmt.reduce_range,
+            "nodes_to_exclude": excluded,
+        }
         with _step(f"{self.q.mode} quantization"):
             if self.q.mode == "static":
                 quantize_static(
                     str(self.pre), str(raw), batch_reader(self.calib_x), QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=getattr(QuantType, self.fmt.weight_type),
                     calibrate_method=self.method, calibration_cache_path=str(self.cache), **common,
                 )  # fmt: skip
             else:
-                quantize_dynamic(str(self.pre), str(raw), weight_type=QuantType.QInt8, **common)
-        return compact_file(raw, self.tmp / f"int8_{round_}.onnx", self.check_x)
+                quantize_dynamic(
+                    str(self.pre),
+                    str(raw),
+                    weight_type=getattr(QuantType, self.fmt.weight_type),
+                    **common,
+                )
+        small = compact_file(raw, self.tmp / f"int8_{round_}.onnx", self.check_x)
+        add_metadata(small, small, self.fmt.metadata())  # which CPUs compute it exactly
+        return small
 
     def ranking(self, x: np.ndarray) -> list[dict]:
         if self.q.mode == "static":

@@ -34,6 +34,7 @@ from slimline.compression.data import Split
 from slimline.compression.device import CPU, Accelerator
 from slimline.compression.loader import Batches, EpochOrder, Views, steps_per_epoch
 from slimline.core.atomic import write_text
+from slimline.core.kernels import pinnable
 from slimline.core.params import Distill, ModelSpec
 
 # (logits (B, K), labels (B,), sample indices into the train split (B,), the input batch as the
@@ -42,13 +43,19 @@ LossFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr")
 
 
-def seed_everything(seed: int, threads: int) -> None:
-    """Seed every RNG and pin the thread count: both decide the bits of the weights."""
+def seed_everything(seed: int, threads: int, reproducible: bool = False) -> None:
+    """Seed every RNG and pin the thread count: both decide the bits of the weights.
+    reproducible (`params.reproducible`, with the stage shell's `core.kernels` pins): oneDNN
+    and NNPACK off, so convolutions run as im2col + MKL GEMM, the same bits on every AVX2 CPU
+    and thread count."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
+    if reproducible and pinnable():
+        torch.backends.mkldnn.enabled = False
+        torch.backends.nnpack.set_flags(False)
 
 
 @dataclass(frozen=True)

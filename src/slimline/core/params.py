@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from slimline.core.atomic import atomic_path
 from slimline.core.errors import InputError
@@ -233,6 +233,10 @@ class Quantize(_Section):
     # quantization-aware fine-tuning (static INT8): auto when PTQ with its fallback stays out
     # of max_accuracy_drop; always: both, keep the one within bound and smaller; never: PTQ
     qat: Literal["auto", "never", "always"] = "auto"
+    # the CPUs the INT8 model computes exactly on (compression.int8_target): portable, every
+    # x86-64 CPU (7-bit weights); native, this machine's best (8-bit weights when it has VNNI
+    # or AMX, which the model then needs wherever it runs)
+    target: Literal["portable", "native"] = "portable"
 
     @model_validator(mode="after")
     def _rules(self) -> Quantize:
@@ -263,6 +267,9 @@ class Gates(_Section):
     min_compression: Annotated[float, Field(ge=1)] = 50.0
     # batch-1 latency of the teacher / of the final model (from the benchmark)
     min_speedup: Annotated[float, Field(gt=0)] = 5.0
+    # what the accuracy gates (min_accuracy, max_accuracy_drop, min_agreement) are decided on:
+    # the measured value, or the 95% interval's far end (the whole interval must clear)
+    decide: Literal["estimate", "bound"] = "estimate"
 
 
 class Benchmark(_Section):
@@ -281,9 +288,14 @@ class Tracking(_Section):
 
 class Params(_Section):
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
-    # torch intra-op threads: the thread count changes float reduction order, so it is part
-    # of what makes a run bit-reproducible.
+    # torch intra-op threads: with oneDNN (reproducible: false) the thread count changes float
+    # reduction order, so it is part of what makes a run bit-reproducible.
     threads: Annotated[int, Field(ge=1, le=256)] = 1
+    # pin torch's CPU kernels to their AVX2 level and train convolutions through MKL's
+    # reproducible GEMM instead of oneDNN (core.kernels), so that any x86-64 CPU with AVX2
+    # gives the same weights, whatever its instruction sets and `threads`. false: the
+    # fastest kernels for this CPU, with weights that differ from one CPU to another.
+    reproducible: StrictBool = True
     # processes that read training batches (torch DataLoader workers) while the model trains;
     # 0 reads them in the training process. For lazily read data bigger than memory and for
     # GPU training; the weights do not depend on it, so no stage tracks it. Strict: `true` is

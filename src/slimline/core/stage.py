@@ -13,6 +13,7 @@ from pathlib import Path
 from slimline.core.atomic import DiskFullError
 from slimline.core.env import quiet_telemetry
 from slimline.core.errors import InputError, ResourceError
+from slimline.core.kernels import pin_cpu_kernels
 from slimline.core.params import Params, load_params
 
 log = logging.getLogger("slimline")
@@ -30,6 +31,7 @@ def run_stage(name: str, body: Callable[[Params, Path], str]) -> None:
     log.setLevel(logging.INFO)
     try:
         params = load_params(args.params)
+        pin_cpu_kernels(params.reproducible)  # before torch's first kernel: the body's
         summary = body(params, args.params.resolve().parent)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)

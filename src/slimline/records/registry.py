@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from slimline.compression.gates import describe
 from slimline.core.env import VERBOSE_ENV
 from slimline.core.params import Params
 from slimline.records.aliases import (
@@ -40,9 +41,41 @@ class GateResult:
     value: float | None
     threshold: float | None
     passed: bool
+    kind: str | None = None  # min | max
+    interval: tuple[float, float] | None = None  # 95%, the accuracy gates
+    samples: int | None = None  # test samples behind value and interval
+    decided_on: str | None = None  # estimate | bound (gates.decide)
+    undecidable: str | None = None  # why the test split is too small to decide it, if it is
 
     def describe(self) -> str:
-        return f"{self.name} (value={self.value}, threshold={self.threshold})"
+        """As people read it: `max_accuracy_drop: 0.0167 > 0.0100 (off by 0.0067; 95% CI
+        0.0044 to 0.0290, 300 test samples)`."""
+        return describe(self.name, self.value, self.threshold, self.kind, self.passed,
+                        interval=self.interval, samples=self.samples,
+                        decided_on=self.decided_on)  # fmt: skip
+
+    def tag(self) -> str:
+        """The run tag `slimline.gate.<name>`: `passed 0.9667 >= 0.9500 (95% CI ...)`."""
+        said = self.describe().removeprefix(f"{self.name}: ")
+        note = f"; {self.undecidable}" if self.undecidable else ""
+        return f"{PASSED if self.passed else 'failed'} {said}{note}"
+
+    @classmethod
+    def from_report(cls, g: dict) -> GateResult:
+        """One gate of reports/gates.json or the benchmark's speed-up gate (`Gate.as_dict`)."""
+        interval = g.get("interval")
+        pair = (
+            (float(interval[0]), float(interval[1]))
+            if isinstance(interval, list) and len(interval) == 2
+            else None
+        )
+        undecidable = g.get("undecidable")
+        return cls(
+            g.get("name", "?"), g.get("value"), g.get("threshold"), g.get("passed") is True,
+            kind=g.get("kind"), interval=pair,
+            samples=g.get("samples"), decided_on=g.get("decided_on"),
+            undecidable=undecidable.get("note") if isinstance(undecidable, dict) else None,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,9 +116,7 @@ def read_gates(root: Path, params: Params) -> list[GateResult]:
         found = found if isinstance(found, list) else [found]
         if not found:  # an empty gate list proves nothing either
             gates.append(GateResult(f"{rel}:{key}", None, None, False))
-        for g in found:
-            passed = g.get("passed") is True
-            gates.append(GateResult(g.get("name", "?"), g.get("value"), g.get("threshold"), passed))
+        gates += [GateResult.from_report(g) for g in found]
     return gates
 
 
@@ -235,11 +266,7 @@ def _record(client, run_id: str, verdict: Verdict, outcome: str) -> None:
     tags = {
         "slimline.verdict": PASSED if verdict.passed else "failed",
         "slimline.promotion": outcome,
-        **{
-            f"slimline.gate.{g.name}": f"{PASSED if g.passed else 'failed'} value={g.value} "
-            f"threshold={g.threshold}"
-            for g in verdict.gates
-        },
+        **{f"slimline.gate.{g.name}": g.tag() for g in verdict.gates},
     }
     if verdict.failing:
         tags["slimline.gates.failing"] = "; ".join(g.describe() for g in verdict.failing)

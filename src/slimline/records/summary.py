@@ -37,7 +37,9 @@ def stage_line(stages: list[dict]) -> str:
 
 
 def markdown(root: Path, params: Params, stages: list[dict], verdict: dict, run: dict) -> str:
-    """The Prefect artifact: verdict, gates (value, threshold, verdict), benchmark table."""
+    """The Prefect artifact: verdict, gates (value with its 95% interval, threshold, what it
+    was decided on, verdict; the ones the test split is too small to decide), benchmark."""
+    from slimline.compression.gates import shown, spec
     from slimline.records.registry import read_gates
 
     lines = [
@@ -50,11 +52,20 @@ def markdown(root: Path, params: Params, stages: list[dict], verdict: dict, run:
         "",
         "## Gates",
         "",
-        "| gate | value | threshold | passed |",
-        "| --- | --- | --- | --- |",
+        "| gate | value | threshold | decided on | passed |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    for g in read_gates(root, params):
-        lines.append(f"| {g.name} | {_num(g.value)} | {_num(g.threshold)} | {_yes(g.passed)} |")
+    gates = read_gates(root, params)
+    for g in gates:
+        if g.interval is not None and g.value is not None and g.threshold is not None:
+            form = spec(g.value, g.threshold, *g.interval)  # one format for the row
+            value, threshold = shown(g.value, g.interval, g.samples), f"{g.threshold:{form}}"
+        else:
+            value, threshold = _num(g.value), _num(g.threshold)
+        lines.append(f"| {g.name} | {value} | {threshold} | {g.decided_on or 'value'} | "
+                     f"{_yes(g.passed)} |")  # fmt: skip
+    lines += [f"\n**Test split too small:** {g.name}: {g.undecidable}" for g in gates
+              if g.undecidable]  # fmt: skip
     lines += ["", "## Benchmark", ""]
     table = root / params.paths.benchmark_table
     if table.exists():  # its own "# Benchmark (...)" title becomes the section's first line
@@ -90,12 +101,21 @@ def print_summary(root: Path, params: Params, outcome: dict) -> None:
     run = outcome.get("run", {})
     console.print(f"MLflow run: {run.get('run_name')} ({run.get('run_id')})")
     console.print(f"registry: {outcome['verdict']['summary']}", markup=False)
+    for note in undecidable(root, params):
+        console.print(f"test split too small: {note}", markup=False)
     paths = params.paths
     console.print(
         f"look: {paths.dist}/model_card.md, {paths.gates_report}, {paths.benchmark_table}, "
         "slimline ui",
         markup=False,
     )
+
+
+def undecidable(root: Path, params: Params) -> list[str]:
+    """`gate: why the test split is too small to decide it, and the size that would`."""
+    from slimline.records.registry import read_gates
+
+    return [f"{g.name}: {g.undecidable}" for g in read_gates(root, params) if g.undecidable]
 
 
 def _num(value: Any) -> str:

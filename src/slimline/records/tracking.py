@@ -19,6 +19,7 @@ from typing import Any
 
 from slimline import __version__
 from slimline.core import gitinfo
+from slimline.core.cpu import cpu_info, describe
 from slimline.core.http import Unhealthy, wait_healthy
 from slimline.core.params import Params, to_flat_dict
 from slimline.records.stage_outputs import data_sha256, dvc_lock_hashes, read_stage, stage_files
@@ -242,6 +243,9 @@ def lineage_tags(root: Path, params: Params, stages: list[dict], commit: str) ->
         "slimline.git_dirty": str(gitinfo.is_dirty(root)).lower(),
         "slimline.version": __version__,
         "slimline.params_sha256": params.digest(),
+        # the CPU that ran (and timed, and scored) the stages, and the INT8 format's target
+        "slimline.cpu": describe(cpu_info()),
+        "slimline.int8_target": params.quantize.target,
         "slimline.data_sha256": data_sha256(root, params),
         "slimline.cached_stages": ",".join(s["name"] for s in stages if s["status"] == "cached"),
         "slimline.ran_stages": ",".join(s["name"] for s in stages if s["status"] == "ran"),

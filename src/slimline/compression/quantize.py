@@ -125,13 +125,13 @@ def quantize(
     fp32 = session(fp32_path, threads)
     fp32_val = accuracy(run_logits(fp32, val_x), val_y)
     fmt = choose(q.target, cpu_info() if cpu is None else cpu)
-    search = {"val_x": val_x, "val_y": val_y, "fp32_val": fp32_val, "q": q, "threads": threads}
-    search["fmt"] = fmt
+    search: dict[str, Any] = {"val_x": val_x, "val_y": val_y, "fp32_val": fp32_val, "q": q,
+                              "threads": threads}  # fmt: skip
     decision: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="slimline-quantize-") as tmp:
-        chosen = ptq = _attempt(fp32_path, Path(tmp) / "ptq", calib_x, **search)
+        chosen = ptq = _attempt(fp32_path, Path(tmp) / "ptq", calib_x, fmt, **search)
         if qat is not None and _wants_qat(q, ptq):
-            chosen, decision = _with_qat(ptq, qat, Path(tmp) / "qat", calib_x, search)
+            chosen, decision = _with_qat(ptq, qat, Path(tmp) / "qat", calib_x, fmt, search)
         best, rounds, ranking, builder = chosen.best, chosen.rounds, chosen.ranking, chosen.builder
         with atomic_path(out_path) as out:
             shutil.copyfile(best["path"], out)
@@ -195,14 +195,19 @@ def _wants_qat(q: Quantize, ptq: _Attempt) -> bool:
 
 
 def _with_qat(
-    ptq: _Attempt, qat: QatFn, tmp: Path, calib_x: np.ndarray, search: dict[str, Any]
+    ptq: _Attempt,
+    qat: QatFn,
+    tmp: Path,
+    calib_x: np.ndarray,
+    fmt: Int8Target,
+    search: dict[str, Any],
 ) -> tuple[_Attempt, dict[str, Any]]:
     """Fine-tune, quantize the new weights the same way, pick; the report's decision keys.
     The drop stays measured against the pruned FP32 model this stage was given."""
     tmp.mkdir()
     start = time.perf_counter()
     try:
-        done = qat(tmp / "qat_fp32.onnx", search["fmt"])
+        done = qat(tmp / "qat_fp32.onnx", fmt)
     except QatUnavailable as e:
         log.warning("QAT not run: %s", e)
         return ptq, {"path": "ptq", "path_reason": f"qat not run: {e}", "ptq": ptq.summary()}
@@ -210,7 +215,7 @@ def _with_qat(
     fp32_qat = accuracy(
         run_logits(session(tmp / "qat_fp32.onnx"), search["val_x"]), search["val_y"]
     )
-    fine = _attempt(tmp / "qat_fp32.onnx", tmp / "int8", calib_x, **search)
+    fine = _attempt(tmp / "qat_fp32.onnx", tmp / "int8", calib_x, fmt, **search)
     path, why = _choose(ptq, fine, search["q"])
     log.info("quantize path %s: %s", path, why)
     return (fine if path == "qat" else ptq), {

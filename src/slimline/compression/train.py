@@ -54,7 +54,7 @@ def seed_everything(seed: int, threads: int, reproducible: bool = False) -> None
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
     if reproducible and pinnable():
-        torch.backends.mkldnn.enabled = False
+        torch.backends.mkldnn.set_flags(False)
         torch.backends.nnpack.set_flags(False)
 
 

@@ -213,7 +213,7 @@ class Distill(_Section):
 
 
 class Prune(_Section):
-    ratio: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    ratio: Annotated[float, Field(ge=0, lt=1)] = 0.4
     steps: Annotated[int, Field(ge=1, le=20)] = 2
     importance: Literal["magnitude", "taylor"] = "magnitude"
     round_to: Annotated[int, Field(ge=1, le=64)] = 4

@@ -1,12 +1,14 @@
 # make run: the whole pipeline on params.yaml; make test: the test suite (make test-fast: no
-# pipeline runs, no training).
-# Both create .venv on first use and reinstall only when pyproject.toml changed.
+# pipeline runs, no training; make test-stack / test-ui: the team stack, the browser tests).
+# Both create .venv on first use and reinstall only when pyproject.toml changed: `run` installs
+# slimline alone, the test and lint targets add the dev extras (pytest, the stack's servers, ...).
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
 # Telemetry off for every tool the targets start (../shared/STACK.md lists each switch).
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -18,26 +20,34 @@ export ORT_DISABLE_TELEMETRY := 1
 # DVC stages run `python`: the venv's
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test test-fast lint format clean distclean
+.PHONY: run test test-fast test-stack test-ui lint format clean distclean
 
 run: $(STAMP)
 	$(BIN)/slimline run
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest
 
-# everything but the real pipeline runs and training (`slow`): about 2 minutes on 2 cores
-test-fast: $(STAMP)
+# everything but the real pipeline runs and training (`slow`): about 3 minutes on 2 cores
+test-fast: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
+# the team stack run natively (PostgreSQL, S3, MLflow, Prefect, Dask): about 7 minutes
+test-stack: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m stack
+
+# the MLflow and Prefect UIs in a real headless Chromium
+test-ui: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m ui
+
 # style, types (src/), and the import contract between the layers of src/slimline
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src stages flows tests bench
 	$(BIN)/ruff format --check src stages flows tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix src stages flows tests bench
 	$(BIN)/ruff format src stages flows tests bench
 
@@ -46,10 +56,16 @@ $(BIN)/python:
 
 # Plain pip: this machine's pip config takes the CPU torch build from local disk. pip's
 # warnings about this machine's absent extra index folders are filtered out.
+PIP_INSTALL := $(BIN)/python -m pip install -q --disable-pip-version-check
+PIP_QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
-		| { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	$(PIP_INSTALL) -e . 2>&1 | $(PIP_QUIET)
 	touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	$(PIP_INSTALL) -e '.[dev]' 2>&1 | $(PIP_QUIET)
+	touch $(DEV_STAMP)
 
 # Pipeline outputs (DVC can restore them: `dvc checkout`) and caches. Keeps .venv and the
 # MLflow store (mlflow.db, mlartifacts/), which hold the registry's history.

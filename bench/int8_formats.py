@@ -8,9 +8,10 @@ Run by hand from the repo root (not by CI), after `dvc repro quantize`:
 
 Formats, all static QDQ per-channel with the quantize stage's calibration (same stratified
 train sample, MinMax, ranges on slimline's grid):
-- U8S8 8-bit: uint8 activations, int8 weights (onnxruntime's default; exact only with VNNI/AMX)
-- U8S8 7-bit: the same with `reduce_range` (what `portable` ships)
-- U8U8: uint8 weights too
+- U8S8 8-bit: uint8 activations, int8 weights (onnxruntime's default; exact only with
+  VNNI/AMX; what `native` ships on such a CPU)
+- U8S8 7-bit: the same with `reduce_range` (what `native` ships on a CPU without VNNI)
+- U8U8: uint8 weights too (what `portable` ships)
 - S8S8: int8 activations
 Each is scored on the test split here and, unless --no-qemu, again in a child process under
 `qemu-x86_64 -cpu Haswell` (AVX2, no AVX-512 / VNNI): the U8S8 saturation shows as a
@@ -45,9 +46,9 @@ from slimline.core.params import load_params  # noqa: E402
 
 # name: (activation type, weight type, reduce_range)
 FORMATS = {
-    "U8S8 8-bit": ("QUInt8", "QInt8", False),
-    "U8S8 7-bit (portable)": ("QUInt8", "QInt8", True),
-    "U8U8": ("QUInt8", "QUInt8", False),
+    "U8S8 8-bit (native, VNNI/AMX)": ("QUInt8", "QInt8", False),
+    "U8S8 7-bit (native, no VNNI)": ("QUInt8", "QInt8", True),
+    "U8U8 (portable)": ("QUInt8", "QUInt8", False),
     "S8S8": ("QInt8", "QInt8", False),
 }
 OUT = ROOT / "bench" / "results"

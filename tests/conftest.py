@@ -109,8 +109,12 @@ def restore_torch_state():
     import torch
 
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    # torch.backends.nnpack has a setter only: its getter is torch._C's
+    mkldnn, nnpack = torch.backends.mkldnn.enabled, torch._C._get_nnpack_enabled()
     yield
     torch.set_num_threads(threads)
+    torch.backends.mkldnn.set_flags(mkldnn)  # reproducible: true turns both off
+    torch.backends.nnpack.set_flags(nnpack)
     if torch.are_deterministic_algorithms_enabled() != deterministic:  # 1+ s the first time
         torch.use_deterministic_algorithms(deterministic)
 

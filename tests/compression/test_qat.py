@@ -261,3 +261,33 @@ def test_qat_runs_on_a_resnet_and_exports_a_model_ort_runs(case, tmp_path):
     assert all(c["clip"] < c["observed_max"] for c in done["clips"])
     assert run_logits(session(out), s["val"].x[:3]).shape == (3, 10)
     assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in model.modules())
+
+
+@pytest.mark.parametrize("target", ["portable", "native"])
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("vnni", [True, False])
+def test_fake_quant_weights_are_the_ones_onnxruntime_ships(target, per_channel, vnni):
+    # QAT is worth only what onnxruntime keeps of it: the fake-quantized weights must be
+    # onnxruntime's own round trip of the same weights, in each target's format (per-channel
+    # weights are symmetric whatever their type; per-tensor uint8 ones asymmetric)
+    from onnx import TensorProto
+    from onnxruntime.quantization.quant_utils import compute_data_quant_params, quantize_nparray
+
+    from slimline.compression.int8_target import choose
+    from slimline.compression.qat import _WeightFakeQuant
+
+    cpu = {"model": "test", "instruction_sets": {"AVX2": True, "AVX-512 VNNI": vnni}}
+    fmt = choose(target, cpu)
+    qtype = TensorProto.UINT8 if fmt.weight_type == "QUInt8" else TensorProto.INT8
+    w = torch.randn(6, 3, 3, 3, generator=torch.Generator().manual_seed(1)) * 0.3 + 0.05
+    fake = _WeightFakeQuant(per_channel, fmt.weight_grid)(w).numpy()
+
+    def ort(data: np.ndarray) -> np.ndarray:
+        symmetric = per_channel or qtype == TensorProto.INT8
+        zero, scale = compute_data_quant_params(data, qtype, symmetric, fmt.reduce_range)
+        q = quantize_nparray(qtype, data, scale, zero).astype(np.float32)
+        return (q - np.float32(zero)) * np.float32(scale)
+
+    x = w.numpy()
+    expected = np.stack([ort(c) for c in x]) if per_channel else ort(x)
+    np.testing.assert_allclose(fake, expected, rtol=0, atol=1e-6)

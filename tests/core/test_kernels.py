@@ -36,9 +36,11 @@ def test_no_stage_module_runs_a_torch_kernel_on_import():
 def test_pins_are_set_only_when_reproducible_and_never_over_the_users(monkeypatch):
     if not kernels.pinnable():
         pytest.skip("not an x86-64 CPU with AVX2")
-    for key in kernels.PINS:
-        monkeypatch.delenv(key, raising=False)
-    assert kernels.pin_cpu_kernels(False) == {}
+    for key in kernels.PINS:  # setenv first: monkeypatch then restores what pinning sets
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+    kernels.pin_cpu_kernels(False)
     assert all(k not in os.environ for k in kernels.PINS)
     monkeypatch.setenv("MKL_CBWR", "AUTO")  # the user's own setting wins
-    assert kernels.pin_cpu_kernels(True) == kernels.PINS | {"MKL_CBWR": "AUTO"}
+    kernels.pin_cpu_kernels(True)
+    assert {k: os.environ[k] for k in kernels.PINS} == kernels.PINS | {"MKL_CBWR": "AUTO"}

@@ -59,7 +59,8 @@ def batch_reader(x: np.ndarray, name: str = "input") -> Any:
     return Batches()
 
 
-# steps per power of two of a range's magnitude: 1/128 of it, at most 0.8 % wider than measured
+# steps per power of two of a range's magnitude: each end moves outward by less than 1/128 of
+# that power of two (a range grows by at most ~3 % of its magnitude)
 GRID_STEPS = 128
 
 

@@ -8,14 +8,13 @@ instruction set of the CPU that *runs* the model decides, not the one that built
 
 - portable (the default): uint8 weights too (U8U8). MLAS widens both to 16 bits and sums the
   products in int32 on every CPU, so every x86-64 CPU computes the same, exact integers, at
-  full 8-bit precision. Measured on the default pruned model (docs/performance.md, "INT8 on
-  every CPU"): the FP32 model's predictions on every test sample, natively and under an
-  emulated Haswell, where 8-bit U8S8 lost 2 samples and 7-bit U8S8 one.
-- native: the fastest exact format for the CPU the quantize stage runs on. With VNNI or AMX
+  full 8-bit precision. On an AVX2-only EPYC it kept its FP32 source's prediction on every
+  test sample, natively and under an emulated Haswell, where 8-bit U8S8 changed 2 to 8 of 360
+  (docs/performance.md, "Which INT8 format is exact everywhere").
+- native: the best format for the CPU the quantize stage runs on. With VNNI or AMX
   that is U8S8 with 8-bit weights, whose model then needs one of those sets wherever it runs.
   Without them it is U8S8 with 7-bit weights (onnxruntime's `reduce_range`: 255 x 64 x 2 =
-  32,640 fits in an int16), 8 % faster at batch 1 than U8U8 on an AVX2 EPYC and exact on any
-  CPU, but one bit coarser.
+  32,640 fits in an int16), exact on any CPU but one bit coarser.
 """
 
 from __future__ import annotations
@@ -40,8 +39,8 @@ class Int8Target:
 
     @property
     def weight_grid(self) -> tuple[int, int]:
-        """onnxruntime's integer range for the weights (QAT mirrors it): uint8 asymmetric
-        [0, 255]; int8 symmetric [-127, 127], or [-64, 64] with reduce_range."""
+        """onnxruntime's integer range for the weights (QAT mirrors it): uint8 [0, 255];
+        int8 symmetric [-127, 127], or [-64, 64] with reduce_range."""
         if self.weight_type == "QUInt8":
             return 0, 255
         return (-64, 64) if self.reduce_range else (-127, 127)

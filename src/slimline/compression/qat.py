@@ -11,7 +11,7 @@ clips) go into that quantizer. Recipe:
    a tensor's uint8 grid gets clipped instead of crushing every other channel.
 3. fine-tune with fake quantization (KD loss from the teacher, `train.fit`): weights on the
    target format's grid (per output channel or per tensor, as `quantize.per_channel`:
-   uint8 asymmetric for portable, int8 symmetric for native), activations uint8
+   uint8 for portable, int8 for native, as onnxruntime makes them), activations uint8
    asymmetric per tensor over the observed ranges (re-observed after each epoch). Both through
    torch's fake_quantize ops, whose gradient is the straight-through estimator (1 inside the
    range, 0 outside).
@@ -50,10 +50,13 @@ LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear)
 class _WeightFakeQuant(nn.Module):
     """Weights on onnxruntime's grid `(qmin, qmax)` (int8_target.Int8Target.weight_grid), with
     its scale and zero point (quant_utils.compute_scale_zp):
-    - int8, symmetric: [-q, q], scale max|w| / q, zero point 0; q 127 for 8-bit weights
-      ([-128, 127] with max|w| / 127.5 would round the largest weight to 128, clamp it and
-      stop its gradient), 64 for the 7-bit ones of `reduce_range`;
-    - uint8, asymmetric: [0, 255] over [min(w, 0), max(w, 0)], zero point round(-min / scale)."""
+    - symmetric, as onnxruntime's QDQ quantizer makes every int8 weight and every per-channel
+      one: scale 2 max|w| / (qmax - qmin), zero point the grid's middle. int8 [-127, 127] is
+      max|w| / 127 and 0 ([-128, 127] with max|w| / 127.5 would round the largest weight to
+      128, clamp it and stop its gradient); [-64, 64] is `reduce_range`'s 7 bits; uint8
+      per channel is 2 max|w| / 255 around 128;
+    - asymmetric, uint8 per tensor: [0, 255] over [min(w, 0), max(w, 0)], zero point
+      round(-min / scale)."""
 
     def __init__(self, per_channel: bool, grid: tuple[int, int]):
         super().__init__()
@@ -65,9 +68,10 @@ class _WeightFakeQuant(nn.Module):
         dims = tuple(range(1, w.ndim)) if self.per_channel else tuple(range(w.ndim))
         lo = w.detach().amin(dim=dims).clamp_max(0)
         hi = w.detach().amax(dim=dims).clamp_min(0)
-        if qmin < 0:  # symmetric
-            scale = torch.maximum(-lo, hi).clamp_min(1e-12) / qmax
-            zero = torch.zeros_like(scale, dtype=torch.int32)
+        if qmin < 0 or self.per_channel:  # symmetric
+            scale = 2 * torch.maximum(-lo, hi).clamp_min(1e-12) / (qmax - qmin)
+            middle = round((qmin + qmax) / 2 + 1e-9)  # numpy's round(127.5) is 128, as here
+            zero = torch.full_like(scale, middle, dtype=torch.int32)
         else:
             scale = ((hi - lo) / (qmax - qmin)).clamp_min(1e-12)
             zero = (qmin - lo / scale).round().clamp(qmin, qmax).to(torch.int32)

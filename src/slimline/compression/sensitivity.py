@@ -85,7 +85,10 @@ def activation_ranking(fp32_path: Path, qdq_path: Path, x: np.ndarray, tmp: Path
 
 
 def weight_ranking(fp32_path: Path) -> list[dict]:
-    """Weighted nodes (Conv, Gemm, MatMul), worst INT8 weight round trip first."""
+    """Weighted nodes (Conv, Gemm, MatMul), worst INT8 weight round trip first. The round trip
+    is symmetric int8 per tensor whatever quantize.target's format: it only orders the
+    dynamic fallback's candidates, and a weight hard to round on one 8-bit grid is hard on
+    the others."""
     import onnx
     from onnx import numpy_helper
 

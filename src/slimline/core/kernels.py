@@ -17,7 +17,8 @@ supports has:
   which CBWR pins, and the weights came out identical at 1 and 2 threads.
 
 What it costs: a digits ResNet teacher epoch took 2.2 s with oneDNN and 4.4-7.8 s without
-(one thread, AVX2 EPYC, a busy machine); README "Reproducible results" has the pipeline's figure.
+(one thread, AVX2 EPYC, a busy machine); README "The same verdict on every CPU" has the
+pipeline's figure.
 
 The variables are read when torch runs its first kernel, not when it is imported, so the stage
 shell sets them after its imports and before any work (`tests/core/test_kernels.py` proves
@@ -46,10 +47,8 @@ def pinnable() -> bool:
     )
 
 
-def pin_cpu_kernels(reproducible: bool) -> dict[str, str]:
-    """Set the pins (reproducible and pinnable) before torch's first kernel; return what the
-    process runs with, for the stage's metrics."""
+def pin_cpu_kernels(reproducible: bool) -> None:
+    """Set the pins (reproducible and pinnable) before torch's first kernel."""
     if reproducible and pinnable():
         for key, value in PINS.items():
             os.environ.setdefault(key, value)
-    return {key: os.environ[key] for key in PINS if key in os.environ}

@@ -234,8 +234,8 @@ class Quantize(_Section):
     # of max_accuracy_drop; always: both, keep the one within bound and smaller; never: PTQ
     qat: Literal["auto", "never", "always"] = "auto"
     # the CPUs the INT8 model computes exactly on (compression.int8_target): portable, every
-    # x86-64 CPU (7-bit weights); native, this machine's best (8-bit weights when it has VNNI
-    # or AMX, which the model then needs wherever it runs)
+    # x86-64 CPU (U8U8: uint8 weights); native, this machine's best format (U8S8 with
+    # 8-bit weights when it has VNNI or AMX, which the model then needs wherever it runs)
     target: Literal["portable", "native"] = "portable"
 
     @model_validator(mode="after")

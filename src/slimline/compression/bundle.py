@@ -34,7 +34,7 @@ def model_metadata(params: Params, root: Path, test: Split) -> dict[str, str]:
             {"mean": test.mean.tolist(), "std": test.std.tolist(), "scale": test.scale}
         ),
         "params_sha256": params.digest(),
-        "git_commit": gitinfo.commit(root),
+        "git_commit": gitinfo.code_commit(root),  # not HEAD: see code_commit
         "slimline_version": __version__,
     } | table
 

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from published import publish, python, table_head
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -51,7 +50,6 @@ FORMATS = {
     "U8U8 (portable)": ("QUInt8", "QUInt8", False),
     "S8S8": ("QInt8", "QInt8", False),
 }
-OUT = ROOT / "bench" / "results"
 
 
 def build(pre: Path, out: Path, calib_x: np.ndarray, fmt: tuple[str, str, bool], tmp: Path):
@@ -117,13 +115,8 @@ def main() -> None:
         if not args.no_qemu and shutil.which("qemu-x86_64"):
             np.savez(tmp / "test.npz", x=test.x)
             (tmp / "models.json").write_text(json.dumps({k: str(v) for k, v in paths.items()}))
-            env = os.environ | {"OMP_NUM_THREADS": "1"}
-            done = subprocess.run(
-                ["qemu-x86_64", "-cpu", "Haswell", sys.executable, __file__, "--score",
-                 str(tmp / "models.json"), str(tmp / "test.npz")],
-                capture_output=True, text=True, check=True, env=env,
-            )  # fmt: skip
-            emulated = json.loads(done.stdout.strip().splitlines()[-1])
+            child = [__file__, "--score", str(tmp / "models.json"), str(tmp / "test.npz")]
+            emulated = json.loads(python(child, haswell=True).strip().splitlines()[-1])
     rows = []
     for name in paths:
         pred = logits[name].argmax(1)
@@ -139,24 +132,17 @@ def main() -> None:
             row["haswell_accuracy"] = float(np.mean(haswell == test.y))
             row["haswell_same_predictions"] = bool(np.array_equal(haswell, pred))
         rows.append(row)
-    cpu = describe(cpu_info())
-    head = "| format | accuracy | agreement with FP32 | b1 p50 ms | b64 img/s |" + (
-        " Haswell accuracy | same predictions |" if emulated else ""
-    )
+    columns = ["format", "accuracy", "agreement with FP32", "b1 p50 ms", "b64 img/s"]
+    columns += ["Haswell accuracy", "same predictions"] if emulated else []
     lines = [f"# INT8 formats on the pruned model ({len(test.y)} test samples)", "",
-             f"CPU: {cpu}. 1 thread.", "", head,
-             "|" + " --- |" * (head.count("|") - 1)]  # fmt: skip
+             f"CPU: {describe(cpu_info())}. 1 thread.", "", *table_head(columns)]  # fmt: skip
     for r in rows:
         line = (f"| {r['format']} | {r['accuracy']:.4f} | {r['agreement_fp32']:.4f} | "
                 f"{r['latency_ms_b1_p50']:.4f} | {r['throughput_b64']:,.0f} |")  # fmt: skip
         if emulated:
             line += f" {r['haswell_accuracy']:.4f} | {r['haswell_same_predictions']} |"
         lines.append(line)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "int8_formats.md").write_text(text)
-    (OUT / "int8_formats.json").write_text(json.dumps({"cpu": cpu_info(), "rows": rows}, indent=2))
+    publish("int8_formats", lines, {"cpu": cpu_info(), "rows": rows})
 
 
 if __name__ == "__main__":

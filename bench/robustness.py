@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -29,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 from pipeline import copy_project, timed
+from published import publish, python, table_head
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from slimline.core.cpu import cpu_info, describe  # noqa: E402
 
-OUT = ROOT / "bench" / "results"
 # the final model's top-1 predictions on the test split, in a process that may run under qemu
 PREDICT = """
 import sys
@@ -47,10 +46,7 @@ print(" ".join(map(str, run_logits(session(sys.argv[1] + "/dist/model.onnx"), te
 
 
 def predictions(project: Path, qemu: bool) -> list[int]:
-    prefix = ["qemu-x86_64", "-cpu", "Haswell"] if qemu else []
-    done = subprocess.run([*prefix, sys.executable, "-c", PREDICT, str(project)],
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    return [int(v) for v in done.stdout.split()]
+    return [int(v) for v in python(["-c", PREDICT, str(project)], haswell=qemu).split()]
 
 
 # their outputs carry what differs by design: export's the params hash (which covers `seed`,
@@ -118,12 +114,11 @@ def main() -> None:
               and r["threads"] == 1}  # fmt: skip
     for r in rows:
         r["same_bytes_as_pinned_1_thread"] = r["hashes"] == pinned[r["seed"]]
-    head = (
-        "| seed | kernels | threads | teacher | pruned FP32 | final INT8 | drop | INT8 samples "
-        "lost | gates | Haswell same | bytes = pinned 1 thread | seconds |"
-    )
+    columns = ["seed", "kernels", "threads", "teacher", "pruned FP32", "final INT8", "drop",
+               "INT8 samples lost", "gates", "Haswell same", "bytes = pinned 1 thread",
+               "seconds"]  # fmt: skip
     lines = ["# Robustness of the default pipeline", "", f"CPU: {describe(cpu_info())}.", "",
-             head, "|" + " --- |" * (head.count("|") - 1)]  # fmt: skip
+             *table_head(columns)]  # fmt: skip
     for r in rows:
         verdict = "pass" if r["gates_passed"] else "FAIL " + ", ".join(r["failed_gates"])
         lines.append(
@@ -132,11 +127,7 @@ def main() -> None:
             f"{r['int8_samples_lost']} | {verdict} | {r.get('haswell_same', '-')} | "
             f"{r['same_bytes_as_pinned_1_thread']} | {r['seconds']:.0f} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "robustness.md").write_text(text)
-    (OUT / "robustness.json").write_text(json.dumps({"cpu": cpu_info(), "runs": rows}, indent=2))
+    publish("robustness", lines, {"cpu": cpu_info(), "runs": rows})
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from slimline.compression.gates import Gate
 from slimline.compression.int8_target import warning
 from slimline.compression.objective import FP32
 from slimline.compression.onnx_io import read_metadata, run_logits, session
-from slimline.compression.onnx_teacher import TeacherFeed, TeacherInterface, feed_logits
+from slimline.compression.onnx_teacher import feed_logits, teacher_feed
 from slimline.compression.quantize import quantize
 from slimline.core.atomic import atomic_paths, read_json, write_json
 from slimline.core.cpu import cpu_info, describe
@@ -43,11 +43,8 @@ def main(params: Params, root: Path) -> str:
         "final_int8": (root / paths.dist / "model.onnx", metrics["pruned"]["params"]),
     }
     # an imported ONNX teacher is called as it asks (raw values, its shape, a fixed batch)
-    teacher = metrics["teacher"]
-    feeds = {} if teacher.get("source") != "onnx" else {
-        "teacher_fp32": TeacherFeed(TeacherInterface.from_dict(teacher["interface"]),
-                                    test.mean, test.std, test.scale)
-    }  # fmt: skip
+    feed = teacher_feed(metrics["teacher"], test.mean, test.std, test.scale)
+    feeds = {} if feed is None else {"teacher_fp32": feed}
     with tempfile.TemporaryDirectory(prefix="slimline-bench-") as tmp:
         dynamic = Path(tmp) / "pruned_int8_dynamic.onnx"
         quantize(models["pruned_fp32"][0], dynamic, calib_x=test.x[:0], val_x=test.x,

@@ -45,10 +45,7 @@ class Gate:
 
     @property
     def decided(self) -> float:
-        """The figure compared with the threshold: the value, or the interval's far end."""
-        if self.decide == "bound" and self.interval is not None:
-            return self.interval[0] if self.kind == "min" else self.interval[1]
-        return self.value
+        return decided_figure(self.kind, self.value, self.interval, self.decide)
 
     @property
     def passed(self) -> bool:
@@ -70,6 +67,14 @@ class Gate:
             return None
         return needed_samples(self.interval, self.samples, self.tolerance)
 
+    @property
+    def undecidable(self) -> str | None:
+        """Why the test split is too small to decide this gate, or None."""
+        needed = self.needed_samples
+        if needed is None or self.interval is None:
+            return None
+        return undecidable_note(self.interval, self.samples, needed, self.tolerance)
+
     def as_dict(self) -> dict:
         out: dict = {
             "name": self.name,
@@ -87,13 +92,12 @@ class Gate:
                 "decided_on": self.decide,
                 "shown": shown(self.value, self.interval, self.samples),
             }
-            needed = self.needed_samples
-            if needed is not None:
+            if (note := self.undecidable) is not None:
                 out["undecidable"] = {
-                    "needed_samples": needed or None,  # None: no split size would do
+                    "needed_samples": self.needed_samples or None,  # None: no size would do
                     "tolerance": self.tolerance,
                     "width": self.interval[1] - self.interval[0],
-                    "note": undecidable_note(self.interval, self.samples, needed, self.tolerance),
+                    "note": note,
                 }
         return out
 
@@ -194,6 +198,16 @@ def paired_difference(
     return max(-1.0, low), min(1.0, high)
 
 
+def decided_figure(
+    kind: str, value: float, interval: Sequence[float] | None, decided_on: str | None
+) -> float:
+    """The figure compared with the threshold: the value, or with `gates.decide: bound` the
+    interval's far end (its lower end for a min gate, its upper end for a max gate)."""
+    if decided_on == "bound" and interval is not None:
+        return interval[0] if kind == "min" else interval[1]
+    return value
+
+
 def needed_samples(interval: tuple[float, float], samples: int, tolerance: float) -> int | None:
     """None when the interval is at most twice `tolerance` wide (the split decides); else the
     split size that would make it so, scaling the width as 1/sqrt(n); 0: no size would."""
@@ -244,12 +258,7 @@ def describe_failures(gates: list[Gate]) -> list[str]:
 
 def undecidable_notes(gates: Sequence[Gate]) -> list[str]:
     """One line per gate the test split is too small to decide."""
-    return [
-        f"{g.name}: {undecidable_note(g.interval, g.samples, needed, g.tolerance)}"
-        for g in gates
-        if g.interval is not None and g.samples and g.tolerance is not None
-        and (needed := g.needed_samples) is not None
-    ]  # fmt: skip
+    return [f"{g.name}: {g.undecidable}" for g in gates if g.undecidable is not None]
 
 
 # ---- for people: figures as they are read, never as floats print (JSON keeps the floats) ----
@@ -308,7 +317,7 @@ def describe(
     if value is None or threshold is None or kind not in ("min", "max"):
         return f"{name}: no figure (value {fmt(value)}, threshold {fmt(threshold)})"
     bound = decided_on == "bound" and interval is not None
-    decided = (interval[0] if kind == "min" else interval[1]) if bound and interval else value
+    decided = decided_figure(kind, value, interval, decided_on)
     form = spec(value, threshold, *(interval or ()))
     sign = {("min", True): ">=", ("min", False): "<", ("max", True): "<=", ("max", False): ">"}
     said = (

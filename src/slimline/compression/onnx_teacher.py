@@ -125,12 +125,21 @@ def teacher_logits(
     scale: float,
 ) -> np.ndarray:
     """The teacher FP32 ONNX file's logits for prepared x (a split's, with its mean, std and
-    scale): an imported teacher (metrics/teacher.json `source: onnx`) called as it asks, one
-    trained here as every slimline model (`input` -> `logits`)."""
+    scale), called as `teacher_feed` says."""
+    feed = teacher_feed(metrics, mean, std, scale)
+    return run_logits(session(path), x) if feed is None else feed_logits(feed, session(path), x)
+
+
+def teacher_feed(
+    metrics: dict[str, Any], mean: np.ndarray, std: np.ndarray, scale: float
+) -> TeacherFeed | None:
+    """How the teacher FP32 ONNX file is called: None for one trained here (`input` ->
+    `logits`, as every slimline model); for an imported one (metrics/teacher.json `source:
+    onnx`) its own interface (raw values, its shape, a fixed batch) bound to the split's
+    statistics."""
     if metrics.get("source") != "onnx":
-        return run_logits(session(path), x)
-    feed = TeacherFeed(TeacherInterface.from_dict(metrics["interface"]), mean, std, scale)
-    return feed_logits(feed, session(path), x)
+        return None
+    return TeacherFeed(TeacherInterface.from_dict(metrics["interface"]), mean, std, scale)
 
 
 def to_logits(probabilities: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ Prefect), only torch, numpy and the library's own imports (pydantic) are needed:
 Data: 50,000 + 10,000 RGB 32x32 images of 10 classes (5 shapes x 2 colour families on noisy
 backgrounds, at random places and sizes), generated here from a seed: CIFAR's size and shape,
 nothing downloaded. Models: params.yaml's defaults, the resnet teacher (40 x 2, 1.09M params)
-and the cnn student (32 x 3), built by `models.build_model`; trained by `train.fit` (AdamW,
+and the cnn student (32 x 3), built by `families.build_model`; trained by `fit.fit` (AdamW,
 OneCycle, best val epoch) with `data.augment: crop_flip` views, as the pipeline trains them.
 
 Rows: each model on each device and precision (CPU fp32; CUDA fp32 and bf16 with channels-last).
@@ -35,14 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slimline.compression.augment import from_mode
-from slimline.compression.data import Split
-from slimline.compression.device import accelerator
-from slimline.compression.evaluate import accuracy
-from slimline.compression.models import build_model, count_params
-from slimline.compression.train import fit, predict_logits, seed_everything
+from slimline.compression.data.dataset import Split
+from slimline.compression.models.families import build_model, count_params
+from slimline.compression.scores import accuracy
+from slimline.compression.training.augment import from_mode
+from slimline.compression.training.device import accelerator
+from slimline.compression.training.fit import fit, predict_logits, seed_everything
 from slimline.core.atomic import write_json, write_text
-from slimline.core.params import ModelSpec
+from slimline.core.params.schema import ModelSpec
 
 BENCH = Path(__file__).resolve().parent
 CLASSES = 10

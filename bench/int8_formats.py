@@ -35,13 +35,13 @@ from published import publish, python, table_head
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from slimline.compression.bench import measure_many  # noqa: E402
-from slimline.compression.calibration import batch_reader, round_ranges, stratified_sample  # noqa: E402
-from slimline.compression.data import load_splits  # noqa: E402
-from slimline.compression.evaluate import accuracy, agreement  # noqa: E402
-from slimline.compression.onnx_io import run_logits, session  # noqa: E402
+from slimline.compression.data.store import load_splits  # noqa: E402
+from slimline.compression.release.latency import measure_many  # noqa: E402
+from slimline.compression.runtime.calibration import batch_reader, round_ranges, stratified_sample  # noqa: E402
+from slimline.compression.runtime.onnx_io import run_logits, session  # noqa: E402
+from slimline.compression.scores import accuracy, agreement  # noqa: E402
 from slimline.core.cpu import cpu_info, describe  # noqa: E402
-from slimline.core.params import load_params  # noqa: E402
+from slimline.core.params.loading import load_params  # noqa: E402
 
 # name: (activation type, weight type, reduce_range)
 FORMATS = {

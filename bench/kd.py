@@ -22,10 +22,10 @@ scale, shift, bilinear), optionally a random occluding square, and pixel noise.
 
 Models: a cnn teacher (translation-equivariant, plenty of capacity) and a small mlp student
 (no convolution: it must learn every shift and rotation from the data, so it is capacity- and
-data-limited here). All built by `slimline.compression.models.build_model`.
+data-limited here). All built by `slimline.compression.models.families.build_model`.
 
 Every network trains through the distill stage's own code, `compression.distill_modes`, on
-one `Schedule` per role: `train.fit` with `augment=` the warp below (raw originals in,
+one `Schedule` per role: `fit.fit` with `augment=` the warp below (raw originals in,
 standardized warped views out, drawn from fit's seeded views generator). Per seed, every
 student has the same init (`seed_everything` before each build), the same batch order and the
 very same augmented views; the modes differ only in who teaches:
@@ -61,14 +61,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from slimline.compression import distill_modes
-from slimline.compression.data import Dataset, Split, split
-from slimline.compression.distill_modes import Schedule
-from slimline.compression.evaluate import accuracy
-from slimline.compression.models import build_model, count_params
-from slimline.compression.train import predict_logits, seed_everything
+from slimline.compression.data.dataset import Dataset, Split
+from slimline.compression.data.split import split
+from slimline.compression.models.families import build_model, count_params
+from slimline.compression.scores import accuracy
+from slimline.compression.training import distillation
+from slimline.compression.training.distillation import Schedule
+from slimline.compression.training.fit import predict_logits, seed_everything
 from slimline.core.atomic import write_json, write_text
-from slimline.core.params import Data, Distill, ModelSpec
+from slimline.core.params.schema import Data, Distill, ModelSpec
 
 BENCH = Path(__file__).resolve().parent
 CANVAS = 12  # the 8x8 digit centred on a 12x12 canvas: room to move without cropping
@@ -306,13 +307,13 @@ def run_seed(cfg: Config, task: Task, seed: int, threads: int) -> dict:
     history0 = sched.fit(gen0, "labels")
     record("labels", gen0, t0)
     t0 = time.perf_counter()
-    record("offline", distill_modes.offline(teacher, new_student, sched, kd).student, t0)
+    record("offline", distillation.offline(teacher, new_student, sched, kd).student, t0)
     t0 = time.perf_counter()
-    mutual = distill_modes.online(new_student, new_peer, sched, kd)
+    mutual = distillation.online(new_student, new_peer, sched, kd)
     record("online", mutual.student, t0)
     out["online_peer"] = test_acc(mutual.teacher, task)
     t0 = time.perf_counter()
-    born = distill_modes.born_again(gen0, history0, new_student, sched, kd)
+    born = distillation.born_again(gen0, history0, new_student, sched, kd)
     record("self", born.student, t0)
     out["self_generations"] = [test_acc(m, task) for m, _ in born.generations]
     print(

@@ -81,7 +81,7 @@ def workspace(dest: Path, overrides: list[str]) -> Path:
     """A fresh git + DVC workspace with the project's pipeline and no outputs."""
     copy_pipeline(dest, COPIED)
     if overrides:
-        from slimline.core.params import write_params
+        from slimline.core.params.loading import write_params
 
         write_params(dest / "params.yaml", dest / "params.yaml", overrides)
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]

@@ -10,7 +10,7 @@ stratified train samples as slimline's quantize stage), PyTorch dynamic INT8 (nn
 torch, and Microsoft Olive's static quantization workflow (bench/olive_peer.py, its own venv).
 
 Everything is scored and timed in this one process with slimline's own code: accuracy by
-`evaluate.accuracy` over `onnx_io.run_logits`, speed by `bench.measure_many` (all variants
+`evaluate.accuracy` over `onnx_io.run_logits`, speed by `latency.measure_many` (all variants
 round-robin, same warm-up and repetitions) at 1 and 2 threads. Torch models go through
 `TorchSession`, which offers the slice of `ort.InferenceSession` those functions call.
 Writes bench/results/peers.{md,json,png} (tables and figure: bench/peers_report.py); missing
@@ -38,15 +38,16 @@ import numpy as np
 import olive_peer
 from peers_report import THREADS, plot, report
 
-from slimline.compression import bench
-from slimline.compression.bench import measure_many
-from slimline.compression.calibration import batch_reader, stratified_sample
-from slimline.compression.data import load_split
-from slimline.compression.evaluate import accuracy
-from slimline.compression.onnx_io import run_logits
+from slimline.compression.data.store import load_split
+from slimline.compression.release import latency
+from slimline.compression.release.latency import measure_many
+from slimline.compression.runtime.calibration import batch_reader, stratified_sample
+from slimline.compression.runtime.onnx_io import run_logits
+from slimline.compression.scores import accuracy
 from slimline.core.atomic import write_json, write_text
 from slimline.core.env import quiet_telemetry
-from slimline.core.params import Params, load_params
+from slimline.core.params.loading import load_params
+from slimline.core.params.schema import Params
 
 BENCH = Path(__file__).resolve().parent
 
@@ -75,14 +76,14 @@ class TorchSession:
 
 @contextlib.contextmanager
 def torch_sessions(models: dict[str, Any], num_classes: int) -> Iterator[Any]:
-    """Within: `bench.session("torch:<name>", threads)` is a TorchSession, files stay ORT."""
-    real = bench.session
+    """Within: `latency.session("torch:<name>", threads)` is a TorchSession, files stay ORT."""
+    real = latency.session
 
     def session_or_torch(path: Any, threads: int = 1) -> Any:
         model = models.get(str(path))
         return real(path, threads) if model is None else TorchSession(model, threads, num_classes)
 
-    with mock.patch.object(bench, "session", session_or_torch):
+    with mock.patch.object(latency, "session", session_or_torch):
         yield session_or_torch
 
 
@@ -116,7 +117,7 @@ def torch_peers(checkpoint: Path, tmp: Path) -> dict[str, tuple[Any, int]]:
     import torch
     from torch import nn
 
-    from slimline.compression.models import load_checkpoint
+    from slimline.compression.models.checkpoints import load_checkpoint
 
     fp32 = load_checkpoint(checkpoint)
     with warnings.catch_warnings():  # torch.ao.quantization is deprecated in 2.13 (still runs)

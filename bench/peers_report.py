@@ -9,7 +9,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from slimline.compression.bench import markdown_table
+from slimline.compression.release.latency import markdown_table
 from slimline.core.atomic import atomic_path
 from slimline.core.units import KB_LABEL, format_kb, kilobytes
 
@@ -56,7 +56,7 @@ def report(found: dict, b: argparse.Namespace, test_samples: int) -> str:
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}; {versions}.",
         "The machine is shared with other engineers' test runs, so absolute timings are noisy;",
         "every variant is timed in one process, round-robin call by call "
-        "(`slimline.compression.bench.measure_many`), so the noise hits all of them alike. "
+        "(`release.latency.measure_many`), so the noise hits all of them alike. "
         "Absolute latencies depend on the round (the multi-ms peers make every round long, "
         "and sub-ms ONNX models then read 2-4x slower than in `reports/benchmark.md`): "
         "compare ratios within a table, not across files.",

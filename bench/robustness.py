@@ -38,8 +38,8 @@ from slimline.core.cpu import cpu_info, describe  # noqa: E402
 # the final model's top-1 predictions on the test split, in a process that may run under qemu
 PREDICT = """
 import sys
-from slimline.compression.data import load_split
-from slimline.compression.onnx_io import run_logits, session
+from slimline.compression.data.store import load_split
+from slimline.compression.runtime.onnx_io import run_logits, session
 test = load_split(sys.argv[1] + "/data/prepared", "test", lazy=True)
 print(" ".join(map(str, run_logits(session(sys.argv[1] + "/dist/model.onnx"), test.x).argmax(1))))
 """

@@ -12,19 +12,24 @@ import logging
 import tempfile
 from pathlib import Path
 
-from slimline.compression.bench import compare, markdown_table, measure_many, tradeoff_plot
-from slimline.compression.calibration import stratified_sample
-from slimline.compression.data import load_split, load_splits
-from slimline.compression.evaluate import accuracy, confusion_matrix, plot_confusion, predictions
-from slimline.compression.gates import Gate
-from slimline.compression.int8_target import warning
-from slimline.compression.objective import FP32
-from slimline.compression.onnx_io import read_metadata, run_logits, session
-from slimline.compression.onnx_teacher import feed_logits, teacher_feed
-from slimline.compression.quantize import quantize
+from slimline.compression.data.store import load_split, load_splits
+from slimline.compression.models.onnx_teacher import feed_logits, teacher_feed
+from slimline.compression.release.gates import Gate
+from slimline.compression.release.latency import (
+    compare,
+    markdown_table,
+    measure_many,
+    tradeoff_plot,
+)
+from slimline.compression.release.objective import FP32
+from slimline.compression.runtime.calibration import stratified_sample
+from slimline.compression.runtime.int8_target import warning
+from slimline.compression.runtime.onnx_io import read_metadata, run_logits, session
+from slimline.compression.runtime.quantize import quantize
+from slimline.compression.scores import accuracy, confusion_matrix, plot_confusion, predictions
 from slimline.core.atomic import atomic_paths, read_json, write_json
 from slimline.core.cpu import cpu_info, describe
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 from slimline.core.stage import run_stage
 
 log = logging.getLogger("slimline")

@@ -5,25 +5,25 @@ teacher's architecture, both from scratch (the teacher's checkpoint is not read)
 earlier generations of itself (nor here). `compression.distill_modes` says how. The same
 student (same seed, init, epochs and augmented views) is also trained from labels alone, so
 every run records whether distillation helped (kd_gain, on test); in self mode it is generation
-0. Whichever of the two scores higher on val ships (`distill_modes.choose_student`; a tie keeps
+0. Whichever of the two scores higher on val ships (`distillation.choose_student`; a tie keeps
 the distilled one); the curve is the distilled student's either way.
 """
 
 from functools import partial
 from pathlib import Path
 
-from slimline.compression import distill_modes
-from slimline.compression.augment import from_mode
-from slimline.compression.data import load_splits
-from slimline.compression.device import accelerator, out_of_memory_hint
-from slimline.compression.evaluate import accuracy, agreement
-from slimline.compression.models import build_model
-from slimline.compression.publish import finish_model, model_outputs
-from slimline.compression.sizing import check_sizes
-from slimline.compression.teacher import OnnxTeacher, load_teacher
-from slimline.compression.train import CsvCurve, predict_logits, seed_everything
+from slimline.compression.data.store import load_splits
+from slimline.compression.models.families import build_model
+from slimline.compression.models.sizing import check_sizes
+from slimline.compression.models.teacher import OnnxTeacher, load_teacher
+from slimline.compression.release.outputs import finish_model, model_outputs
+from slimline.compression.scores import accuracy, agreement
+from slimline.compression.training import distillation
+from slimline.compression.training.augment import from_mode
+from slimline.compression.training.device import accelerator, out_of_memory_hint
+from slimline.compression.training.fit import CsvCurve, predict_logits, seed_everything
 from slimline.core.atomic import write_json
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 from slimline.core.stage import run_stage
 
 
@@ -37,7 +37,7 @@ def main(params: Params, root: Path) -> str:
         if isinstance(teacher, OnnxTeacher):  # an imported teacher's size is known once loaded
             check_sizes(params, shape, classes, teacher.param_count)
     acc, augment = accelerator(params.device, params.precision), from_mode(params.data.augment)
-    schedule = distill_modes.Schedule(
+    schedule = distillation.Schedule(
         params.student, train, val, params.seed, acc, augment, params.loader_workers
     )
 
@@ -55,22 +55,22 @@ def main(params: Params, root: Path) -> str:
     with model_outputs(root, params, "student") as out, out_of_memory_hint(acc, "student"):
         curve, d = [CsvCurve(out.curve)], params.distill
         if mode == "offline":
-            result = distill_modes.offline(teacher, new_student, schedule, d, curve)
+            result = distillation.offline(teacher, new_student, schedule, d, curve)
         elif mode == "online":
             peer = partial(build_model, params.teacher, shape, classes, "teacher")
-            result = distill_modes.online(new_student, peer, schedule, d, curve)
+            result = distillation.online(new_student, peer, schedule, d, curve)
         else:
-            result = distill_modes.born_again(
+            result = distillation.born_again(
                 baseline, base_history, new_student, schedule, d, curve
             )
         kd_logits = predict_logits(result.student, test.x)
         distilled_accuracy = accuracy(kd_logits, test.y)
-        shipped, why = distill_modes.choose_student(
+        shipped, why = distillation.choose_student(
             result.history.best.val_accuracy, base_history.best.val_accuracy
         )
         labels = shipped == "labels"
         student, history = (baseline, base_history) if labels else (result.student, result.history)
-        metrics = finish_model(distill_modes.on_cpu(student), out, test, params)
+        metrics = finish_model(distillation.on_cpu(student), out, test, params)
         taught = predict_logits(acc.prepare(result.teacher), test.x, acc=acc)
         metrics |= {
             # accuracy, loss, val_accuracy, best_epoch: the shipped student's

@@ -1,7 +1,7 @@
 """DVC stage export: the deployable bundle in dist/ (model with metadata, card, settings).
 
 The model is the quantized one or the pruned FP32 one, whichever passes every gate and serves
-export.objective best (slimline.compression.objective); the card, settings and metrics say why.
+export.objective best (release.objective); the card, settings and metrics say why.
 """
 
 import hashlib
@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from slimline.compression.bundle import model_card, model_metadata, settings
-from slimline.compression.data import load_split
-from slimline.compression.objective import FP32, choose, quantized_name
-from slimline.compression.onnx_io import run_logits, session
-from slimline.compression.onnx_teacher import teacher_logits
+from slimline.compression.data.store import load_split
+from slimline.compression.models.onnx_teacher import teacher_logits
+from slimline.compression.release.bundle import model_card, model_metadata, settings
+from slimline.compression.release.objective import FP32, choose, quantized_name
+from slimline.compression.runtime.onnx_io import run_logits, session
 from slimline.core.atomic import atomic_paths, read_json, write_json
 from slimline.core.cpu import cpu_info
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 from slimline.core.stage import run_stage
 
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from slimline.compression.prepare import prepare
-from slimline.core.params import Params
+from slimline.compression.data.prepare import prepare
+from slimline.core.params.schema import Params
 from slimline.core.stage import run_stage
 
 

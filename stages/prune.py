@@ -2,16 +2,16 @@
 
 from pathlib import Path
 
-from slimline.compression.augment import from_mode
-from slimline.compression.data import load_splits
-from slimline.compression.device import accelerator, out_of_memory_hint
-from slimline.compression.models import load_checkpoint
-from slimline.compression.prune import prune_and_finetune
-from slimline.compression.publish import finish_model, model_outputs
-from slimline.compression.teacher import load_teacher
-from slimline.compression.train import CsvCurve, distill_loss, seed_everything
+from slimline.compression.data.store import load_splits
+from slimline.compression.models.checkpoints import load_checkpoint
+from slimline.compression.models.teacher import load_teacher
+from slimline.compression.release.outputs import finish_model, model_outputs
+from slimline.compression.training.augment import from_mode
+from slimline.compression.training.device import accelerator, out_of_memory_hint
+from slimline.compression.training.fit import CsvCurve, distill_loss, seed_everything
+from slimline.compression.training.pruning import prune_and_finetune
 from slimline.core.atomic import write_json
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 from slimline.core.stage import run_stage
 
 

@@ -7,12 +7,13 @@ on `device`), and the better of PTQ / QAT ships; the teacher is loaded only then
 
 from pathlib import Path
 
-from slimline.compression.calibration import stratified_sample
-from slimline.compression.data import Split, load_splits
-from slimline.compression.int8_target import Int8Target
-from slimline.compression.quantize import QatFn, QatUnavailable, quantize
+from slimline.compression.data.dataset import Split
+from slimline.compression.data.store import load_splits
+from slimline.compression.runtime.calibration import stratified_sample
+from slimline.compression.runtime.int8_target import Int8Target
+from slimline.compression.runtime.quantize import QatFn, QatUnavailable, quantize
 from slimline.core.atomic import atomic_paths, write_json
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 from slimline.core.stage import run_stage
 
 
@@ -40,13 +41,13 @@ def _qat(params: Params, root: Path, train: Split, val: Split, calib_x) -> QatFn
     """QAT of the pruned checkpoint, as prune fine-tunes it (KD, epochs, lr, device)."""
 
     def finetune(out: Path, fmt: Int8Target) -> dict:
-        from slimline.compression.augment import from_mode
-        from slimline.compression.device import accelerator, out_of_memory_hint
-        from slimline.compression.models import load_checkpoint
-        from slimline.compression.onnx_io import ParityError, check_parity
-        from slimline.compression.qat import finetune_qat
-        from slimline.compression.teacher import load_teacher
-        from slimline.compression.train import distill_loss, seed_everything
+        from slimline.compression.models.checkpoints import load_checkpoint
+        from slimline.compression.models.teacher import load_teacher
+        from slimline.compression.runtime.onnx_io import ParityError, check_parity
+        from slimline.compression.training.augment import from_mode
+        from slimline.compression.training.device import accelerator, out_of_memory_hint
+        from slimline.compression.training.fit import distill_loss, seed_everything
+        from slimline.compression.training.qat import finetune_qat
 
         seed_everything(params.seed, params.threads, params.reproducible)
         model = load_checkpoint(root / params.paths.pruned)

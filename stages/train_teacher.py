@@ -3,14 +3,14 @@
 
 from pathlib import Path
 
-from slimline.compression.augment import from_mode
-from slimline.compression.data import load_splits
-from slimline.compression.device import accelerator, out_of_memory_hint
-from slimline.compression.models import build_model
-from slimline.compression.publish import finish_model, import_teacher, model_outputs
-from slimline.compression.train import CsvCurve, fit_spec, seed_everything
+from slimline.compression.data.store import load_splits
+from slimline.compression.models.families import build_model
+from slimline.compression.release.outputs import finish_model, import_teacher, model_outputs
+from slimline.compression.training.augment import from_mode
+from slimline.compression.training.device import accelerator, out_of_memory_hint
+from slimline.compression.training.fit import CsvCurve, fit_spec, seed_everything
 from slimline.core.atomic import write_json
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 from slimline.core.stage import run_stage
 
 

@@ -8,19 +8,19 @@ teacher compares the teacher FP32 ONNX and the model on the same test rows.
 
 from pathlib import Path
 
-from slimline.compression.data import load_split
-from slimline.compression.evaluate import predictions
-from slimline.compression.gates import (
+from slimline.compression.data.store import load_split
+from slimline.compression.models.onnx_teacher import teacher_logits
+from slimline.compression.release.gates import (
     Evidence,
     describe_failures,
     model_gates,
     report,
     undecidable_notes,
 )
-from slimline.compression.onnx_io import run_logits, session
-from slimline.compression.onnx_teacher import teacher_logits
+from slimline.compression.runtime.onnx_io import run_logits, session
+from slimline.compression.scores import predictions
 from slimline.core.atomic import read_json, write_json
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 from slimline.core.stage import run_stage
 
 

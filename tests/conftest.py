@@ -45,7 +45,7 @@ def make_signals(n: int, channels: int = 2, length: int = 64, classes: int = 3, 
 
 def make_signal_split(n: int, seed: int = 0, **kwargs):
     """A `Split` of `make_signals` (2 channels, L=64, 3 classes): mean 0, std about 1 already."""
-    from slimline.compression.data import Split
+    from slimline.compression.data.dataset import Split
 
     x, y = make_signals(n, seed=seed, **kwargs)
     names = [str(k) for k in range(int(y.max()) + 1)]
@@ -93,7 +93,7 @@ def write_table(frame, path: Path) -> Path:
 
 def make_split(n: int, shape=(1, 8, 8), classes: int = 3, seed: int = 0):
     """A `Split` of noisy copies of one fixed random prototype per class: easy, not trivial."""
-    from slimline.compression.data import Split
+    from slimline.compression.data.dataset import Split
 
     protos = np.random.default_rng(123).normal(size=(classes, *shape)).astype(np.float32)
     rng = np.random.default_rng(seed)

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from slimline.compression.gates import Gate
+from slimline.compression.release.gates import Gate
 from slimline.core.atomic import read_json, write_json
-from slimline.core.params import Params, load_params
+from slimline.core.params.loading import load_params
+from slimline.core.params.schema import Params
 from slimline.records.tracking import sqlite_path, tracking_uri
 from tests.reliability import pipeline
 
@@ -156,7 +157,7 @@ def fresh_store(db: Path) -> None:
 
 def scored_accuracy(root: Path, params: Params, predict) -> float:
     """`predict`'s accuracy on the workspace's prepared test split."""
-    from slimline.compression.data import load_split
+    from slimline.compression.data.store import load_split
 
     split = load_split(root / params.paths.prepared, "test")
     return float((predict(split.x).argmax(1) == split.y).mean())

@@ -98,8 +98,8 @@ def run(
 
     --params and -S are written into params.yaml first, as `dvc exp run -S` does.
     """
-    from slimline.compression.preflight import check_before_run
-    from slimline.core.params import load_params, write_params
+    from slimline.compression.release.preflight import check_before_run
+    from slimline.core.params.loading import load_params, write_params
     from slimline.orchestration.commands import run_pipeline
     from slimline.orchestration.runlock import workspace_lock
 
@@ -158,8 +158,8 @@ def sweep(
 
     Plots the accuracy / latency / size Pareto front to reports/pareto.png.
     """
-    from slimline.compression.preflight import check_before_run
-    from slimline.core.params import load_params
+    from slimline.compression.release.preflight import check_before_run
+    from slimline.core.params.loading import load_params
     from slimline.orchestration.commands import run_sweep
     from slimline.orchestration.experiments import grid as combinations
     from slimline.orchestration.runlock import workspace_lock
@@ -177,7 +177,7 @@ def sweep(
 
 def _project(params_file: Path):
     """(Params, project root): the root is the folder of the params file, as for `run`."""
-    from slimline.core.params import load_params
+    from slimline.core.params.loading import load_params
 
     try:
         return load_params(params_file), params_file.resolve().parent
@@ -282,7 +282,7 @@ def predict(
     limit: Annotated[int, typer.Option(help="Rows to print for an .npz or a table.")] = 20,
 ) -> None:
     """Classify an image, an npz or a table with the deployable model (onnxruntime, numpy)."""
-    from slimline.compression.predict import predict as classify
+    from slimline.compression.release.predict import predict as classify
 
     try:
         result = classify(model, file)

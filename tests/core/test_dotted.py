@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from slimline.core.params import (
-    ParamsError,
-    apply_override,
-    flat_dict,
-    load_params,
-    to_flat_dict,
-    write_params,
-)
+from slimline.core.params.loading import ParamsError, load_params, write_params
+from slimline.core.params.overrides import apply_override, flat_dict, to_flat_dict
 from tests.conftest import ROOT
 
 

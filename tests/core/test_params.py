@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import yaml
 
-from slimline.core.params import ParamsError, load_params, to_flat_dict, write_params
+from slimline.core.params.loading import ParamsError, load_params, write_params
+from slimline.core.params.overrides import to_flat_dict
 from tests.conftest import ROOT
 from tests.conftest import write_params as make_params
 
@@ -161,7 +162,7 @@ def test_overrides_are_parsed_as_yaml_and_flattened():
 
 
 def test_null_width_and_depth_are_the_familys_default_for_the_role():
-    from slimline.core.params import MODEL_SIZES, ModelSpec
+    from slimline.core.params.schema import MODEL_SIZES, ModelSpec
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert raw["teacher"]["width"] is None and raw["student"]["depth"] is None

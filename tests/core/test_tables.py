@@ -12,7 +12,7 @@ from rich.table import Table
 from typer.testing import CliRunner
 
 from slimline.cli import app
-from slimline.core.params import load_params
+from slimline.core.params.loading import load_params
 from slimline.core.tables import key_column
 from slimline.orchestration.commands import print_sweep
 from slimline.records import aliases

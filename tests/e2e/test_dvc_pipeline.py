@@ -14,9 +14,9 @@ import onnx
 import pytest
 import torch
 
-from slimline.compression.data import load_split
-from slimline.compression.models import load_checkpoint
-from slimline.compression.onnx_io import read_metadata
+from slimline.compression.data.store import load_split
+from slimline.compression.models.checkpoints import load_checkpoint
+from slimline.compression.runtime.onnx_io import read_metadata
 from tests.project import dvc_repro, make_project
 
 pytestmark = pytest.mark.slow
@@ -93,8 +93,8 @@ def test_failing_gate_is_a_result_not_a_crash(first_run):
 EVALUATE = """
 import sys
 import numpy as np
-from slimline.compression.data import load_split
-from slimline.compression.onnx_io import run_logits, session
+from slimline.compression.data.store import load_split
+from slimline.compression.runtime.onnx_io import run_logits, session
 test = load_split(sys.argv[1] + "/data/prepared", "test", lazy=True)
 print(" ".join(map(str, run_logits(session(sys.argv[1] + "/dist/model.onnx"), test.x).argmax(1))))
 """

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from slimline.compression.models import load_checkpoint
-from slimline.compression.onnx_io import read_metadata
-from slimline.compression.predict import predict
+from slimline.compression.models.checkpoints import load_checkpoint
+from slimline.compression.release.predict import predict
+from slimline.compression.runtime.onnx_io import read_metadata
 from tests.conftest import make_signals
 from tests.project import TRAINED, dvc_repro, make_project
 

@@ -11,7 +11,7 @@ import onnx
 import pytest
 import yaml
 
-from slimline.compression.onnx_io import read_metadata
+from slimline.compression.runtime.onnx_io import read_metadata
 from tests.conftest import wine_frame, write_table
 from tests.project import dvc_repro, make_project
 from tests.workspace import STAGES

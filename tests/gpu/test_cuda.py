@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from slimline.compression.augment import Augment
-from slimline.compression.device import accelerator
-from slimline.compression.models import build_model
-from slimline.compression.onnx_io import check_parity, export_onnx
-from slimline.compression.train import fit, make_per_batch_kd_loss, predict_logits, seed_everything
-from slimline.core.params import ModelSpec
+from slimline.compression.models.families import build_model
+from slimline.compression.runtime.onnx_io import check_parity, export_onnx
+from slimline.compression.training.augment import Augment
+from slimline.compression.training.device import accelerator
+from slimline.compression.training.fit import (
+    fit,
+    make_per_batch_kd_loss,
+    predict_logits,
+    seed_everything,
+)
+from slimline.core.params.schema import ModelSpec
 from tests.conftest import make_split
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

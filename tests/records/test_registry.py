@@ -9,9 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from slimline.cli import app
-from slimline.compression.gates import Evidence, Gate, model_gates, report, spec
+from slimline.compression.release.gates import Evidence, Gate, model_gates, report, spec
 from slimline.core.atomic import write_json
-from slimline.core.params import Gates, load_params
+from slimline.core.params.loading import load_params
+from slimline.core.params.schema import Gates
 from slimline.records.aliases import RegistryError, list_versions, promote, rollback
 from slimline.records.registry import Verdict, decide_and_promote, read_gates
 from slimline.records.summary import markdown
@@ -235,7 +236,7 @@ from pathlib import Path
 root, run_id, folder, me, other = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), *sys.argv[4:6]
 sys.path.insert(0, sys.argv[6])  # the repo root: tests.waiting
 from tests.waiting import wait_for
-from slimline.core.params import load_params
+from slimline.core.params.loading import load_params
 from slimline.records import registry
 
 times = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 
-from slimline.core.params import load_params
+from slimline.core.params.loading import load_params
 from slimline.records import registry
 from tests.conftest import ROOT
 

@@ -21,7 +21,7 @@ RACER = textwrap.dedent(
     import json, sys, time
     from pathlib import Path
     import mlflow.store.model_registry.sqlalchemy_store, mlflow.store.tracking.sqlalchemy_store
-    from slimline.core.params import load_params
+    from slimline.core.params.loading import load_params
     from slimline.records.tracking import connect
 
     go, root, params = Path(sys.argv[1]), Path(sys.argv[2]), load_params(Path(sys.argv[3]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from slimline.core.params import load_params
+from slimline.core.params.loading import load_params
 from slimline.records.tracking import log_pipeline_run
 from tests.conftest import write_params
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slimline.compression.data import load_split
-from slimline.compression.validation import sample_hash
+from slimline.compression.data.expectations import sample_hash
+from slimline.compression.data.store import load_split
 from tests.conftest import make_images, run_stage
 from tests.project import dvc_repro, run
 from tests.reliability.pipeline import outputs, set_params
@@ -135,8 +135,8 @@ def test_duplicates_are_dropped_before_the_split_so_test_never_leaks_into_train(
 # process, the twins land in different splits and the suite stops the stage.
 NO_DEDUPE = """
 import runpy, sys
-import slimline.compression.data as data
-data.drop_duplicates = lambda ds: (ds, 0)
+import slimline.compression.data.prepare as prepare
+prepare.drop_duplicates = lambda ds: (ds, 0)
 sys.argv = ["stages/prepare.py", "--params", sys.argv[1]]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

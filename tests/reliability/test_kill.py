@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from slimline.compression.models import load_checkpoint
+from slimline.compression.models.checkpoints import load_checkpoint
 from tests.project import dvc_repro
 from tests.reliability.pipeline import OUTPUT_DIRS, outputs, set_params, tool_env, visible
 from tests.waiting import wait_for

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from slimline.core.params import load_params
+from slimline.core.params.loading import load_params
 from slimline.records.tracking import CLIENT_DEFAULTS, TrackingError, log_pipeline_run
 from tests.reliability.pipeline import STAGES, outputs, tool_env
 from tests.servers import free_port

@@ -18,10 +18,10 @@ import pytest
 import torch
 from torch import nn
 
-from slimline.compression.data import load_split
-from slimline.compression.models import load_checkpoint
-from slimline.compression.onnx_io import export_onnx
-from slimline.core.params import load_params
+from slimline.compression.data.store import load_split
+from slimline.compression.models.checkpoints import load_checkpoint
+from slimline.compression.runtime.onnx_io import export_onnx
+from slimline.core.params.loading import load_params
 from slimline.records.registry import Verdict, decide_and_promote
 from slimline.records.tracking import log_pipeline_run
 from tests.project import dvc_repro

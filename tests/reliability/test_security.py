@@ -16,9 +16,11 @@ import pytest
 import torch
 from onnx.external_data_helper import set_external_data
 
-from slimline.compression.models import FORMAT
-from slimline.compression.onnx_io import read_metadata
-from tests.compression.test_models import _Payload  # unpickling it opens (creates) a marker file
+from slimline.compression.models.checkpoints import FORMAT
+from slimline.compression.runtime.onnx_io import read_metadata
+from tests.compression.models.test_models import (
+    _Payload,  # unpickling it opens (creates) a marker file
+)
 from tests.conftest import ROOT, run_stage
 from tests.project import dvc_repro, make_project
 from tests.reliability.pipeline import OUTPUT_DIRS, outputs, set_params
@@ -181,7 +183,7 @@ def test_odd_class_folder_names_are_data_never_paths(project, tmp_path):
     set_params(project, data={"source": "image-folder", "path": str(images), "image_size": 8})
     before = snapshot(tmp_path, project)
     # the stages that carry class names into files: the splits, the bundle's metadata and card
-    # (the confusion plot's labels: tests/compression/test_evaluate.py)
+    # (the confusion plot's labels: tests/compression/test_scores.py)
     for stage in ("prepare", "export"):
         result = run_stage(stage, project / "params.yaml")
         assert result.returncode == 0, result.stderr

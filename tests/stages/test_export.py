@@ -14,13 +14,14 @@ import onnx
 import pytest
 from torch import nn
 
-from slimline.compression import objective
-from slimline.compression.bundle import model_metadata
-from slimline.compression.calibration import stratified_sample
-from slimline.compression.data import load_split, load_splits
-from slimline.compression.onnx_io import add_metadata, export_onnx
-from slimline.compression.quantize import quantize
-from slimline.core.params import Params, Quantize, load_params
+from slimline.compression.data.store import load_split, load_splits
+from slimline.compression.release import objective
+from slimline.compression.release.bundle import model_metadata
+from slimline.compression.runtime.calibration import stratified_sample
+from slimline.compression.runtime.onnx_io import add_metadata, export_onnx
+from slimline.compression.runtime.quantize import quantize
+from slimline.core.params.loading import load_params
+from slimline.core.params.schema import Params, Quantize
 from tests.conftest import ROOT, quick_train, write_params
 from tests.stages.test_quantize import prepared_digits
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slimline.compression.data import load_split
+from slimline.compression.data.store import load_split
 from tests.conftest import (
     ROOT,
     make_images,

@@ -12,8 +12,9 @@ import onnx
 import torch
 from torch import nn
 
-from slimline.compression.data import Dataset, save_split
-from slimline.compression.onnx_io import export_onnx
+from slimline.compression.data.dataset import Dataset
+from slimline.compression.data.store import save_split
+from slimline.compression.runtime.onnx_io import export_onnx
 from tests.conftest import quick_train, run_stage, write_params
 
 
@@ -84,8 +85,9 @@ def _outlier_mlp(root: Path, x: np.ndarray, y: np.ndarray, hidden: int = 32) -> 
     """A trained slimline mlp (the teacher checkpoint), and its twin with hidden unit 0 scaled
     x1000 (outgoing weights /1000) as the pruned checkpoint and ONNX file: the same function,
     but one activation that swamps the uint8 grid of the others."""
-    from slimline.compression.models import build_model, save_checkpoint
-    from slimline.core.params import ModelSpec
+    from slimline.compression.models.checkpoints import save_checkpoint
+    from slimline.compression.models.families import build_model
+    from slimline.core.params.schema import ModelSpec
 
     torch.manual_seed(0)
     spec = ModelSpec(arch="mlp", width=hidden, depth=1, epochs=5, lr=0.01, batch_size=100)

@@ -14,7 +14,8 @@ from slimline.core.atomic import DiskFullError
 from slimline.core.env import quiet_telemetry
 from slimline.core.errors import InputError, ResourceError
 from slimline.core.kernels import pin_cpu_kernels
-from slimline.core.params import Params, load_params
+from slimline.core.params.loading import load_params
+from slimline.core.params.schema import Params
 
 log = logging.getLogger("slimline")
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write refused for lack of room

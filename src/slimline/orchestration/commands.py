@@ -15,7 +15,7 @@ from pathlib import Path
 
 from slimline.core.env import quiet_telemetry
 from slimline.core.errors import InputError
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 from slimline.core.units import format_kb
 from slimline.orchestration import dvc_run
 from slimline.orchestration.logs import library_levels

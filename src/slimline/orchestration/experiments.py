@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from slimline.core.errors import InputError
-from slimline.core.params import flat_dict
+from slimline.core.params.overrides import flat_dict
 from slimline.orchestration import dvc_run
 from slimline.records.candidates import Candidate
 

@@ -19,8 +19,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Cancelled, Failed, State
 
-from slimline.compression.preflight import check_before_run
-from slimline.core.params import Params, load_params
+from slimline.compression.release.preflight import check_before_run
+from slimline.core.params.loading import load_params
+from slimline.core.params.schema import Params
 from slimline.orchestration import dvc_run
 from slimline.orchestration.abandoned import close_abandoned_runs
 from slimline.orchestration.runlock import workspace_lock

@@ -20,7 +20,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from slimline.core.atomic import write_json
-from slimline.core.params import Params, load_params
+from slimline.core.params.loading import load_params
+from slimline.core.params.schema import Params
 from slimline.orchestration import dvc_run
 from slimline.orchestration.abandoned import close_abandoned_runs
 from slimline.orchestration.experiments import (

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from slimline.core.errors import InputError
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 from slimline.records.tracking import TrackingError, connect, sqlite_path, tracking_errors
 
 CHAMPION, CHALLENGER = "champion", "challenger"

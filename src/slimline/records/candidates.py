@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 from slimline.core.units import KB_LABEL, kilobytes
 
 

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from slimline.compression.gates import describe
+from slimline.compression.release.gates import describe
 from slimline.core.env import VERBOSE_ENV
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 from slimline.records.aliases import (
     CHALLENGER,
     CHAMPION,
@@ -214,8 +214,8 @@ def _register(client, root: Path, params: Params, run_id: str, figures: dict) ->
     import mlflow.onnx
     from mlflow.models import infer_signature
 
-    from slimline.compression.data import load_split
-    from slimline.compression.onnx_io import load, session
+    from slimline.compression.data.store import load_split
+    from slimline.compression.runtime.onnx_io import load, session
 
     path = root / params.paths.dist / "model.onnx"
     example = load_split(root / params.paths.prepared, "test", lazy=True).x[:2]

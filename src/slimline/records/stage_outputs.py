@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 
 # stage -> outputs logged on its child run, as `params.paths` fields. The first is the stage's
 # metrics file (a missing one is tagged); a `*_curve` is also read as per-epoch step metrics.

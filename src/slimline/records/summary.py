@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 from slimline.core.units import format_kb
 
 
@@ -39,7 +39,7 @@ def stage_line(stages: list[dict]) -> str:
 def markdown(root: Path, params: Params, stages: list[dict], verdict: dict, run: dict) -> str:
     """The Prefect artifact: verdict, gates (value with its 95% interval, threshold, what it
     was decided on, verdict; the ones the test split is too small to decide), benchmark."""
-    from slimline.compression.gates import shown, spec
+    from slimline.compression.release.gates import shown, spec
     from slimline.records.registry import read_gates
 
     lines = [

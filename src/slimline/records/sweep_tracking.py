@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slimline.core import gitinfo
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 from slimline.records.candidates import Candidate, Checkout
 from slimline.records.tracking import (
     close_abandoned,

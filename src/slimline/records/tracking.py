@@ -21,7 +21,8 @@ from slimline import __version__
 from slimline.core import gitinfo
 from slimline.core.cpu import cpu_info, describe
 from slimline.core.http import Unhealthy, wait_healthy
-from slimline.core.params import Params, to_flat_dict
+from slimline.core.params.overrides import to_flat_dict
+from slimline.core.params.schema import Params
 from slimline.records.stage_outputs import data_sha256, dvc_lock_hashes, read_stage, stage_files
 
 CLIENT_DEFAULTS = {

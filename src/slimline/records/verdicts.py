@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from slimline.core.params import Params
+from slimline.core.params.schema import Params
 from slimline.records.stage_outputs import dvc_lock_hashes
 from slimline.records.tracking import connect, tracking_errors
 

@@ -1,0 +1,1 @@
+"""Training: the fit loop and its batches, the device, distillation, structured pruning, QAT."""

@@ -1,0 +1,149 @@
+"""Structured channel pruning through torch-pruning, each step followed by a KD fine-tune.
+
+Recipe per step: 1. importance (L2 magnitude, or Taylor from fresh gradients), 2. one
+`pruner.step()` removing an equal share of every prunable layer's channels (residual-coupled
+channels go together), 3. fine-tune with the KD loss the caller gives (the teacher's cached
+train logits, or its logits of each augmented batch) through the same `fit` as every other
+training. The classifier `fc` is never pruned, so the class count stays; its inputs shrink with
+the last layer. The pruned model keeps its class (MLP, CNN, ResNet) with narrower modules, so
+`model_config` reads the new widths back for the checkpoint.
+
+`prune.ratio == 0` means "no pruning": the model is returned unchanged (a copy) without any
+fine-tuning, so a pipeline run with pruning off carries the student through bit for bit; the
+report then has no steps and ratios of 1.0.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from slimline.compression.data.dataset import Split
+from slimline.compression.models.families import count_macs, count_params
+from slimline.compression.training.device import CPU, Accelerator
+from slimline.compression.training.fit import Callback, LossFn, fit, loss_and_accuracy
+from slimline.compression.training.loader import Batches, Views
+from slimline.core.params.schema import Prune
+
+TAYLOR_BATCHES = 4  # batches of gradient that Taylor importance averages before each step
+
+
+def _make_pruner(model: nn.Module, input_shape: tuple[int, ...], prune: Prune):
+    import torch_pruning as tp
+
+    if prune.importance == "taylor":
+        importance = tp.importance.TaylorImportance()
+    else:
+        importance = tp.importance.MagnitudeImportance(p=2)
+    # tracing runs a forward: in eval mode it leaves BatchNorm statistics alone
+    model.eval()
+    return tp.pruner.BasePruner(
+        model,
+        torch.zeros(1, *input_shape),  # (1, *input_shape)
+        importance=importance,
+        pruning_ratio=prune.ratio,
+        iterative_steps=prune.steps,
+        round_to=prune.round_to,
+        ignored_layers=[model.fc],
+    )
+
+
+def _accumulate_gradients(
+    model: nn.Module, train: Split, loss_fn: LossFn, batch_size: int, seed: int
+) -> None:
+    """Taylor importance is |weight * grad|: it needs gradients of the training loss (on the
+    CPU and un-augmented: a few batches only rank the channels)."""
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train.y), generator=gen)
+    model.eval()  # gradients without moving BatchNorm statistics
+    model.zero_grad(set_to_none=True)
+    for idx in order.split(batch_size)[:TAYLOR_BATCHES]:
+        x, y = Batches().make(train, idx, gen)
+        loss_fn(model(x), y, idx, x).backward()
+
+
+def _size(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    return {"params": count_params(model), "macs": count_macs(model, input_shape)}
+
+
+def prune_and_finetune(
+    model: nn.Module,
+    loss_fn: LossFn,
+    train: Split,
+    val: Split,
+    prune: Prune,
+    *,
+    batch_size: int,
+    weight_decay: float,
+    seed: int,
+    callbacks: Sequence[Callback] = (),
+    acc: Accelerator = CPU,
+    augment: Views | None = None,
+    loader_workers: int = 0,
+) -> tuple[nn.Module, dict]:
+    """Prune a copy of `model` in `prune.steps` steps, fine-tuning each with `loss_fn` (KD
+    from the teacher, cached or online); returns it and the metrics report."""
+    model = copy.deepcopy(model)  # the caller's model stays the unpruned reference
+    shape = train.input_shape
+    before = _size(model, shape)
+    acc_before = loss_and_accuracy(model, val)[1]
+    steps = []
+    if prune.ratio > 0:
+        where = {"acc": acc, "augment": augment, "loader_workers": loader_workers}
+        steps = _run_steps(
+            model, loss_fn, train, val, prune, batch_size, weight_decay, seed, callbacks, where
+        )
+    after = _size(model, shape)
+    report = {
+        "ratio": prune.ratio,
+        "importance": prune.importance,
+        "params_before": before["params"],
+        "params_after": after["params"],
+        "macs_before": before["macs"],
+        "macs_after": after["macs"],
+        "params_ratio": after["params"] / before["params"],
+        "macs_ratio": after["macs"] / before["macs"],
+        "val_accuracy_before": acc_before,
+        "val_accuracy": loss_and_accuracy(model, val)[1],
+        "steps": steps,
+    }
+    return model.eval(), report
+
+
+def _run_steps(
+    model, loss_fn, train, val, prune, batch_size, weight_decay, seed, callbacks, where
+) -> list[dict]:
+    pruner = _make_pruner(model, train.input_shape, prune)
+    steps = []
+    for step in range(1, prune.steps + 1):
+        if prune.importance == "taylor":
+            _accumulate_gradients(model, train, loss_fn, batch_size, seed + step)
+        pruner.step()
+        model.zero_grad(set_to_none=True)  # stale (pre-pruning) gradient shapes must not linger
+        pruned_acc = loss_and_accuracy(model, val)[1]
+        fit(
+            model,
+            train,
+            val,
+            epochs=prune.finetune_epochs,
+            lr=prune.lr,
+            batch_size=batch_size,
+            weight_decay=weight_decay,
+            seed=seed + step,  # a different shuffle per step, still fixed by the seed
+            loss_fn=loss_fn,
+            callbacks=callbacks,
+            desc=f"prune {step}/{prune.steps}",
+            **where,
+        )
+        steps.append(
+            {"step": step}
+            | _size(model, train.input_shape)
+            | {
+                "accuracy_before_finetune": pruned_acc,
+                "accuracy_after_finetune": loss_and_accuracy(model, val)[1],
+            }
+        )
+    return steps

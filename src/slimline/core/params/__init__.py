@@ -1,0 +1,1 @@
+"""params.yaml: its schema, loading and validation, dotted overrides, input layouts."""

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the test helpers: one way to copy the pipeline, to run servers
 
 from slimline.core.env import TELEMETRY_OFF  # noqa: E402
-from tests.project import copy_pipeline  # noqa: E402
+from tests.support.project import copy_pipeline  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
@@ -143,7 +143,7 @@ def noop(tmp: Path, runs: int, overrides: list[str]) -> dict:
 
 
 def served_noop(tmp: Path, built: Path, runs: int) -> float:
-    from tests.servers import free_port, start, stop
+    from tests.support.servers import free_port, start, stop
 
     port, home = free_port(), tmp / "prefect-server"
     home.mkdir()

@@ -8,7 +8,7 @@ Run by hand from the repo root (not by CI), niced on a shared machine:
     nice -n 10 .venv/bin/python bench/soak.py --mode server    # one mode: ephemeral | server
     .venv/bin/python bench/soak.py --report      # rewrite soak.md from soak.json (keeps Findings)
 
-One workspace (the pipeline copied into a temp dir, git-committed, with tests/project.py's
+One workspace (the pipeline copied into a temp dir, git-committed, with tests/support/project.py's
 TRAINED params: a ResNet teacher of width 8, a CNN student of width 8, a few epochs; a full run
 takes well under a minute) is built by a first `slimline run`. Then, in each mode, N no-op
 `slimline run`s (nothing changed) and M full ones (`slimline run -S seed=<k>`, a seed never used
@@ -58,8 +58,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the test helpers: one way to make a project, to run servers
 
 from slimline.core.env import TELEMETRY_OFF  # noqa: E402
-from tests.flows.cli import commit, of_project, open_fds  # noqa: E402
-from tests.project import TRAINED, make_project  # noqa: E402
+from tests.support.cli import commit, of_project, open_fds  # noqa: E402
+from tests.support.project import TRAINED, make_project  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
@@ -299,7 +299,7 @@ def ephemeral(root: Path, site: Path, noop: int, full: int, stages: list[str]) -
 
 
 def served(root: Path, site: Path, tmp: Path, noop: int, full: int, stages: list[str]) -> dict:
-    from tests.servers import free_port, start, stop
+    from tests.support.servers import free_port, start, stop
 
     port, home = free_port(), tmp / "prefect-server"
     home.mkdir()
@@ -408,7 +408,7 @@ def markdown(results: dict, findings: str = "") -> str:
         f"{results['date']}, {results['cpus']} cores, load average {results['load_start']:.2f} "
         f"at the start, {results['load_end']:.2f} at the end (the machine is shared); "
         f"`{nice}{results['command']}`: {results['noop']} no-op then {results['full']} full runs "
-        f"per mode, {results['minutes']:.0f} min in all. Params: tests/project.py's TRAINED; "
+        f"per mode, {results['minutes']:.0f} min in all. Params: tests/support/project.py's TRAINED; "
         f"the first run (the build) took {results['build_s']:.0f} s.",
         "",
         "Each cell: the median / the max of the per-run deltas, and the net growth per run "

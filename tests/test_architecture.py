@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-from tests.imports import SRC, STAGES, closure, module_name, stage_code, third_party
+from tests.support.imports import SRC, STAGES, closure, module_name, stage_code, third_party
+from tests.support.paths import ROOT
 
 # what `dvc repro` alone must be able to run with no side effects (DESIGN.md)
 NOT_IN_STAGES = {"mlflow", "prefect", "prefect_dask", "dvc"}

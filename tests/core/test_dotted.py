@@ -6,7 +6,7 @@ import pytest
 
 from slimline.core.params.loading import ParamsError, load_params, write_params
 from slimline.core.params.overrides import apply_override, flat_dict, to_flat_dict
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 
 def test_override_walks_the_dotted_key_and_parses_the_value_as_yaml():

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from slimline.core.http import Unhealthy, wait_healthy
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 
 @pytest.fixture

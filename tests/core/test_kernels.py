@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from slimline.core import kernels
-from tests.conftest import ROOT
-from tests.imports import STAGES
+from tests.support.imports import STAGES
+from tests.support.paths import ROOT
 
 # Each stage module is imported as DVC runs it; then a capability other than the machine's
 # is asked for. Torch reads ATEN_CPU_CAPABILITY at its first kernel: if an import ran one,

@@ -6,8 +6,8 @@ import yaml
 
 from slimline.core.params.loading import ParamsError, load_params, write_params
 from slimline.core.params.overrides import to_flat_dict
-from tests.conftest import ROOT
-from tests.conftest import write_params as make_params
+from tests.support.params import write_params as make_params
+from tests.support.paths import ROOT
 
 
 def problems(tmp_path: Path, overrides: list[str], **sections) -> list[str]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from slimline.core.params.loading import ParamsError, load_params
-from tests.conftest import write_params
+from tests.support.params import write_params
 
 ONNX_TEACHER = ["teacher.source=onnx", "teacher.path=data/pretrained/model.onnx"]
 

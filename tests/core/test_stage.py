@@ -49,7 +49,7 @@ def run_demo(root: Path, how: str, size: int = 0) -> subprocess.CompletedProcess
 
 
 def project(tmp_path: Path) -> Path:
-    from tests.conftest import write_params
+    from tests.support.params import write_params
 
     write_params(tmp_path / "params.yaml")
     (tmp_path / "report.json").write_bytes(b"previous report")

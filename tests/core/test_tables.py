@@ -18,7 +18,7 @@ from slimline.orchestration.commands import print_sweep
 from slimline.records import aliases
 from slimline.records.aliases import VersionInfo
 from slimline.records.summary import print_summary, variants
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 NAMES = ["sweep-20261126T133131Z-cand-00", "sweep-20261126T133131Z-cand-01"]
 OVERRIDES = [

@@ -9,8 +9,8 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-from tests.stack.stack import CREDENTIALS
+from tests.support.paths import ROOT
+from tests.support.stack import CREDENTIALS
 
 DOCKER = ROOT / "docker"
 

@@ -17,7 +17,7 @@ import torch
 from slimline.compression.data.store import load_split
 from slimline.compression.models.checkpoints import load_checkpoint
 from slimline.compression.runtime.onnx_io import read_metadata
-from tests.project import dvc_repro, make_project
+from tests.support.project import dvc_repro, make_project
 
 pytestmark = pytest.mark.slow
 

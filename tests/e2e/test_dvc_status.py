@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.imports import STAGES, stage_code
-from tests.project import run
+from tests.support.imports import STAGES, stage_code
+from tests.support.project import run
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import yaml
 from skl2onnx import to_onnx
 from sklearn.neural_network import MLPClassifier
 
-from tests.project import dvc_repro, make_project, run
+from tests.support.project import dvc_repro, make_project, run
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.project import dvc_repro, make_project
+from tests.support.project import dvc_repro, make_project
 
 pytestmark = pytest.mark.slow
 SHAPES = ("disc", "square", "bar")

@@ -10,8 +10,8 @@ import torch
 from slimline.compression.models.checkpoints import load_checkpoint
 from slimline.compression.release.predict import predict
 from slimline.compression.runtime.onnx_io import read_metadata
-from tests.conftest import make_signals
-from tests.project import TRAINED, dvc_repro, make_project
+from tests.support.data import make_signals
+from tests.support.project import TRAINED, dvc_repro, make_project
 
 pytestmark = pytest.mark.slow
 # TRAINED's student (531 params on (2, 64)) pruned to 171 params could not learn the task in

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from slimline.compression.runtime.onnx_io import read_metadata
-from tests.conftest import wine_frame, write_table
-from tests.project import dvc_repro, make_project
-from tests.workspace import STAGES
+from tests.support.data import wine_frame, write_table
+from tests.support.project import dvc_repro, make_project
+from tests.support.workspace import STAGES
 
 pytestmark = pytest.mark.slow
 

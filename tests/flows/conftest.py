@@ -10,8 +10,8 @@ from subprocess import CompletedProcess
 
 import pytest
 
-from tests.flows.cli import commit, slimline
-from tests.project import TRAINED, make_project
+from tests.support.cli import commit, slimline
+from tests.support.project import TRAINED, make_project
 
 
 @dataclass

@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.flows.cli import SLIMLINE, copy_project, env, mlflow_client, of_project, slimline
-from tests.waiting import wait_for
+from tests.support.cli import SLIMLINE, copy_project, env, mlflow_client, of_project, slimline
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from slimline.orchestration.dvc_run import stage_order
-from tests.flows.cli import mlflow_client, runs, slimline
+from tests.support.cli import mlflow_client, runs, slimline
 
 pytestmark = pytest.mark.slow
 

@@ -19,10 +19,10 @@ import pytest
 import yaml
 from sklearn.datasets import load_digits
 
-from tests.flows.cli import SLIMLINE, copy_project, env, of_project, runs
-from tests.servers import free_port, start, stop
-from tests.waiting import wait_for
-from tests.workspace import STAGES
+from tests.support.cli import SLIMLINE, copy_project, env, of_project, runs
+from tests.support.servers import free_port, start, stop
+from tests.support.waiting import wait_for
+from tests.support.workspace import STAGES
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.cli import copy_project, of_project, open_fds, slimline
+from tests.support.cli import copy_project, of_project, open_fds, slimline
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.flows.cli import copy_project, mlflow_client, runs, slimline
+from tests.support.cli import copy_project, mlflow_client, runs, slimline
 
 pytestmark = pytest.mark.slow
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.flows.cli import SLIMLINE, copy_project, env, mlflow_client, slimline
-from tests.servers import free_port, start, stop
-from tests.waiting import wait_for
+from tests.support.cli import SLIMLINE, copy_project, env, mlflow_client, slimline
+from tests.support.paths import ROOT
+from tests.support.servers import free_port, start, stop
+from tests.support.waiting import wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [

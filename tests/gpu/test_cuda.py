@@ -17,7 +17,7 @@ from slimline.compression.training.fit import (
     seed_everything,
 )
 from slimline.core.params.schema import ModelSpec
-from tests.conftest import make_split
+from tests.support.data import make_split
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 SHAPE = (3, 16, 16)

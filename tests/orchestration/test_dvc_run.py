@@ -11,8 +11,8 @@ import psutil
 import pytest
 
 from slimline.orchestration import dvc_run
-from tests.project import make_project
-from tests.workspace import STAGES
+from tests.support.project import make_project
+from tests.support.workspace import STAGES
 
 
 def alive(pid: int) -> bool:

@@ -12,7 +12,7 @@ import textwrap
 import psutil
 
 from slimline.orchestration import guard
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 # a parent that starts, under the guard, a command whose child leaves a grandchild behind
 PARENT = textwrap.dedent(

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.racing import race
-from tests.servers import free_port, start, stop
+from tests.support.paths import ROOT
+from tests.support.racing import race
+from tests.support.servers import free_port, start, stop
 
 # Two holders take the lock. Whichever gets it first keeps it until the other has asked for
 # it (a file each writes just before asking), then gives the other a moment to get in anyway:
@@ -21,7 +21,7 @@ import contextlib, json, sys, time
 from pathlib import Path
 
 sys.path.insert(0, sys.argv[7])  # the repo root: tests.waiting
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 import filelock
 
 if sys.argv[4] == "prefect-only":  # leave Prefect's limit as the only thing serializing

@@ -17,9 +17,10 @@ from slimline.records.aliases import RegistryError, list_versions, promote, roll
 from slimline.records.registry import Verdict, decide_and_promote, read_gates
 from slimline.records.summary import markdown
 from slimline.records.tracking import log_pipeline_run
-from tests.conftest import ROOT
-from tests.racing import race
-from tests.workspace import STAGES, final, reported, scored_accuracy
+from tests.support.paths import ROOT
+from tests.support.racing import race
+from tests.support.registry import client
+from tests.support.workspace import STAGES, final, reported, scored_accuracy
 
 NAME = "slimline-test"
 STAGE_LIST = [{"name": s, "status": "ran", "seconds": 1.0} for s in STAGES]
@@ -32,12 +33,6 @@ def store(tmp_path, monkeypatch) -> str:
     (tmp_path / "store").mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
-
-
-def client(uri: str):
-    import mlflow
-
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 @pytest.fixture
@@ -235,7 +230,7 @@ from pathlib import Path
 
 root, run_id, folder, me, other = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), *sys.argv[4:6]
 sys.path.insert(0, sys.argv[6])  # the repo root: tests.waiting
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 from slimline.core.params.loading import load_params
 from slimline.records import registry
 

@@ -8,7 +8,7 @@ import json
 
 from slimline.core.params.loading import load_params
 from slimline.records import registry
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 
 def test_challenger_and_champion_move_only_under_the_promotion_lock(tmp_path, monkeypatch):

@@ -12,8 +12,8 @@ import textwrap
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.waiting import wait_for
+from tests.support.paths import ROOT
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 RACER = textwrap.dedent(

@@ -15,7 +15,7 @@ import yaml
 
 from slimline.records.stage_outputs import stage_files
 from slimline.records.tracking import log_pipeline_run, tracking_uri
-from tests.workspace import STAGES, final, reported
+from tests.support.workspace import STAGES, final, reported
 
 CACHED = {"prepare", "train_teacher"}
 

@@ -10,8 +10,8 @@ import pytest
 from slimline.records.aliases import rollback
 from slimline.records.registry import decide_and_promote
 from slimline.records.tracking import TrackingError, log_pipeline_run
-from tests.servers import free_port, start, stop
-from tests.workspace import STAGES, reported, scored_accuracy
+from tests.support.servers import free_port, start, stop
+from tests.support.workspace import STAGES, reported, scored_accuracy
 
 NAME = "slimline-test"
 STAGE_LIST = [{"name": s, "status": "ran", "seconds": 1.0} for s in STAGES]

@@ -7,7 +7,7 @@ import json
 
 from slimline.core.params.loading import load_params
 from slimline.records.tracking import log_pipeline_run
-from tests.conftest import write_params
+from tests.support.params import write_params
 
 REASON = "pruned_fp32: fastest at batch 1 (pruned_int8 0.0154 ms, pruned_fp32 0.0115 ms)"
 

@@ -16,10 +16,10 @@ import pytest
 
 from slimline.compression.data.expectations import sample_hash
 from slimline.compression.data.store import load_split
-from tests.conftest import make_images, run_stage
-from tests.project import dvc_repro, run
-from tests.reliability.pipeline import outputs, set_params
-from tests.stages.test_prepare import bad_npz
+from tests.support.data import bad_npz, make_images
+from tests.support.outputs import outputs, set_params
+from tests.support.processes import run_stage
+from tests.support.project import dvc_repro, run
 
 # every case reruns the pipeline over a copy of the session's trained run
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.project import dvc_repro
-from tests.reliability.pipeline import outputs, set_params
+from tests.support.outputs import outputs, set_params
+from tests.support.project import dvc_repro
 
 # every case reruns the pipeline over a copy of the session's trained run
 pytestmark = pytest.mark.slow

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from tests.flows.cli import SLIMLINE, env, slimline
-from tests.reliability.pipeline import outputs, visible
-from tests.waiting import wait_for
+from tests.support.cli import SLIMLINE, env, slimline
+from tests.support.outputs import outputs, visible
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.project import dvc_repro
-from tests.reliability.pipeline import STAGES, outputs
+from tests.support.outputs import STAGES, outputs
+from tests.support.project import dvc_repro
 
 TIMINGS = {"reports/benchmark.json", "reports/benchmark.md", "plots/tradeoff.png"}
 DETERMINISTIC = [

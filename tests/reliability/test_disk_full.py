@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.project import dvc_repro
-from tests.reliability.pipeline import outputs, set_params
+from tests.support.outputs import outputs, set_params
+from tests.support.project import dvc_repro
 
 pytestmark = pytest.mark.slow  # reruns a stage over a copy of the session's trained run
 

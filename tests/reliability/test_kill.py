@@ -18,9 +18,9 @@ import psutil
 import pytest
 
 from slimline.compression.models.checkpoints import load_checkpoint
-from tests.project import dvc_repro
-from tests.reliability.pipeline import OUTPUT_DIRS, outputs, set_params, tool_env, visible
-from tests.waiting import wait_for
+from tests.support.outputs import OUTPUT_DIRS, outputs, set_params, tool_env, visible
+from tests.support.project import dvc_repro
+from tests.support.waiting import wait_for
 
 TEACHER = ["models/teacher.pt", "models/onnx/teacher.onnx", "metrics/teacher.json",
            "plots/teacher_curve.csv"]  # fmt: skip

@@ -19,8 +19,8 @@ import pytest
 
 from slimline.core.params.loading import load_params
 from slimline.records.tracking import CLIENT_DEFAULTS, TrackingError, log_pipeline_run
-from tests.reliability.pipeline import STAGES, outputs, tool_env
-from tests.servers import free_port
+from tests.support.outputs import STAGES, outputs, tool_env
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow  # both compare a copy of the session's trained run before and after
 

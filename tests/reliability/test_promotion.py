@@ -24,10 +24,10 @@ from slimline.compression.runtime.onnx_io import export_onnx
 from slimline.core.params.loading import load_params
 from slimline.records.registry import Verdict, decide_and_promote
 from slimline.records.tracking import log_pipeline_run
-from tests.project import dvc_repro
-from tests.records.test_registry import client
-from tests.reliability.pipeline import STAGES, set_params
-from tests.workspace import fresh_store
+from tests.support.outputs import STAGES, set_params
+from tests.support.project import dvc_repro
+from tests.support.registry import client
+from tests.support.workspace import fresh_store
 
 pytestmark = pytest.mark.slow  # a copy of the session's trained run, stages rerun
 

@@ -18,12 +18,11 @@ from onnx.external_data_helper import set_external_data
 
 from slimline.compression.models.checkpoints import FORMAT
 from slimline.compression.runtime.onnx_io import read_metadata
-from tests.compression.models.test_models import (
-    _Payload,  # unpickling it opens (creates) a marker file
-)
-from tests.conftest import ROOT, run_stage
-from tests.project import dvc_repro, make_project
-from tests.reliability.pipeline import OUTPUT_DIRS, outputs, set_params
+from tests.support.hostile import Payload  # unpickling it opens (creates) a marker file
+from tests.support.outputs import OUTPUT_DIRS, outputs, set_params
+from tests.support.paths import ROOT
+from tests.support.processes import run_stage
+from tests.support.project import dvc_repro, make_project
 
 
 def refused(project: Path, stage: str, *fragments: str) -> str:
@@ -55,7 +54,7 @@ def live(payload_path: Path, marker: Path, load) -> None:
 def test_pickle_payload_in_place_of_a_checkpoint_is_refused_and_never_runs(project):
     marker = project.parent / "pwned"
     checkpoint = project / "models/student.pt"
-    torch.save({"format": FORMAT, "config": "{}", "state_dict": _Payload(marker)}, checkpoint)
+    torch.save({"format": FORMAT, "config": "{}", "state_dict": Payload(marker)}, checkpoint)
     live(checkpoint, marker, lambda p: torch.load(p, weights_only=False))
     refused(project, "prune", f"{checkpoint}: unsafe checkpoint refused", "(found io.open)")
     assert not marker.exists()
@@ -92,7 +91,7 @@ def test_pickled_object_array_in_prepared_data_is_refused_and_never_runs(project
     split = project / "data/prepared/train.npz"
     with np.load(split) as z:
         arrays = {k: z[k] for k in z.files}
-    arrays["x"] = np.array([_Payload(marker)], dtype=object)
+    arrays["x"] = np.array([Payload(marker)], dtype=object)
     np.savez(split, **arrays)
     live(split, marker, lambda p: np.load(p, allow_pickle=True)["x"])
     refused(project, "train_teacher", f"{split}: unreadable prepared split", "allow_pickle=False")

@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.flows.cli import runs, slimline
-from tests.reliability.pipeline import outputs, set_params, tool_env, visible
+from tests.support.cli import runs, slimline
+from tests.support.outputs import outputs, set_params, tool_env, visible
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The team stack (tests/stack/stack.py) for the package's tests, with its project: started
+"""The team stack (tests/support/stack.py) for the package's tests, with its project: started
 once, stopped at the end whatever happened."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests.stack.stack import new_stack, postgres_available
-from tests.stack.team_project import make_team_project
+from tests.support.stack import new_stack, postgres_available
+from tests.support.team_project import make_team_project
 
 
 @pytest.fixture(scope="package")

@@ -21,12 +21,12 @@ import psutil
 import pytest
 import yaml
 
-from tests.flows.cli import SLIMLINE
-from tests.servers import stop
-from tests.stack.stack import SETTINGS, Stack, http
-from tests.stack.team_project import DATA, dvc, git, put_digits
-from tests.waiting import wait_for
-from tests.workspace import STAGES
+from tests.support.cli import SLIMLINE
+from tests.support.servers import stop
+from tests.support.stack import SETTINGS, Stack, http
+from tests.support.team_project import DATA, dvc, git, put_digits
+from tests.support.waiting import wait_for
+from tests.support.workspace import STAGES
 
 pytestmark = [pytest.mark.slow, pytest.mark.stack]
 

@@ -18,7 +18,9 @@ from slimline.compression.models.sizing import spec_params
 from slimline.compression.training import distillation
 from slimline.compression.training.distillation import choose_student
 from slimline.core.params.loading import load_params
-from tests.conftest import ROOT, run_stage, write_params
+from tests.support.params import write_params
+from tests.support.paths import ROOT
+from tests.support.processes import run_stage
 
 
 def stage() -> ModuleType:

@@ -22,8 +22,10 @@ from slimline.compression.runtime.onnx_io import add_metadata, export_onnx
 from slimline.compression.runtime.quantize import quantize
 from slimline.core.params.loading import load_params
 from slimline.core.params.schema import Params, Quantize
-from tests.conftest import ROOT, quick_train, write_params
-from tests.stages.test_quantize import prepared_digits
+from tests.support.data import prepared_digits
+from tests.support.params import write_params
+from tests.support.paths import ROOT
+from tests.support.training import quick_train
 
 LENIENT = {"min_accuracy": 0.5, "max_accuracy_drop": 0.5, "min_agreement": 0.5,
            "max_size_bytes": 10_000_000, "min_compression": 1.0}  # fmt: skip

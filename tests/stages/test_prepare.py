@@ -11,14 +11,10 @@ import numpy as np
 import pytest
 
 from slimline.compression.data.store import load_split
-from tests.conftest import (
-    ROOT,
-    make_images,
-    run_stage,
-    wine_frame,
-    write_params,
-    write_table,
-)
+from tests.support.data import bad_npz, make_images, wine_frame, write_table
+from tests.support.params import write_params
+from tests.support.paths import ROOT
+from tests.support.processes import run_stage
 
 OUTPUTS = [
     "data/prepared/train.npz",
@@ -71,30 +67,6 @@ def test_rerun_gives_identical_bytes(prepared_digits):
     before = snapshot(prepared_digits.parent)
     assert run_stage("prepare", prepared_digits).returncode == 0
     assert snapshot(prepared_digits.parent) == before
-
-
-def bad_npz(path: Path, kind: str) -> None:
-    x = np.random.default_rng(0).uniform(size=(60, 1, 8, 8)).astype(np.float32)
-    y = np.arange(60) % 3
-    if kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "truncated":
-        np.savez(path, x=x, y=y)
-        path.write_bytes(path.read_bytes()[:500])
-    elif kind == "no_y":
-        np.savez(path, x=x)
-    elif kind == "nan":
-        x[5, 0, 2, 2] = np.nan
-        np.savez(path, x=x, y=y)
-    elif kind == "label_out_of_range":
-        np.savez(path, x=x, y=y, class_names=np.array(["a", "b"]))
-    elif kind == "length_mismatch":
-        np.savez(path, x=x, y=y[:-1])
-    elif kind == "float_labels":
-        np.savez(path, x=x, y=y.astype(np.float32))
-    elif kind == "inf":
-        x[7, 0, 1, 1] = np.inf
-        np.savez(path, x=x, y=y)
 
 
 @pytest.mark.parametrize(

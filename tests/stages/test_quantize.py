@@ -12,26 +12,11 @@ import onnx
 import torch
 from torch import nn
 
-from slimline.compression.data.dataset import Dataset
-from slimline.compression.data.store import save_split
 from slimline.compression.runtime.onnx_io import export_onnx
-from tests.conftest import quick_train, run_stage, write_params
-
-
-def prepared_digits(root: Path) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's digits as prepared tabular (N, 64) splits, as the prepare stage writes."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = ((d.data - d.data.mean(0)) / (d.data.std(0) + 1e-6)).astype(np.float32)
-    y = d.target.astype(np.int64)
-    ds = Dataset(x, y, [str(k) for k in range(10)], 1.0)
-    (root / "data/prepared").mkdir(parents=True)
-    parts = {"train": slice(0, 1000), "val": slice(1000, 1400), "test": slice(1400, None)}
-    for name, rows in parts.items():
-        save_split(root / f"data/prepared/{name}.npz", x[rows], y[rows], ds, np.zeros(1),
-                   np.ones(1))  # fmt: skip
-    return x[:1000], y[:1000]
+from tests.support.data import prepared_digits
+from tests.support.params import write_params
+from tests.support.processes import run_stage
+from tests.support.training import quick_train
 
 
 def _params(root: Path, **quantize) -> Path:

@@ -10,7 +10,7 @@ from slimline.compression.data.sources import load_source
 from slimline.compression.data.split import drop_duplicates, split
 from slimline.compression.data.store import PREPARED_MARKER, load_split, save_split
 from slimline.core.params.schema import Data
-from tests.conftest import make_images, make_signals, wine_frame, write_table
+from tests.support.data import make_images, make_signals, wine_frame, write_table
 
 
 def npz_source(path: Path, layout: str = "auto") -> Data:

@@ -18,7 +18,7 @@ from slimline.compression.data.normalize import standardize
 from slimline.compression.data.sources import load_source
 from slimline.compression.data.split import drop_duplicates, sample_groups, split
 from slimline.core.params.schema import Data
-from tests.conftest import make_images, make_signals, make_split, wine_frame
+from tests.support.data import make_images, make_signals, make_split, wine_frame
 
 
 def dataset(x, y, classes: int = 3) -> Dataset:

@@ -22,7 +22,8 @@ from slimline.compression.data.sources import load_source
 from slimline.compression.data.split import sample_groups
 from slimline.core.params.loading import load_params
 from slimline.core.params.schema import Data, Params
-from tests.conftest import make_images, write_params
+from tests.support.data import make_images
+from tests.support.params import write_params
 
 OUTPUTS = ("data/prepared/train.npz", "data/prepared/val.npz", "data/prepared/test.npz",
            "reports/data_validation.json")  # fmt: skip

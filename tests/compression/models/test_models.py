@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +26,9 @@ from slimline.compression.models.families import (
 from slimline.core.errors import InputError
 from slimline.core.params.loading import load_params
 from slimline.core.params.schema import ModelSpec
-from tests.conftest import ROOT, make_signal_split
+from tests.support.data import make_signal_split
+from tests.support.hostile import Payload
+from tests.support.paths import ROOT
 
 IMAGE, WIDE_IMAGE, TABULAR, SIGNAL = (1, 8, 8), (3, 12, 10), (20,), (2, 64)
 CASES = [
@@ -204,23 +205,13 @@ def test_pickled_module_is_refused(tmp_path):
         load_checkpoint(tmp_path / "module.pt")
 
 
-class _Payload:
-    """Unpickling this opens (so creates) a marker file: a stand-in for arbitrary code."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 @pytest.mark.parametrize("writer", ["torch", "pickle"])
 def test_malicious_pickle_is_refused_without_running(tmp_path, writer):
     # the payload is live: plain unpickling would run it
-    pickle.loads(pickle.dumps(_Payload(tmp_path / "proof"))).close()
+    pickle.loads(pickle.dumps(Payload(tmp_path / "proof"))).close()
     assert (tmp_path / "proof").exists()
     marker, path = tmp_path / "pwned", tmp_path / "evil.pt"
-    payload = {"format": FORMAT, "config": "{}", "state_dict": _Payload(marker)}
+    payload = {"format": FORMAT, "config": "{}", "state_dict": Payload(marker)}
     if writer == "torch":
         torch.save(payload, path)
     else:

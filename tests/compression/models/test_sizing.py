@@ -22,8 +22,10 @@ from slimline.compression.models.sizing import (
 from slimline.core.errors import InputError
 from slimline.core.params.loading import load_params
 from slimline.core.params.schema import MODEL_SIZES, ModelSpec
-from tests.conftest import ROOT, wine_frame, write_params, write_table
-from tests.project import make_project, refused_run
+from tests.support.data import wine_frame, write_table
+from tests.support.params import write_params
+from tests.support.paths import ROOT
+from tests.support.project import make_project, refused_run
 
 DIGITS = (1, 8, 8)
 SHAPES = [(20,), (1000,), DIGITS, (3, 12, 10), (2, 64)]

@@ -18,7 +18,8 @@ from slimline.compression.runtime.onnx_io import (
     session,
 )
 from slimline.core.errors import InputError
-from tests.conftest import write_params, write_table
+from tests.support.data import write_table
+from tests.support.params import write_params
 
 
 def first_half_minus_second() -> nn.Module:
@@ -292,7 +293,8 @@ def test_bundle_metadata_names_the_layout(tmp_path):
     from slimline.compression.data.dataset import Split
     from slimline.compression.release.bundle import model_metadata
     from slimline.core.params.loading import load_params
-    from tests.conftest import ROOT, make_signal_split
+    from tests.support.data import make_signal_split
+    from tests.support.paths import ROOT
 
     params = load_params(ROOT / "params.yaml")
     signals = make_signal_split(6)

@@ -14,8 +14,8 @@ from slimline.compression.models.onnx_teacher import TeacherError
 from slimline.compression.models.sizing import SizeError
 from slimline.compression.release.preflight import check_before_run
 from slimline.core.params.loading import load_params
-from tests.conftest import write_params
-from tests.project import make_project, refused_run
+from tests.support.params import write_params
+from tests.support.project import make_project, refused_run
 
 
 def linear_teacher(path: Path, classes: int = 10, features: int = 64) -> Path:

@@ -17,7 +17,9 @@ from slimline.compression.runtime.quantize import quantize
 from slimline.core.errors import InputError
 from slimline.core.params.loading import ParamsError, load_params
 from slimline.core.params.schema import ModelSpec, Quantize
-from tests.conftest import ROOT, quick_train, write_params
+from tests.support.params import write_params
+from tests.support.paths import ROOT
+from tests.support.training import quick_train
 
 INT4_KEYS = {"bits", "block_sizes", "symmetric", "accuracy_level"}
 

@@ -14,8 +14,10 @@ from slimline.compression.runtime.calibration import stratified_sample
 from slimline.compression.runtime.onnx_io import export_onnx
 from slimline.compression.runtime.quantize import quantize
 from slimline.core.params.schema import Quantize
-from tests.conftest import quick_train, run_stage, write_params
-from tests.stages.test_quantize import prepared_digits
+from tests.support.data import prepared_digits
+from tests.support.params import write_params
+from tests.support.processes import run_stage
+from tests.support.training import quick_train
 
 FAST = {"warmup": 1, "runs": 5, "throughput_runs": 1, "throughput_batch": 8}
 

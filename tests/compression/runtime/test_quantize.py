@@ -7,7 +7,6 @@ from collections import Counter
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, numpy_helper
@@ -18,34 +17,8 @@ from slimline.compression.runtime.compact import compact
 from slimline.compression.runtime.onnx_io import OnnxError, export_onnx, run_logits, session
 from slimline.compression.runtime.quantize import quantize
 from slimline.core.params.schema import Quantize
-from tests.conftest import quick_train
-
-REPORT_KEYS = {
-    "target",
-    "reduce_range",
-    "requires",
-    "runs_on",
-    "mode",
-    "calibration_method",
-    "calibration_samples",
-    "per_channel",
-    "activation_type",
-    "weight_type",
-    "max_accuracy_drop",
-    "fp32_size_bytes",
-    "int8_size_bytes",
-    "size_ratio",
-    "fp32_val_accuracy",
-    "int8_val_accuracy",
-    "fp32_accuracy",
-    "int8_accuracy",
-    "agreement",
-    "excluded_nodes",
-    "fallback_rounds",
-    "rounds",
-    "sensitivity",
-    "within_bound",
-}
+from tests.support.onnx_graphs import REPORT_KEYS, fused_ops
+from tests.support.training import quick_train
 
 
 class ResidualCNN(nn.Module):
@@ -131,14 +104,6 @@ def _run(fp32, out, digits, flat=False, calib=256, **q):
     )
 
 
-def _fused_ops(path, tmp_path) -> Counter:
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    options.log_severity_level = 3
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
-
-
 def test_static_int8_graph_is_qdq_and_3_5x_smaller(tmp_path, digits):
     torch.manual_seed(0)
     model = ResidualCNN(c=80).eval()  # ~117k params, random weights: size is the point here
@@ -174,7 +139,7 @@ def test_static_keeps_accuracy_fusion_and_is_deterministic(cnn_fp32, digits, tmp
     # portable: U8U8, exact on every CPU (int8_target)
     assert report["target"] == "portable" and report["requires"] == []
     assert report["activation_type"] == "QUInt8" and report["weight_type"] == "QUInt8"
-    ops = _fused_ops(first, tmp_path)  # compaction must not break ORT's QDQ fusion
+    ops = fused_ops(first, tmp_path)  # compaction must not break ORT's QDQ fusion
     assert ops["QLinearConv"] == 3 and ops["QGemm"] == 1 and "Conv" not in ops
     assert _run(cnn_fp32, second, digits) == report
     assert first.read_bytes() == second.read_bytes()
@@ -317,7 +282,7 @@ def signal_fp32(tmp_path_factory):
     from slimline.compression.models.families import build_model
     from slimline.compression.training.fit import fit
     from slimline.core.params.schema import ModelSpec
-    from tests.conftest import make_signal_split
+    from tests.support.data import make_signal_split
 
     splits = [make_signal_split(n, seed=s) for n, s in ((240, 1), (150, 2), (150, 3))]
     threads = torch.get_num_threads()
@@ -357,7 +322,7 @@ def test_static_int8_on_1d_signal_models(arch, signal_fp32, tmp_path, caplog):
             assert attrs.get("strides", [2]) == [2]  # only the resnet's downsampling convs
         if node.op_type == "MaxPool":  # no default for a pool's kernel: it must stay
             assert attrs["kernel_shape"] == [2]
-    ops = _fused_ops(out, tmp_path)  # Conv1d QDQ runs as ORT's QLinearConv
+    ops = fused_ops(out, tmp_path)  # Conv1d QDQ runs as ORT's QLinearConv
     convs = Counter(n.op_type for n in onnx.load(str(paths[arch])).graph.node)["Conv"]
     assert ops["QLinearConv"] == convs and "Conv" not in ops and ops["QGemm"] == 1
     assert run_logits(session(out), signals["test"][0][:5]).shape == (5, 3)

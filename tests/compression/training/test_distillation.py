@@ -20,7 +20,7 @@ from slimline.compression.training.augment import Augment
 from slimline.compression.training.distillation import MutualPair, Schedule, mutual_loss
 from slimline.compression.training.fit import EpochRecord, History, seed_everything
 from slimline.core.params.schema import Distill, ModelSpec
-from tests.conftest import make_split
+from tests.support.data import make_split
 
 pytestmark = pytest.mark.usefixtures("restore_torch_state")
 SHAPE, K = (1, 8, 8), 3

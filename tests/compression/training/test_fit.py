@@ -30,7 +30,7 @@ from slimline.compression.training.fit import (
     seed_everything,
 )
 from slimline.core.params.schema import ModelSpec
-from tests.conftest import make_split
+from tests.support.data import make_split
 
 SHAPE = (1, 8, 8)
 pytestmark = pytest.mark.usefixtures("restore_torch_state")

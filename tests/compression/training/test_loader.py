@@ -21,7 +21,7 @@ from slimline.compression.training.augment import Augment
 from slimline.compression.training.fit import EpochRecord, fit, make_kd_loss, seed_everything
 from slimline.compression.training.loader import Batches, EpochOrder
 from slimline.core.params.schema import ModelSpec
-from tests.conftest import make_split
+from tests.support.data import make_split
 
 SHAPE = (1, 8, 8)
 pytestmark = pytest.mark.usefixtures("restore_torch_state")

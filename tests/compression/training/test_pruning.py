@@ -19,7 +19,7 @@ from slimline.compression.training.fit import (
 )
 from slimline.compression.training.pruning import prune_and_finetune
 from slimline.core.params.schema import Distill, ModelSpec, Prune
-from tests.conftest import make_signal_split, make_split
+from tests.support.data import make_signal_split, make_split
 
 SHAPE = (1, 8, 8)
 pytestmark = pytest.mark.usefixtures("restore_torch_state")

@@ -28,7 +28,7 @@ from slimline.compression.training.fit import fit, make_kd_loss, predict_logits
 from slimline.compression.training.qat import finetune_qat
 from slimline.core.errors import InputError
 from slimline.core.params.schema import ModelSpec, Quantize
-from tests.compression.runtime.test_quantize import REPORT_KEYS, _fused_ops
+from tests.support.onnx_graphs import REPORT_KEYS, fused_ops
 
 DECISION_KEYS = {"path", "path_reason", "ptq", "qat"}
 SUMMARY_KEYS = {"val_accuracy", "drop", "within_bound", "excluded_nodes", "size_bytes"}
@@ -153,7 +153,7 @@ def test_auto_runs_qat_when_ptq_collapses_and_qat_is_within_bound(case, tmp_path
     assert run_logits(session(out), case["splits"]["test"].x[:7]).shape == (7, 10)
     # the clip became the Q's range (no Clip node), and ORT still fuses every conv as PTQ's
     assert "Clip" not in ops
-    fused = _fused_ops(out, tmp_path)
+    fused = fused_ops(out, tmp_path)
     assert fused["QLinearConv"] == 2 and fused["QGemm"] == 1 and "Conv" not in fused
 
 

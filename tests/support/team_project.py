@@ -13,8 +13,8 @@ import numpy as np
 import yaml
 from sklearn.datasets import load_digits
 
-from tests.project import make_project
-from tests.stack.stack import SETTINGS, Stack
+from tests.support.project import make_project
+from tests.support.stack import SETTINGS, Stack
 
 DATA_KEY = "raw/digits.npz"  # in the data bucket
 DATA = "data/raw/digits.npz"  # in the project

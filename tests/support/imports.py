@@ -12,7 +12,7 @@ import ast
 from functools import cache
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 SRC = ROOT / "src"
 PACKAGE = "slimline"

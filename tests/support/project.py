@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT, write_params
+from tests.support.params import write_params
+from tests.support.paths import ROOT
 
 # Small enough that the whole chain runs in well under a minute, big enough to exercise every
 # code path (residual blocks, pruning steps, calibration, the fallback's sensitivity ranking).

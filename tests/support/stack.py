@@ -32,9 +32,9 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT
-from tests.servers import free_port, start, stop
-from tests.waiting import wait_for
+from tests.support.paths import ROOT
+from tests.support.servers import free_port, start, stop
+from tests.support.waiting import wait_for
 
 SETTINGS = yaml.safe_load((ROOT / "docker" / "stack.yaml").read_text())
 # role -> the name of the variable that carries it (stack.yaml writes `${NAME}`, as compose)

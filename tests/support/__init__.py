@@ -1,0 +1,1 @@
+"""What tests share: data made here, projects and pipeline runs, processes, servers, waits."""

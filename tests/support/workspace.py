@@ -25,9 +25,9 @@ from slimline.core.atomic import read_json, write_json
 from slimline.core.params.loading import load_params
 from slimline.core.params.schema import Params
 from slimline.records.tracking import sqlite_path, tracking_uri
-from tests.reliability import pipeline
+from tests.support import outputs
 
-STAGES = list(pipeline.STAGES)  # in dvc.yaml's order
+STAGES = list(outputs.STAGES)  # in dvc.yaml's order
 MODEL_NAME = "slimline-test"
 RUN_FILES = ("params.yaml", "dvc.yaml", "dvc.lock")
 _template: list[Path] = []  # an empty, migrated MLflow SQLite store, made once per session
@@ -50,7 +50,7 @@ def build(
     root.mkdir(parents=True, exist_ok=True)
     for name in RUN_FILES:
         shutil.copy2(source / name, root / name)
-    for folder in pipeline.OUTPUT_DIRS:
+    for folder in outputs.OUTPUT_DIRS:
         shutil.copytree(source / folder, root / folder, dirs_exist_ok=True)
     _set_tracking(root / "params.yaml", experiment="test", model_name=model_name)
     params = load_params(root / "params.yaml")

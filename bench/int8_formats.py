@@ -37,7 +37,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from slimline.compression.data.store import load_splits  # noqa: E402
 from slimline.compression.release.latency import measure_many  # noqa: E402
-from slimline.compression.runtime.calibration import batch_reader, round_ranges, stratified_sample  # noqa: E402
+from slimline.compression.runtime.calibration import (  # noqa: E402
+    batch_reader,
+    range_cache,
+    stratified_sample,
+)
 from slimline.compression.runtime.onnx_io import run_logits, session  # noqa: E402
 from slimline.compression.scores import accuracy, agreement  # noqa: E402
 from slimline.core.cpu import cpu_info, describe  # noqa: E402
@@ -53,22 +57,11 @@ FORMATS = {
 
 
 def build(pre: Path, out: Path, calib_x: np.ndarray, fmt: tuple[str, str, bool], tmp: Path):
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        create_calibrator,
-        quantize_static,
-    )
-    from onnxruntime.quantization.calibrate import save_tensors_data
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    cache = tmp / "ranges.json"
-    if not cache.exists():
-        ops = sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
-        cal = create_calibrator(pre, ops, str(tmp / "aug.onnx"), CalibrationMethod.MinMax)
-        cal.collect_data(batch_reader(calib_x))
-        save_tensors_data(round_ranges(cal.compute_data()), cache)
+    cache = tmp / "calibration.json"
+    if not cache.exists():  # the quantize stage's ranges: the same sample, method and grid
+        range_cache(pre, calib_x, CalibrationMethod.MinMax, {}, tmp)
     act, weight, reduce = fmt
     quantize_static(
         str(pre), str(out), batch_reader(calib_x), QuantFormat.QDQ, per_channel=True,

@@ -5,6 +5,7 @@ Used by static quantization, its sensitivity ranking and the peer quantizers of 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,22 @@ def batch_reader(x: np.ndarray, name: str = "input") -> Any:
             return next(self._it, None)
 
     return Batches()
+
+
+def range_cache(model: Path, x: np.ndarray, method: Any, options: dict, tmp: Path) -> Path:
+    """Calibrate `model` once on x: the ranges on slimline's grid (`round_ranges`), saved as
+    quantize_static's JSON cache in tmp, so that every quantization of the model reuses them."""
+    from onnxruntime.quantization import create_calibrator
+    from onnxruntime.quantization.calibrate import save_tensors_data
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    ops = sorted(set(QDQRegistry) | set(QLinearOpsRegistry))  # what quantize_static calibrates
+    calibrator = create_calibrator(model, ops, str(tmp / "augmented.onnx"), method,
+                                   extra_options=options)  # fmt: skip
+    calibrator.collect_data(batch_reader(x))
+    cache = tmp / "calibration.json"
+    save_tensors_data(round_ranges(calibrator.compute_data()), cache)
+    return cache
 
 
 # steps per power of two of a range's magnitude: each end moves outward by less than 1/128 of

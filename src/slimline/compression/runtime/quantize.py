@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from slimline.compression.runtime import int4, sensitivity
-from slimline.compression.runtime.calibration import BATCH, batch_reader, round_ranges
+from slimline.compression.runtime.calibration import BATCH, batch_reader, range_cache
 from slimline.compression.runtime.compact import compact_file
 from slimline.compression.runtime.int8_target import Int8Target, choose
 from slimline.compression.runtime.onnx_io import add_metadata, run_logits, session
@@ -295,25 +295,11 @@ class _Builder:
         self.method = getattr(CalibrationMethod, METHODS[q.calibration_method])
         with _step("pre-processing"):
             quant_pre_process(str(fp32_path), str(self.pre))
-        self.cache = self._calibrate() if q.mode == "static" else None
-
-    def _calibrate(self) -> Path:
-        """Calibrate once; every round reuses the ranges (quantize_static's JSON cache)."""
-        from onnxruntime.quantization import create_calibrator
-        from onnxruntime.quantization.calibrate import save_tensors_data
-        from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
-
-        ops = sorted(set(QDQRegistry) | set(QLinearOpsRegistry))  # what quantize_static calibrates
-        options = CALIBRATOR_OPTIONS.get(self.q.calibration_method, {})
-        augmented = str(self.tmp / "augmented.onnx")
-        cache = self.tmp / "calibration.json"
-        with _step("calibration"):
-            calibrator = create_calibrator(
-                self.pre, ops, augmented, self.method, extra_options=options
-            )
-            calibrator.collect_data(batch_reader(self.calib_x))
-            save_tensors_data(round_ranges(calibrator.compute_data()), cache)
-        return cache
+        self.cache = None
+        if q.mode == "static":  # calibrated once: every round reuses the ranges
+            options = CALIBRATOR_OPTIONS.get(q.calibration_method, {})
+            with _step("calibration"):
+                self.cache = range_cache(self.pre, calib_x, self.method, options, tmp)
 
     def build(self, excluded: list[str], round_: int) -> Path:
         from onnxruntime.quantization import (

@@ -13,7 +13,13 @@ from slimline.compression.release.gates import Evidence, Gate, model_gates, repo
 from slimline.core.atomic import write_json
 from slimline.core.params.loading import load_params
 from slimline.core.params.schema import Gates
-from slimline.records.aliases import RegistryError, list_versions, promote, rollback
+from slimline.records.aliases import (
+    RegistryError,
+    list_versions,
+    promote,
+    rollback,
+    version_figures,
+)
 from slimline.records.registry import Verdict, decide_and_promote, read_gates
 from slimline.records.summary import markdown
 from slimline.records.tracking import log_pipeline_run
@@ -149,10 +155,15 @@ def test_version_carries_verdict_figures_and_lineage_tags(tmp_path, store, pipel
     real = reported(root, params)
     tags = client(store).get_model_version(NAME, verdict.version).tags
     assert tags["gates"] == "passed" and tags["run_id"] == record.run_id
-    assert float(tags["accuracy"]) == 0.97 and float(tags["latency_ms"]) == 0.08
-    assert float(tags["agreement"]) == real["quantize_metrics"]["agreement"]
-    assert float(tags["size_bytes"]) == final(real["benchmark_report"])["size_bytes"]
-    assert float(tags["size_bytes"]) == (root / "dist/model.onnx").stat().st_size
+    assert tags["accuracy"] == "0.97" and tags["latency_ms"] == "0.08"
+    # figures for people: 4 significant digits, bytes whole; the run's metrics keep them all
+    agreement = real["quantize_metrics"]["agreement"]
+    assert tags["agreement"] == repr(float(f"{agreement:.4g}"))
+    assert tags["size_bytes"] == str(final(real["benchmark_report"])["size_bytes"])
+    assert tags["size_bytes"] == str((root / "dist/model.onnx").stat().st_size)
+    metrics = client(store).get_run(record.run_id).data.metrics
+    assert metrics["registry.agreement"] == agreement
+    assert metrics["registry.accuracy"] == 0.97 and metrics["registry.latency_ms"] == 0.08
     assert tags["data_sha256"] == real["data_report"]["sha256"]
     assert tags["primary_metric"] == "accuracy" and tags["git_commit"] == "unknown"
     run_tags = client(store).get_run(record.run_id).data.tags
@@ -163,6 +174,29 @@ def test_version_carries_verdict_figures_and_lineage_tags(tmp_path, store, pipel
     assert run_tags["slimline.gate.min_speedup"] == (
         f"passed {speedup:{form}} >= {params.gates.min_speedup:{form}}"
     )
+
+
+@pytest.mark.slow
+def test_a_version_tag_is_rounded_and_the_champion_defends_full_precision(
+    tmp_path, store, pipeline
+):
+    # 0.9700333... and 0.97001 both read 0.97 in the tags: compared on the tags they would
+    # tie, and the lower latency would take champion; on the metrics the first holds
+    params, record, v1 = pipeline(tmp_path / "1", accuracy=0.97 + 1 / 30_000, latency_ms=0.05)
+    tags = client(store).get_model_version(NAME, v1.version).tags
+    assert tags["accuracy"] == "0.97" and tags["latency_ms"] == "0.05"
+    metrics = client(store).get_run(record.run_id).data.metrics
+    assert metrics["registry.accuracy"] == 0.97 + 1 / 30_000  # full precision, not 0.97
+    assert version_figures(client(store), NAME, v1.version)["accuracy"] == 0.97 + 1 / 30_000
+    _, _, v2 = pipeline(tmp_path / "2", accuracy=0.97001, latency_ms=0.04)
+    assert client(store).get_model_version(NAME, v2.version).tags["accuracy"] == "0.97"
+    assert not v2.champion and aliases(store) == {"champion": "1", "challenger": "2"}
+    # 0.97004, also 0.97 in the tags, beats it despite a higher latency
+    _, _, v3 = pipeline(tmp_path / "3", accuracy=0.97004, latency_ms=0.06)
+    assert v3.champion and v3.previous_champion == "1"
+    assert {"0.97"} == {
+        client(store).get_model_version(NAME, v).tags["accuracy"] for v in ("1", "2", "3")
+    }
 
 
 @pytest.mark.slow

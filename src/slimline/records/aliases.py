@@ -28,6 +28,9 @@ HISTORY_KEEP = 200  # a tag holds 100k characters; 200 versions is years of retr
 # what MLflow answers for a missing model or a version that is not a number
 NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 LOCK_TIMEOUT = 120.0  # seconds; a promotion holds the lock for well under one
+# the registered run's full-precision metric for each figure (the version's tags are rounded)
+FIGURE_METRIC = "registry.{}"
+DEFENDED = ("accuracy", "agreement", "latency_ms")  # what `registry.beats` compares
 
 
 class RegistryError(InputError):
@@ -102,8 +105,28 @@ def set_champion(client, name: str, version: str) -> None:
 
 
 def version_figures(client, name: str, version: str) -> dict[str, float]:
-    tags = client.get_model_version(name, version).tags
-    return {k: float(tags[k]) for k in ("accuracy", "agreement", "latency_ms") if k in tags}
+    """The figures a version defends `champion` with, at full precision: the metrics
+    `registry.<figure>` of the run that registered it. Its tags are rounded for people
+    (0.9833 for 0.98333...), and two candidates a rounding apart must not tie. A version
+    registered before those metrics, or by hand, falls back to its tags."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_model_version(name, version)
+    tags = found.tags
+    metrics: dict[str, float] = {}
+    if run_id := tags.get("run_id") or found.run_id:
+        try:
+            metrics = client.get_run(run_id).data.metrics
+        except MlflowException as e:  # the run was deleted for good: the tags remain
+            if e.error_code not in NOT_FOUND:
+                raise
+    figures = {}
+    for key in DEFENDED:
+        if (metric := FIGURE_METRIC.format(key)) in metrics:
+            figures[key] = float(metrics[metric])
+        elif key in tags:
+            figures[key] = float(tags[key])
+    return figures
 
 
 def promote(root: Path, params: Params, version: str, alias: str = CHAMPION) -> None:

@@ -25,10 +25,12 @@ from slimline.core.params.schema import Params
 from slimline.records.aliases import (
     CHALLENGER,
     CHAMPION,
+    FIGURE_METRIC,
     promotion_lock,
     set_champion,
     version_figures,
 )
+from slimline.records.rounding import for_people
 from slimline.records.stage_outputs import read_stage
 from slimline.records.tracking import connect, tracking_errors
 
@@ -209,7 +211,10 @@ def registry_notes_hidden() -> Iterator[None]:
 
 
 def _register(client, root: Path, params: Params, run_id: str, figures: dict) -> str:
-    """Log dist/model.onnx (ONNX flavor, signature from test inputs) and register it."""
+    """Log dist/model.onnx (ONNX flavor, signature from test inputs) and register it. The
+    version's figure tags are rounded for people (`rounding.for_people`); the same figures go
+    on the run first as full-precision metrics `registry.<figure>`, which the champion's
+    defence compares (`aliases.version_figures`)."""
     import mlflow
     import mlflow.onnx
     from mlflow.models import infer_signature
@@ -231,12 +236,13 @@ def _register(client, root: Path, params: Params, run_id: str, figures: dict) ->
         "gates": PASSED,
         # the variant shipped (pruned FP32 or quantized) and the objective that chose it
         **{k: export.text[k] for k in ("variant", "objective") if k in export.text},
-        **{k: str(v) for k, v in figures.items()},
+        **{k: for_people(k, float(v)) for k, v in figures.items()},
         "primary_metric": params.tracking.primary_metric,
         "git_commit": run_tags.get("slimline.git_commit", "unknown"),
         "data_sha256": run_tags.get("slimline.data_sha256", "unknown"),
         "run_id": run_id,
     }
+    log_figures(client, run_id, figures)
     # explicit requirements: MLflow would otherwise infer them in a slow subprocess
     needs = [f"{p}=={importlib.metadata.version(p)}" for p in ("mlflow", "onnx", "onnxruntime")]
     # MLflow prints its registry notes ("Successfully registered model ...", "Created version
@@ -257,6 +263,15 @@ def _register(client, root: Path, params: Params, run_id: str, figures: dict) ->
     for key, value in tags.items():
         client.set_model_version_tag(params.tracking.model_name, version, key, value)
     return version
+
+
+def log_figures(client, run_id: str, figures: dict[str, float]) -> None:
+    """The registry's figures on the run at full precision: `registry.accuracy`, ..."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(FIGURE_METRIC.format(k), float(v), now, 0) for k, v in figures.items()]
+    client.log_batch(run_id, metrics=metrics)
 
 
 def _record(client, run_id: str, verdict: Verdict, outcome: str) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from slimline.core.params.schema import Params
+from slimline.records.rounding import json_for_people
 
 # stage -> outputs logged on its child run, as `params.paths` fields. The first is the stage's
 # metrics file (a missing one is tagged); a `*_curve` is also read as per-epoch step metrics.
@@ -90,8 +91,10 @@ def data_summary(report: dict) -> dict:
 
 
 def flatten(obj: Any, prefix: str, out: StageFigures) -> None:
-    """Numbers become metrics, strings text; a list of named items is keyed by each name
-    (gates, benchmark variants); a list of unnamed records becomes step series (prune steps)."""
+    """Numbers become metrics (full precision), strings text; a list of named items is keyed
+    by each name (gates, benchmark variants); a list of unnamed records becomes step series
+    (prune steps); any other list is text, its floats to 4 significant digits (a gate's
+    `interval`, read by people as a param)."""
     if isinstance(obj, bool | int | float):
         if math.isfinite(obj):  # MLflow rejects NaN/inf; the artifact keeps them
             out.metrics[_key(prefix)] = float(obj)
@@ -110,8 +113,8 @@ def flatten(obj: Any, prefix: str, out: StageFigures) -> None:
             flatten(item, prefix, one)
             for key, value in one.metrics.items():
                 out.series[key].append((step, value))
-    elif isinstance(obj, list):
-        out.text[_key(prefix)] = json.dumps(obj)
+    elif isinstance(obj, list):  # an MLflow param: its floats rounded for people
+        out.text[_key(prefix)] = json_for_people(prefix, obj)
 
 
 def read_curve(path: Path, out: StageFigures) -> None:

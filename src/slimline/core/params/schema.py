@@ -36,31 +36,110 @@ class _Section(BaseModel):
 
 
 class Paths(_Section):
-    """Every output path, written once: dvc.yaml templates these (`${paths.teacher}`)."""
+    """Checked together: each path is relative, inside the project, and neither the project
+    root nor one of its own files and source folders (params.yaml, dvc.yaml, src/, tests/,
+    docs/, ...), which a stage would overwrite."""
 
-    prepared: str = "data/prepared"
-    data_report: str = "reports/data_validation.json"
-    teacher: str = "models/teacher.pt"
-    teacher_onnx: str = "models/onnx/teacher.onnx"
-    teacher_metrics: str = "metrics/teacher.json"
-    teacher_curve: str = "plots/teacher_curve.csv"
-    student: str = "models/student.pt"
-    student_onnx: str = "models/onnx/student.onnx"
-    student_metrics: str = "metrics/student.json"
-    student_curve: str = "plots/student_curve.csv"
-    pruned: str = "models/pruned.pt"
-    pruned_onnx: str = "models/onnx/pruned.onnx"
-    pruned_metrics: str = "metrics/pruned.json"
-    pruned_curve: str = "plots/pruned_curve.csv"
-    quantized_onnx: str = "models/onnx/pruned_int8.onnx"
-    quantize_metrics: str = "metrics/quantize.json"
-    dist: str = "dist"
-    export_metrics: str = "metrics/export.json"
-    gates_report: str = "reports/gates.json"
-    benchmark_report: str = "reports/benchmark.json"
-    benchmark_table: str = "reports/benchmark.md"
-    tradeoff_plot: str = "plots/tradeoff.png"
-    confusion_plot: str = "plots/confusion.png"
+    prepared: str = Field(
+        default="data/prepared",
+        description="Folder of the prepared splits (train.npz, val.npz, test.npz), standardized "
+        "with the train split's statistics.",
+    )
+    data_report: str = Field(
+        default="reports/data_validation.json",
+        description="The prepare stage's data report: every Great Expectations check and its "
+        "result, the learnability probe, the data's sha256.",
+    )
+    teacher: str = Field(
+        default="models/teacher.pt",
+        description="The teacher checkpoint: channel configuration and weights, loadable with "
+        "`torch.load(weights_only=True)`.",
+    )
+    teacher_onnx: str = Field(
+        default="models/onnx/teacher.onnx",
+        description="The teacher as one FP32 ONNX file (an imported ONNX teacher is kept here, "
+        "self-contained).",
+    )
+    teacher_metrics: str = Field(
+        default="metrics/teacher.json",
+        description="The teacher's metrics: test accuracy, best epoch, device, parameter count.",
+    )
+    teacher_curve: str = Field(
+        default="plots/teacher_curve.csv",
+        description="The teacher's training curve, one row per epoch.",
+    )
+    student: str = Field(
+        default="models/student.pt",
+        description="The distilled student's checkpoint.",
+    )
+    student_onnx: str = Field(
+        default="models/onnx/student.onnx",
+        description="The distilled student as FP32 ONNX.",
+    )
+    student_metrics: str = Field(
+        default="metrics/student.json",
+        description="The student's metrics, with `kd_gain` against the same student trained from "
+        "labels alone.",
+    )
+    student_curve: str = Field(
+        default="plots/student_curve.csv",
+        description="The student's training curve, one row per epoch.",
+    )
+    pruned: str = Field(
+        default="models/pruned.pt",
+        description="The pruned, fine-tuned student's checkpoint.",
+    )
+    pruned_onnx: str = Field(
+        default="models/onnx/pruned.onnx",
+        description="The pruned student as FP32 ONNX: what the quantize stage quantizes.",
+    )
+    pruned_metrics: str = Field(
+        default="metrics/pruned.json",
+        description="The prune stage's metrics, one record per pruning step.",
+    )
+    pruned_curve: str = Field(
+        default="plots/pruned_curve.csv",
+        description="The pruning fine-tunes' curve, one row per epoch.",
+    )
+    quantized_onnx: str = Field(
+        default="models/onnx/pruned_int8.onnx",
+        description="The quantized model: INT8 QDQ, or 4-bit weights with `quantize.bits: 4`.",
+    )
+    quantize_metrics: str = Field(
+        default="metrics/quantize.json",
+        description="The quantize stage's metrics: accuracy and size against FP32, the nodes kept "
+        "in FP32, the INT8 format.",
+    )
+    dist: str = Field(
+        default="dist",
+        description="The deployable bundle's folder: model.onnx, model_card.md, settings.json.",
+    )
+    export_metrics: str = Field(
+        default="metrics/export.json",
+        description="The export stage's metrics: which variant ships, the objective and the "
+        "reason.",
+    )
+    gates_report: str = Field(
+        default="reports/gates.json",
+        description="Every gate validate judged: value, threshold, margin, 95% interval, verdict.",
+    )
+    benchmark_report: str = Field(
+        default="reports/benchmark.json",
+        description="Latency, throughput, size and accuracy of every variant, and the speed-up "
+        "gate.",
+    )
+    benchmark_table: str = Field(
+        default="reports/benchmark.md",
+        description="The benchmark as a markdown table, with ratios to the teacher.",
+    )
+    tradeoff_plot: str = Field(
+        default="plots/tradeoff.png",
+        description="Accuracy against batch-1 latency and size, one point per variant.",
+    )
+    confusion_plot: str = Field(
+        default="plots/confusion.png",
+        description="The final model's confusion matrix on the test split.",
+    )
 
     @model_validator(mode="after")
     def _inside_project(self) -> Paths:
@@ -82,19 +161,59 @@ class Paths(_Section):
 
 
 class Data(_Section):
-    source: Literal["digits", "npz", "image-folder", "table"] = "digits"
-    path: str | None = None
-    # table: the label column of the CSV / Parquet file; every other column is a feature
-    target: str | None = None
-    val_fraction: Fraction = 0.15
-    test_fraction: Fraction = 0.2
-    image_size: Annotated[int, Field(ge=8, le=512)] = 8
-    min_per_class: Annotated[int, Field(ge=1)] = 2
-    # how an npz's x is read (LAYOUT_SHAPES); digits and image folders hold images, tables rows
-    layout: Literal["auto", "tabular", "signal", "image"] = "auto"
-    # train-time views of image data (compression.augment): random crop with 4 pixels of
-    # padding, and a left-right flip for classes that allow it; never val / test
-    augment: Literal["none", "crop", "crop_flip"] = "none"
+    """Checked together: `val_fraction + test_fraction` below 0.9; `path` for every source
+    but digits; `target` for `table` only, and required there; `layout` auto or image for
+    digits and image folders, auto or tabular for tables; and, when params load, the shape of
+    an npz's `x` against `layout`."""
+
+    source: Literal["digits", "npz", "image-folder", "table"] = Field(
+        default="digits",
+        description="Where the samples come from: scikit-learn's bundled 8x8 `digits` (nothing "
+        "downloaded), an `npz` file (`x`, `y`, optional `class_names`), an `image-folder` "
+        "(`root/<class>/*.png|jpg|jpeg`) or a CSV / Parquet `table`.",
+    )
+    path: str | None = Field(
+        default=None,
+        description="The npz file, image folder or table; required for every source but digits. A "
+        "dependency of prepare, so new data reruns the chain (params.yaml sets `data/raw`).",
+    )
+    target: str | None = Field(
+        default=None,
+        description="`table` only (and required there): the label column; every other column is a "
+        "numeric feature.",
+    )
+    val_fraction: Fraction = Field(
+        default=0.15,
+        description="Share of the samples in the validation split (stratified; val + test below "
+        "0.9).",
+    )
+    test_fraction: Fraction = Field(
+        default=0.2,
+        description="Share of the samples in the test split (stratified; val + test below 0.9).",
+    )
+    image_size: Annotated[int, Field(ge=8, le=512)] = Field(
+        default=8,
+        description="Side in pixels that image-folder images are resized to (square).",
+    )
+    min_per_class: Annotated[int, Field(ge=1)] = Field(
+        default=2,
+        description="Samples every class needs in each of train, val and test; fewer stops "
+        "prepare with exit 2, naming the class.",
+    )
+    # LAYOUT_SHAPES says which shapes each layout reads
+    layout: Literal["auto", "tabular", "signal", "image"] = Field(
+        default="auto",
+        description="How an npz's `x` is read: `auto` takes (N, F) as tabular and 3-D / 4-D as "
+        "images; `tabular`, `signal` ((N, L) or (N, C, L), into 1-D conv families) or `image` "
+        "force one reading (docs/data.md). digits and image folders take auto or image, tables "
+        "auto or tabular.",
+    )
+    augment: Literal["none", "crop", "crop_flip"] = Field(
+        default="none",
+        description="Train-time views of image data: `crop` (random crop with 4 pixels of zero "
+        "padding), `crop_flip` (also mirrored left-right half of the time). Val and test are "
+        "never augmented; the teacher's logits are then computed per batch.",
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> Data:
@@ -136,19 +255,38 @@ MODEL_SIZES: dict[str, dict[str, tuple[int, int]]] = {
 
 
 class ModelSpec(_Section):
-    """One network and how it is trained; shared by the teacher and the student."""
+    """One network and how it is trained, for the teacher and the student alike. Tabular
+    (N, F) data needs `arch: mlp`."""
 
-    arch: Literal["mlp", "cnn", "resnet"]
-    # mlp: hidden units; cnn: channels of the first conv (doubled per layer);
-    # resnet: channels of the first stage (doubled per stage). null: the family's default
-    # for the role (MODEL_SIZES), which `Params` fills in.
-    width: Annotated[int, Field(ge=2, le=1024)] | None = None
-    # mlp: hidden layers; cnn: conv layers; resnet: residual blocks per stage (3 stages).
-    depth: Annotated[int, Field(ge=1, le=8)] | None = None
-    epochs: Annotated[int, Field(ge=1, le=1000)]
-    lr: Annotated[float, Field(gt=0, le=1)]
-    batch_size: Annotated[int, Field(ge=1, le=4096)]
-    weight_decay: Annotated[float, Field(ge=0, le=1)] = 1e-4
+    arch: Literal["mlp", "cnn", "resnet"] = Field(
+        description="Model family: `mlp` (tabular data needs it), `cnn` or `resnet` (2-D for "
+        "images, 1-D for signals).",
+    )
+    # a null width / depth is filled in by `Params` from MODEL_SIZES
+    width: Annotated[int, Field(ge=2, le=1024)] | None = Field(
+        default=None,
+        description="mlp: hidden units; cnn: channels of the first conv (doubled per layer); "
+        "resnet: channels of the first stage (doubled per stage). null: the family's default for "
+        "the role.",
+    )
+    depth: Annotated[int, Field(ge=1, le=8)] | None = Field(
+        default=None,
+        description="mlp: hidden layers; cnn: conv layers; resnet: residual blocks per stage (3 "
+        "stages). null: the family's default for the role.",
+    )
+    epochs: Annotated[int, Field(ge=1, le=1000)] = Field(
+        description="Training epochs; the best epoch by validation accuracy is kept.",
+    )
+    lr: Annotated[float, Field(gt=0, le=1)] = Field(
+        description="Peak learning rate of AdamW's one-cycle schedule.",
+    )
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = Field(
+        description="Training batch size; lower it when a GPU runs out of memory.",
+    )
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=1e-4,
+        description="AdamW weight decay (not applied to biases and norm layers).",
+    )
 
     def size(self, role: str) -> tuple[int, int]:
         """(width, depth), a null one being the family's default for `role` (teacher or
@@ -167,18 +305,41 @@ class ModelSpec(_Section):
 
 class TeacherSpec(ModelSpec):
     """The teacher: trained here (`source: train`) or a pretrained ONNX classifier (`onnx`),
-    which keeps the training keys' defaults since nothing trains it."""
+    which keeps the training keys' defaults since nothing trains it. Checked together: with
+    `source: onnx`, `path` names an .onnx file; `input` is for `source: onnx` only."""
 
-    source: Literal["train", "onnx"] = "train"
-    # source onnx: the ONNX file. The default folder is the train_teacher stage's dependency
-    # (dvc.yaml), so that a teacher dropped there or replaced reruns the chain.
-    path: str = "data/pretrained"
-    # what the ONNX teacher reads: the prepared (standardized) samples or the raw values
-    input: Literal["prepared", "raw"] = "prepared"
-    arch: Literal["mlp", "cnn", "resnet"] = "resnet"
-    epochs: Annotated[int, Field(ge=1, le=1000)] = 15
-    lr: Annotated[float, Field(gt=0, le=1)] = 0.003
-    batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
+    source: Literal["train", "onnx"] = Field(
+        default="train",
+        description="`train`: slimline trains the teacher from `arch`, `width` and `depth`; "
+        "`onnx`: a pretrained ONNX classifier from any framework at `path`, whose logits teach "
+        "the student.",
+    )
+    path: str = Field(
+        default="data/pretrained",
+        description="`source: onnx`: the .onnx file. The default folder is train_teacher's DVC "
+        "dependency, so a teacher dropped there reruns the chain.",
+    )
+    input: Literal["prepared", "raw"] = Field(
+        default="prepared",
+        description="`source: onnx`: what the ONNX teacher reads, slimline's `prepared` "
+        "(standardized) samples or the `raw` values.",
+    )
+    arch: Literal["mlp", "cnn", "resnet"] = Field(
+        default="resnet",
+        description="The teacher's family (`source: train`): `mlp`, `cnn` or `resnet`.",
+    )
+    epochs: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=15,
+        description="Teacher training epochs; the best epoch by validation accuracy is kept.",
+    )
+    lr: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.003,
+        description="Teacher's peak learning rate (AdamW, one-cycle schedule).",
+    )
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = Field(
+        default=64,
+        description="Teacher's training batch size.",
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> TeacherSpec:
@@ -193,43 +354,114 @@ class TeacherSpec(ModelSpec):
 
 
 class Distill(_Section):
-    # who teaches the student (compression.distill_modes): offline, the frozen teacher of
-    # train_teacher; online, a network of the teacher's architecture trained together with it
-    # from scratch (deep mutual learning); self, earlier generations of the student itself
-    # (born-again networks)
-    mode: Literal["offline", "online", "self"] = "offline"
-    temperature: Annotated[float, Field(gt=0, le=100)] = 4.0
-    alpha: Probability = 0.7
-    # self: students taught after generation 0 (the student from labels); each is one more
-    # full student training, so the count is bounded
-    generations: Annotated[int, Field(ge=1, le=5)] = 2
+    """Checked together: `mode: online` needs `teacher.source: train` (an imported ONNX
+    teacher cannot be trained beside the student)."""
+
+    # compression.training.distillation runs the three modes
+    mode: Literal["offline", "online", "self"] = Field(
+        default="offline",
+        description="Who teaches the student: `offline`, the frozen teacher of train_teacher; "
+        "`online`, a network of the teacher's architecture trained beside it from scratch (deep "
+        "mutual learning; not with `teacher.source: onnx`); `self`, earlier generations of the "
+        "student (born-again networks).",
+    )
+    temperature: Annotated[float, Field(gt=0, le=100)] = Field(
+        default=4.0,
+        description="Softmax temperature T of the KD loss `alpha*T^2*KL(teacher/T || student/T) + "
+        "(1-alpha)*CE`.",
+    )
+    alpha: Probability = Field(
+        default=0.7,
+        description="Weight of the soft-target (KL) term against the labels' cross-entropy.",
+    )
+    # each generation is one more full student training, so the count is bounded
+    generations: Annotated[int, Field(ge=1, le=5)] = Field(
+        default=2,
+        description="`mode: self` only: student generations taught after generation 0 (the "
+        "labels-only student); each is one more full training.",
+    )
 
 
 class Prune(_Section):
-    ratio: Annotated[float, Field(ge=0, lt=1)] = 0.4
-    steps: Annotated[int, Field(ge=1, le=20)] = 2
-    importance: Literal["magnitude", "taylor"] = "magnitude"
-    round_to: Annotated[int, Field(ge=1, le=64)] = 4
-    finetune_epochs: Annotated[int, Field(ge=1, le=100)] = 3
-    lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    ratio: Annotated[float, Field(ge=0, lt=1)] = Field(
+        default=0.4,
+        description="Per-layer channel ratio removed (structured, torch-pruning); parameters fall "
+        "roughly quadratically (0.5 leaves about a quarter). 0 prunes nothing.",
+    )
+    steps: Annotated[int, Field(ge=1, le=20)] = Field(
+        default=2,
+        description="Pruning steps to reach `ratio`, each followed by a KD fine-tune.",
+    )
+    importance: Literal["magnitude", "taylor"] = Field(
+        default="magnitude",
+        description="How channels are ranked: `magnitude` (L2 norm of the weights) or `taylor` "
+        "(weight x gradient).",
+    )
+    round_to: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=4,
+        description="Channel counts kept are rounded down to a multiple of this.",
+    )
+    finetune_epochs: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=3,
+        description="KD fine-tune epochs after each pruning step.",
+    )
+    lr: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=1e-3,
+        description="Learning rate of the fine-tunes after pruning (and of quantization-aware "
+        "fine-tuning).",
+    )
 
 
 class Quantize(_Section):
-    mode: Literal["static", "dynamic"] = "static"
-    calibration_samples: Annotated[int, Field(ge=0, le=100_000)] = 256
-    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    per_channel: bool = True
-    max_accuracy_drop: Probability = 0.01
-    max_excluded_nodes: Annotated[int, Field(ge=0, le=1000)] = 8
-    # 8: INT8 (`mode`); 4: block-wise INT4 weight-only (onnxruntime MatMulNBits), mlp only
-    bits: Literal[8, 4] = 8
-    # quantization-aware fine-tuning (static INT8): auto when PTQ with its fallback stays out
-    # of max_accuracy_drop; always: both, keep the one within bound and smaller; never: PTQ
-    qat: Literal["auto", "never", "always"] = "auto"
-    # the CPUs the INT8 model computes exactly on (compression.int8_target): portable, every
-    # x86-64 CPU (U8U8: uint8 weights); native, this machine's best format (U8S8 with
-    # 8-bit weights when it has VNNI or AMX, which the model then needs wherever it runs)
-    target: Literal["portable", "native"] = "portable"
+    """Checked together: `mode: static` needs `calibration_samples` > 0;
+    `bits: 4` needs `student.arch: mlp`; `qat: always` needs `mode: static` and `bits: 8`
+    (the quantize stage stops with exit 2 otherwise)."""
+
+    mode: Literal["static", "dynamic"] = Field(
+        default="static",
+        description="`static`: onnxruntime QDQ with calibrated activation ranges; `dynamic`: "
+        "activations quantized at run time, no calibration.",
+    )
+    calibration_samples: Annotated[int, Field(ge=0, le=100_000)] = Field(
+        default=256,
+        description="Stratified train samples the static ranges are calibrated on (at least 1 "
+        "with `mode: static`).",
+    )
+    calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
+        default="minmax",
+        description="How activation ranges are calibrated: `minmax`, `entropy` or `percentile`.",
+    )
+    per_channel: bool = Field(
+        default=True,
+        description="One weight scale per output channel rather than per tensor.",
+    )
+    max_accuracy_drop: Probability = Field(
+        default=0.01,
+        description="Largest validation accuracy drop allowed against FP32; beyond it the most "
+        "damaging nodes (measured) stay FP32, one more per round.",
+    )
+    max_excluded_nodes: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=8,
+        description="Most nodes the accuracy fallback may keep in FP32 (0: none).",
+    )
+    bits: Literal[8, 4] = Field(
+        default=8,
+        description="8: INT8 as `mode` says; 4: block-wise 4-bit weights (onnxruntime "
+        "MatMulNBits), activations float, `student.arch: mlp` only.",
+    )
+    qat: Literal["auto", "never", "always"] = Field(
+        default="auto",
+        description="Quantization-aware fine-tuning (static INT8): `auto` when PTQ with its "
+        "fallback stays beyond `max_accuracy_drop`; `always` runs both and keeps the one within "
+        "bound and smaller; `never`: PTQ only.",
+    )
+    # compression.runtime.int8_target picks the format
+    target: Literal["portable", "native"] = Field(
+        default="portable",
+        description="The CPUs the INT8 model computes exactly on: `portable`, every x86-64 CPU "
+        "(U8U8: uint8 weights); `native`, this machine's best format (U8S8; with VNNI or AMX, "
+        "8-bit weights the model then needs wherever it runs).",
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> Quantize:
@@ -242,73 +474,195 @@ class Quantize(_Section):
 
 
 class Export(_Section):
-    opset: Annotated[int, Field(ge=18, le=23)] = 20
-    parity_atol: Annotated[float, Field(gt=0, le=1)] = 1e-4
-    parity_samples: Annotated[int, Field(ge=1, le=10_000)] = 128
-    # which model dist/ ships, among the pruned FP32 and the quantized one that pass every
-    # gate: the smallest, the fastest at batch 1 (timed with the benchmark settings), or the
-    # most accurate. size by default: at slimline's sizes INT8 buys size more than speed
-    objective: Literal["size", "latency", "accuracy"] = "size"
+    opset: Annotated[int, Field(ge=18, le=23)] = Field(
+        default=20,
+        description="ONNX opset of the exported models (torch's dynamo exporter).",
+    )
+    parity_atol: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=1e-4,
+        description="Largest absolute difference allowed between the ONNX model's and torch's "
+        "logits.",
+    )
+    parity_samples: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=128,
+        description="Test samples the ONNX-against-torch parity check runs on.",
+    )
+    # size by default: at slimline's sizes INT8 buys size more than speed
+    objective: Literal["size", "latency", "accuracy"] = Field(
+        default="size",
+        description="Which variant dist/ ships among the pruned FP32 and the quantized model that "
+        "pass the model gates: the smallest (`size`), the fastest at batch 1 (`latency`, timed "
+        "with the benchmark settings) or the most accurate (`accuracy`). Ties go to accuracy, "
+        "then size, then latency.",
+    )
 
 
 class Gates(_Section):
-    min_accuracy: Probability = 0.95
-    max_accuracy_drop: Probability = 0.01
-    min_agreement: Probability = 0.98
-    max_size_bytes: Annotated[int, Field(ge=1)] = 100_000
-    # teacher FP32 ONNX size / final INT8 size
-    min_compression: Annotated[float, Field(ge=1)] = 50.0
-    # batch-1 latency of the teacher / of the final model (from the benchmark)
-    min_speedup: Annotated[float, Field(gt=0)] = 5.0
-    # what the accuracy gates (min_accuracy, max_accuracy_drop, min_agreement) are decided on:
-    # the measured value, or the 95% interval's far end (the whole interval must clear)
-    decide: Literal["estimate", "bound"] = "estimate"
+    """A failed gate is a result in reports/gates.json, never a crash, and registers
+    nothing: no version, no alias moved."""
+
+    min_accuracy: Probability = Field(
+        default=0.95,
+        description="Lowest test accuracy of the final model.",
+    )
+    max_accuracy_drop: Probability = Field(
+        default=0.01,
+        description="Largest test accuracy drop of the final model against the FP32 teacher.",
+    )
+    min_agreement: Probability = Field(
+        default=0.98,
+        description="Lowest top-1 agreement of the final model with its FP32 source, on the test "
+        "split.",
+    )
+    max_size_bytes: Annotated[int, Field(ge=1)] = Field(
+        default=100_000,
+        description="Largest file size of dist/model.onnx, in bytes.",
+    )
+    min_compression: Annotated[float, Field(ge=1)] = Field(
+        default=50.0,
+        description="Lowest compression: teacher FP32 ONNX size / final model size.",
+    )
+    min_speedup: Annotated[float, Field(gt=0)] = Field(
+        default=5.0,
+        description="Lowest speed-up: teacher batch-1 latency / final model batch-1 latency "
+        "(benchmark).",
+    )
+    decide: Literal["estimate", "bound"] = Field(
+        default="estimate",
+        description="What the accuracy gates (min_accuracy, max_accuracy_drop, min_agreement) are "
+        "decided on: the measured value (`estimate`) or the far end of its 95% interval (`bound`: "
+        "the whole interval must clear the threshold).",
+    )
 
 
 class Benchmark(_Section):
-    threads: Annotated[int, Field(ge=1, le=256)] = 1
-    warmup: Annotated[int, Field(ge=0, le=10_000)] = 50
-    runs: Annotated[int, Field(ge=5, le=100_000)] = 500
-    throughput_batch: Annotated[int, Field(ge=1, le=4096)] = 64
-    throughput_runs: Annotated[int, Field(ge=1, le=10_000)] = 30
+    threads: Annotated[int, Field(ge=1, le=256)] = Field(
+        default=1,
+        description="onnxruntime intra-op threads for every timing.",
+    )
+    warmup: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        default=50,
+        description="Untimed rounds (a batch-1 call and a throughput batch of every variant) "
+        "before timing.",
+    )
+    runs: Annotated[int, Field(ge=5, le=100_000)] = Field(
+        default=500,
+        description="Timed batch-1 calls per variant, interleaved across variants (p50, p95).",
+    )
+    throughput_batch: Annotated[int, Field(ge=1, le=4096)] = Field(
+        default=64,
+        description="Batch size of the throughput measurement.",
+    )
+    throughput_runs: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=30,
+        description="Timed batches per variant for throughput.",
+    )
 
 
 class Tracking(_Section):
-    experiment: Annotated[str, Field(min_length=1)] = "slimline"
-    model_name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")] = "slimline"
-    primary_metric: Literal["accuracy", "agreement"] = "accuracy"
+    experiment: Annotated[str, Field(min_length=1)] = Field(
+        default="slimline",
+        description="MLflow experiment that every pipeline run and sweep is recorded in.",
+    )
+    model_name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")] = Field(
+        default="slimline",
+        description="Registered model name in the MLflow registry (letters, digits, `_`, `.`, "
+        "`-`).",
+    )
+    primary_metric: Literal["accuracy", "agreement"] = Field(
+        default="accuracy",
+        description="The figure a challenger must beat to take `champion`: test `accuracy` or "
+        "`agreement` with FP32; a tie goes to the lower latency.",
+    )
 
 
 class Params(_Section):
-    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
-    # torch intra-op threads: with oneDNN (reproducible: false) the thread count changes float
-    # reduction order, so it is part of what makes a run bit-reproducible.
-    threads: Annotated[int, Field(ge=1, le=256)] = 1
-    # pin torch's CPU kernels to their AVX2 level and train convolutions through MKL's
-    # reproducible GEMM instead of oneDNN (core.kernels), so that any x86-64 CPU with AVX2
-    # gives the same weights, whatever its instruction sets and `threads`. false: the
-    # fastest kernels for this CPU, with weights that differ from one CPU to another.
-    reproducible: StrictBool = True
-    # processes that read training batches (torch DataLoader workers) while the model trains;
-    # 0 reads them in the training process. For lazily read data bigger than memory and for
-    # GPU training; the weights do not depend on it, so no stage tracks it. Strict: `true` is
-    # not a count.
-    loader_workers: Annotated[int, Field(ge=0, le=64, strict=True)] = 0
-    # where training and teacher logits run (auto: cuda when torch sees one); export,
-    # quantization and the benchmark stay on the CPU with onnxruntime
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of the forward passes
-    paths: Paths = Paths()
-    data: Data = Data()
-    teacher: TeacherSpec
-    student: ModelSpec
-    distill: Distill = Distill()
-    prune: Prune = Prune()
-    quantize: Quantize = Quantize()
-    export: Export = Export()
-    gates: Gates = Gates()
-    benchmark: Benchmark = Benchmark()
-    tracking: Tracking = Tracking()
+    """The whole of params.yaml, validated at once: unknown keys and out-of-range values are
+    errors, all reported together as `section.field: what was expected (got X)`, with the
+    closest valid key suggested for a typo (exit code 2)."""
+
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = Field(
+        default=42,
+        description="Seed of the split, initializations, batch order, augmentation and "
+        "calibration sample.",
+    )
+    threads: Annotated[int, Field(ge=1, le=256)] = Field(
+        default=1,
+        description="torch intra-op threads. With `reproducible: false` the thread count changes "
+        "floating-point reduction order, so it is part of what makes a run bit-reproducible.",
+    )
+    # core.kernels pins the kernels
+    reproducible: StrictBool = Field(
+        default=True,
+        description="Pin torch's CPU kernels (AVX2 level, MKL's reproducible GEMM, no oneDNN) so "
+        "any x86-64 CPU with AVX2 trains the same weights at any `threads`; false: this CPU's "
+        "fastest kernels, weights that differ between CPUs.",
+    )
+    # strict: `true` is not a count; no stage tracks it, since the weights do not depend on it
+    loader_workers: Annotated[int, Field(ge=0, le=64, strict=True)] = Field(
+        default=0,
+        description="DataLoader processes that read training batches while the model trains (0: "
+        "the training process reads them). Worth it for lazily read data bigger than memory and "
+        "for GPU training; the weights do not depend on it.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="Where training and the teacher's logits run: `auto` (CUDA when torch sees a "
+        "GPU), `cpu` or `cuda` (exit 2 without one). Export, quantization and the benchmark stay "
+        "on the CPU.",
+    )
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32",
+        description="`fp32`, or `bf16` autocast of the forward passes (loss and optimizer stay "
+        "fp32; conv families channels-last on CUDA).",
+    )
+    paths: Paths = Field(
+        default=Paths(),
+        description="Every output path, written once; dvc.yaml templates them "
+        "(`${paths.teacher}`).",
+    )
+    data: Data = Field(
+        default=Data(),
+        description="The data set, how it is read and how it is split.",
+    )
+    teacher: TeacherSpec = Field(
+        description="The network the student learns from: trained by train_teacher, or "
+        "imported from any framework as ONNX.",
+    )
+    student: ModelSpec = Field(
+        description="The student the teacher distills into; it must be smaller than the teacher "
+        "(checked before any stage runs, exit 2 naming both parameter counts).",
+    )
+    distill: Distill = Field(
+        default=Distill(),
+        description="Knowledge distillation: who teaches and the loss.",
+    )
+    prune: Prune = Field(
+        default=Prune(),
+        description="Structured channel pruning of the student, each step fine-tuned with KD.",
+    )
+    quantize: Quantize = Field(
+        default=Quantize(),
+        description="Post-training quantization with onnxruntime, its accuracy guard and "
+        "quantization-aware fine-tuning.",
+    )
+    export: Export = Field(
+        default=Export(),
+        description="ONNX export, parity with torch, and which variant dist/ ships.",
+    )
+    gates: Gates = Field(
+        default=Gates(),
+        description="Thresholds a model must pass to be registered in MLflow.",
+    )
+    benchmark: Benchmark = Field(
+        default=Benchmark(),
+        description="How every variant is timed: onnxruntime on the CPU, the variants "
+        "interleaved call by call.",
+    )
+    tracking: Tracking = Field(
+        default=Tracking(),
+        description="MLflow experiment, registered model and promotion rule.",
+    )
 
     @model_validator(mode="after")
     def _sizes(self) -> Params:
@@ -324,7 +678,7 @@ class Params(_Section):
     def _int4_needs_mlp(self) -> Params:
         # checked against onnxruntime 1.32: its 4-bit CPU kernels are MatMulNBits (MatMul
         # weights) and GatherBlockQuantized; a QInt4 QDQ conv net loads but runs every Conv as
-        # DequantizeLinear -> FP32 Conv, 3x slower than INT8 (README, "4-bit weights")
+        # DequantizeLinear -> FP32 Conv, 3x slower than INT8 (docs/quantization.md, "4-bit weights")
         if self.quantize.bits == 4 and self.student.arch != "mlp":
             raise ValueError(
                 f"quantize.bits: 4 needs student.arch mlp (got student.arch "

@@ -90,7 +90,7 @@ class Split:
 
     @property
     def layout(self) -> str:
-        return layout_of(self.input_shape)
+        return "text" if self.x.dtype.kind in "iu" else layout_of(self.input_shape)
 
 
 def layout_of(input_shape: tuple[int, ...]) -> str:

@@ -272,8 +272,13 @@ def _check(
     min_per_class: int,
     source: str,
 ) -> list[dict]:
+    return run_suites(frames, _suites(num_classes, n_values, min_per_class), source)
+
+
+def run_suites(frames: dict[str, pd.DataFrame], suites: dict[str, list], source: str) -> list[dict]:
+    """Each suite on its frame; the entries, or DataValidationError naming what failed."""
     try:
-        entries = _run(frames, _suites(num_classes, n_values, min_per_class))
+        entries = _run(frames, suites)
     except Exception as e:  # GX failing to run is a failed validation, never a silent pass
         raise DataValidationError(
             f"{source}: data validation could not run ({type(e).__name__}: {e})", {}

@@ -29,6 +29,7 @@ from slimline.compression.data.expectations import SampleSummaries, validate, va
 from slimline.compression.data.images import decode_image_folder
 from slimline.compression.data.learnability import probe
 from slimline.compression.data.normalize import StandardRows, pixel_statistics, standardize
+from slimline.compression.data.report import data_report, digest_of, output_paths, split_entry
 from slimline.compression.data.sources import load_source
 from slimline.compression.data.split import (
     drop_duplicates,
@@ -81,9 +82,9 @@ def prepare_in_memory(params: Params, root: Path) -> dict:
     entries = validate(parts, num_classes, minimum, source)
     # 5. the labels must say something about the features (learnability.py)
     learnability = probe(parts, num_classes, where, params.seed)
-    splits = {name: _split_entry(_digest(x, y), y, num_classes) for name, (x, y) in parts.items()}
-    report = _report(source, sha256, labels, dropped, conflicts, learnability, splits, entries)
-    with atomic_paths(_targets(params, root)) as tmps:
+    splits = {name: split_entry(digest_of(x, y), y, num_classes) for name, (x, y) in parts.items()}
+    report = data_report(source, sha256, labels, dropped, conflicts, learnability, splits, entries)
+    with atomic_paths(output_paths(params, root)) as tmps:
         for tmp, name in zip(tmps, SPLITS, strict=False):
             save_split(tmp, *parts[name], labels, mean, std)
         tmps[-1].write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -118,8 +119,10 @@ def prepare_streamed(params: Params, root: Path) -> dict:
         parts = {name: (x, ys[name]) for name, x in xs.items()}
         learnability = probe(parts, len(ds.class_names), where, params.seed, stratified=True)
         dropped = len(raw.y) - len(keep)
-        report = _report(source, raw.sha256, ds, dropped, conflicts, learnability, splits, entries)
-        with atomic_paths(_targets(params, root)) as tmps:
+        report = data_report(
+            source, raw.sha256, ds, dropped, conflicts, learnability, splits, entries
+        )
+        with atomic_paths(output_paths(params, root)) as tmps:
             for tmp, name in zip(tmps, SPLITS, strict=False):
                 save_split(tmp, xs[name], ys[name], raw, mean, std)
             tmps[-1].write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -136,41 +139,5 @@ def _summarize(xs: dict[str, StandardRows], ys: dict[str, np.ndarray], num_class
             digest.update(block.data)
         digest.update(ys[name].tobytes())
         summaries[name] = (summary, ys[name])
-        splits[name] = _split_entry(digest, ys[name], num_classes)
+        splits[name] = split_entry(digest, ys[name], num_classes)
     return summaries, splits
-
-
-def _targets(params: Params, root: Path) -> list[Path]:
-    prepared = root / params.paths.prepared
-    return [prepared / f"{name}.npz" for name in SPLITS] + [root / params.paths.data_report]
-
-
-def _digest(*arrays: np.ndarray) -> hashlib._Hash:
-    """sha256 of the arrays' bytes one after the other, without copies of them."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).data)
-    return digest
-
-
-def _split_entry(digest: hashlib._Hash, y: np.ndarray, num_classes: int) -> dict:
-    """One split in the report; `digest` has hashed its x bytes, then its y bytes."""
-    return {
-        "samples": len(y),
-        "sha256": digest.hexdigest(),
-        "class_counts": [int((y == k).sum()) for k in range(num_classes)],
-    }
-
-
-def _report(source, sha256, ds, dropped, conflicts, learnability, splits, entries) -> dict:
-    return {
-        "success": True,
-        "source": source,
-        "sha256": sha256,
-        "class_names": ds.class_names,
-        "duplicates_dropped": dropped,
-        "conflicting_labels": conflicts,
-        "learnability": learnability,
-        "splits": splits,
-        "expectations": entries,
-    }

@@ -31,7 +31,7 @@ def save_split(
     rows): the same bytes as the whole array would give.
     """
     arrays = {
-        "x": x.astype(np.float32) if isinstance(x, np.ndarray) else x,
+        "x": _stored(x) if isinstance(x, np.ndarray) else x,
         "y": y.astype(np.int64),
         "class_names": np.asarray(ds.class_names, dtype=np.str_),
         "mean": mean,
@@ -95,3 +95,9 @@ def load_splits(prepared: str | Path, lazy: bool = False) -> tuple[Split, Split,
     so a stage's memory does not grow with the data set."""
     train, val, test = (load_split(prepared, name, lazy=lazy) for name in SPLITS)
     return train, val, test
+
+
+def _stored(x: np.ndarray) -> np.ndarray:
+    """Token ids stay integers (int32: a vocabulary fits, at half the bytes of int64);
+    everything else is float32, as the model consumes it."""
+    return x.astype(np.int32 if x.dtype.kind in "iu" else np.float32)

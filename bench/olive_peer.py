@@ -3,7 +3,7 @@
 Olive is never a project dependency: `olive-ai` brings its own torch and ~45 packages, so it
 lives in `bench/.venv-olive` (git-ignored), made on first use with the project's torch and
 onnxruntime versions pinned (unpinned, pip takes a 5.9 GB CUDA torch; pinned, the local CPU
-wheel: ~1.5 GB, ~70 s). `requests` is needed before `olive` starts (../shared/STACK.md).
+wheel: ~1.5 GB, ~70 s). `requests` is needed before `olive` starts (olive imports it first).
 
 Olive runs a workflow JSON (`olive run --config`): one `OnnxStaticQuantization` pass fed by a
 dataset registered in `olive_user_script.py` that reads the same calibration samples slimline
@@ -38,7 +38,7 @@ QUIET = {
 CONFIGS = {
     # the pass's defaults: QDQ, int8 activations and weights, per tensor, MinMax, pre-processing
     "olive_static_default": ("Olive OnnxStaticQuantization, pass defaults (S8S8 per tensor)", {}),
-    # what STACK found fast on this AVX2 CPU (and what slimline uses): U8S8, per channel
+    # what was measured fastest on this AVX2 CPU (and what slimline uses): U8S8, per channel
     "olive_static_u8s8": (
         "Olive OnnxStaticQuantization, uint8 activations, per channel",
         {"activation_type": "uint8", "per_channel": True},

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# an AVX2-only CPU (no AVX-512, no VNNI) seen from any x86-64 machine (../shared/STACK.md)
+# an AVX2-only CPU (no AVX-512, no VNNI) seen from any x86-64 machine (qemu-user's Haswell model)
 HASWELL = ["qemu-x86_64", "-cpu", "Haswell"]
 
 

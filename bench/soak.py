@@ -408,7 +408,8 @@ def markdown(results: dict, findings: str = "") -> str:
         f"{results['date']}, {results['cpus']} cores, load average {results['load_start']:.2f} "
         f"at the start, {results['load_end']:.2f} at the end (the machine is shared); "
         f"`{nice}{results['command']}`: {results['noop']} no-op then {results['full']} full runs "
-        f"per mode, {results['minutes']:.0f} min in all. Params: tests/support/project.py's TRAINED; "
+        f"per mode, {results['minutes']:.0f} min in all. "
+        "Params: TRAINED (tests/support/project.py); "
         f"the first run (the build) took {results['build_s']:.0f} s.",
         "",
         "Each cell: the median / the max of the per-run deltas, and the net growth per run "

@@ -1,4 +1,4 @@
-"""Telemetry switches for every library in the stack (../shared/STACK.md lists each).
+"""Telemetry switches for every library in the stack (each library's own switch).
 
 Called at each entry point (CLI, stages, flows, tests) before the libraries are imported;
 `setdefault` so a user's explicit setting wins.

@@ -17,8 +17,8 @@ supports has:
   which CBWR pins, and the weights came out identical at 1 and 2 threads.
 
 What it costs: a digits ResNet teacher epoch took 2.2 s with oneDNN and 4.4-7.8 s without
-(one thread, AVX2 EPYC, a busy machine); README "The same verdict on every CPU" has the
-pipeline's figure.
+(one thread, AVX2 EPYC, a busy machine); docs/architecture.md, "The same verdict on every
+CPU", has the pipeline's figure.
 
 The variables are read when torch runs its first kernel, not when it is imported, so the stage
 shell sets them after its imports and before any work (`tests/core/test_kernels.py` proves

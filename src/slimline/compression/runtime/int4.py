@@ -2,7 +2,7 @@
 
 as_matmul (Gemm -> MatMul + Add) -> MatMulNBitsQuantizer, one block size per node -> compact
 Only MatMul weights are packed (4 bits, a float scale and a 4-bit zero point per block of
-K); activations stay float (README, "4-bit weights": why nothing else is quantized).
+K); activations stay float (docs/quantization.md, "4-bit weights": why nothing else is quantized).
 `quantize.quantize` drives the rounds and the accuracy-aware fallback (nodes kept in FP32)
 with the builder here, as it does for INT8.
 """

@@ -60,7 +60,11 @@ COPIED = [
     ".dvcignore",
     ".gitignore",
 ]
-SWEEP = ["-S", "prune.ratio=0.3,0.4,0.6,0.7", "-S", "distill.temperature=2,3"]
+# 8 candidates: a key repeated once per value is an axis of the grid (docs/cli.md)
+SWEEP = [
+    *("-S", "prune.ratio=0.3", "-S", "prune.ratio=0.4", "-S", "prune.ratio=0.6"),
+    *("-S", "prune.ratio=0.7", "-S", "distill.temperature=2", "-S", "distill.temperature=3"),
+]
 SMALL = [
     "teacher.epochs=4",
     "student.epochs=6",

@@ -83,3 +83,21 @@ def test_bad_params_exit_2_before_anything_starts(flow_project):
     assert "Beginning flow run" not in result.stdout + result.stderr
     assert "Running stage" not in result.stdout + result.stderr
     assert (root / "params.yaml").read_bytes() == before
+
+
+def test_check_after_a_run_reruns_nothing_and_names_what_an_override_would_rerun(flow_project):
+    import json
+
+    root = flow_project.project
+    before = (root / "params.yaml").read_bytes()
+    same = slimline(root, "check", "--json")
+    assert same.returncode == 0, same.stderr[-3000:]
+    doc = json.loads(same.stdout)
+    assert [s["name"] for s in doc["stages"]] == stage_order(root)
+    assert doc["rerun"] == [] and doc["may_rerun"] == []
+    # what `slimline run -S prune.ratio=...` would rerun, read from dvc.lock, written nowhere
+    pruned = json.loads(slimline(root, "check", "-S", "prune.ratio=0.3", "--json").stdout)
+    assert pruned["rerun"] == ["prune"]
+    assert {"quantize", "export", "validate", "benchmark"} <= set(pruned["may_rerun"])
+    assert "prepare" not in pruned["may_rerun"] and "distill" not in pruned["may_rerun"]
+    assert (root / "params.yaml").read_bytes() == before

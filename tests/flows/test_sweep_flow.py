@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from slimline.records.aliases import version_figures
+from slimline.records.rounding import for_people
 from tests.support.cli import copy_project, mlflow_client, runs, slimline
 
 pytestmark = pytest.mark.slow
@@ -17,7 +19,9 @@ pytestmark = pytest.mark.slow
 
 def test_a_sweep_runs_candidates_as_experiments_and_promotes_the_best(flow_project, tmp_path):
     root = copy_project(flow_project.project, tmp_path / "project")
-    result = slimline(root, "sweep", "-S", "prune.ratio=0.3,0.6", "--workers", "2")
+    result = slimline(
+        root, "sweep", "-S", "prune.ratio=0.3", "-S", "prune.ratio=0.6", "--workers", "2"
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     # the user's screen: stage lines and the result, without Dask's or DVC's chatter
     said = result.stdout + result.stderr
@@ -82,8 +86,14 @@ def test_a_sweep_runs_candidates_as_experiments_and_promotes_the_best(flow_proje
     assert [v.tags["run_id"] for v in promoted] == [best_run.info.run_id]
     version = str(promoted[0].version)
     assert best_run.data.tags["slimline.model_version"] == version
-    assert float(promoted[0].tags["accuracy"]) == best["figures"]["accuracy"]
-    assert float(promoted[0].tags["latency_ms"]) == best["figures"]["latency_ms"]
+    # the tags read as people read figures (records.rounding); the full precision the
+    # champion defends with is the registering run's metrics
+    figures = best["figures"]
+    assert promoted[0].tags["accuracy"] == for_people("accuracy", figures["accuracy"])
+    assert promoted[0].tags["latency_ms"] == for_people("latency_ms", figures["latency_ms"])
+    defended = version_figures(mlflow_client(root), "slimline-digits", version)
+    assert defended["accuracy"] == figures["accuracy"]
+    assert defended["latency_ms"] == figures["latency_ms"]
     # the copy's store is fresh: the best candidate is challenger, and champion for lack of one
     model = mlflow_client(root).get_registered_model("slimline-digits")
     assert {a: str(v) for a, v in model.aliases.items()} == {

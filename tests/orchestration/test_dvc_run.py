@@ -38,6 +38,28 @@ def test_a_timeout_kills_the_command_and_its_children(tmp_path):
     assert not alive(grandchild)
 
 
+def stages_script(*seconds: float) -> list[str]:
+    """A command that says `Running stage 'sN':` as DVC does, then works `seconds[N]`."""
+    steps = "; ".join(f"echo \"Running stage 's{i}':\"; sleep {t}" for i, t in enumerate(seconds))
+    return ["sh", "-c", steps]
+
+
+def test_a_stage_timeout_kills_the_stage_that_ran_past_it_and_names_it(tmp_path):
+    # one stage of a many-stage command (a sweep candidate's `dvc exp run`) hangs
+    done = dvc_run.run(stages_script(0, 600), tmp_path, timeout=None, stage_timeout=1)
+    assert done.timed_out and done.late_stage == "s1" and done.exit_code == 1
+    assert done.lines[:2] == ["Running stage 's0':", "Running stage 's1':"]
+
+
+def test_the_stage_clock_restarts_with_each_stage(tmp_path):
+    # together longer than one stage's limit, each well within it: nothing is killed
+    done = dvc_run.run(stages_script(0.8, 0.8, 0.8, 0.8), tmp_path, timeout=None, stage_timeout=2.5)
+    assert not done.timed_out and done.late_stage == "" and done.returncode == 0
+    # the whole command's own limit still holds, and is not a stage's
+    whole = dvc_run.run(stages_script(0, 600), tmp_path, timeout=1, stage_timeout=300)
+    assert whole.timed_out and whole.late_stage == ""
+
+
 def test_output_is_streamed_line_by_line_with_stderr_merged(tmp_path):
     seen: list[str] = []
     done = dvc_run.run(
@@ -76,6 +98,15 @@ def test_stage_order_and_status_come_from_dvc(tmp_path):
     assert dvc_run.changed_stages(project, env=os.environ | {"DVC_NO_ANALYTICS": "1"}) == set(
         STAGES
     )
+
+
+def test_each_stage_knows_every_stage_upstream_of_it(tmp_path):
+    project = make_project(tmp_path / "project")
+    upstreams = dvc_run.stage_upstreams(project)
+    assert list(upstreams) == STAGES
+    assert upstreams["prepare"] == []
+    assert upstreams["prune"] == ["prepare", "train_teacher", "distill"]
+    assert set(upstreams["benchmark"]) >= {"prepare", "quantize", "export"}
 
 
 def test_prefetched_answers_are_dvcs_and_are_taken_once(tmp_path):

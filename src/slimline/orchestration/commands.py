@@ -236,10 +236,12 @@ def run_sweep(
     specs: list[str],
     workers: int,
     address: str | None,
-    timeout: float | None,
+    candidate_timeout: float | None,
+    stage_timeout: float | None,
     verbose: bool = False,
 ) -> int:
-    """The sweep flow on a Dask task runner: 0 every candidate ran, 1 one failed, 2 bad input."""
+    """The sweep flow on a Dask task runner: 0 every candidate ran, 1 one failed, 2 bad input.
+    `specs` are `key=value` overrides; a key given more than once is an axis of the grid."""
     library_levels(verbose)
 
     def warm() -> None:
@@ -251,7 +253,11 @@ def run_sweep(
             from slimline.orchestration.sweep_flow import sweep
 
             state = sweep.with_options(task_runner=dask_runner(root, workers, address))(
-                project_dir=str(root), specs=specs, timeout=timeout, return_state=True
+                project_dir=str(root),
+                specs=specs,
+                candidate_timeout=candidate_timeout,
+                stage_timeout=stage_timeout,
+                return_state=True,
             )
             if not state.is_completed():
                 return report_failure(state)

@@ -40,6 +40,7 @@ class Completed:
     seconds: float
     lines: list[str] = field(default_factory=list)
     timed_out: bool = False
+    late_stage: str = ""  # the stage that ran past `stage_timeout` (then timed_out too)
 
     @property
     def exit_code(self) -> int:
@@ -156,6 +157,27 @@ def stage_order(root: Path) -> list[str]:
         return [_address(s, repo.root_dir) for s in ordered if getattr(s, "cmd", None)]
 
 
+def stage_upstreams(root: Path) -> dict[str, list[str]]:
+    """Each pipeline stage, in `stage_order`'s order, with every stage it depends on, directly
+    or not (DVC's graph): what must run before it, and what can make it rerun."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        graph = repo.index.graph
+        position = {stage: i for i, stage in enumerate(repo.index.stages)}
+        ordered = nx.lexicographical_topological_sort(graph.reverse(), key=position.get)
+        return {
+            _address(s, repo.root_dir): [
+                _address(u, repo.root_dir)
+                for u in sorted(nx.descendants(graph, s), key=lambda u: position[u])
+                if getattr(u, "cmd", None)
+            ]
+            for s in ordered
+            if getattr(s, "cmd", None)
+        }
+
+
 def _address(stage, root_dir: str) -> str:
     # `dvc repro -s` runs in the project root: name a stage as DVC would from there
     dvcfile = os.path.relpath(stage.path, root_dir)
@@ -194,10 +216,13 @@ def run(
     timeout: float | None,
     on_line: Callable[[str], None] = lambda line: None,
     env: dict | None = None,
+    stage_timeout: float | None = None,
 ) -> Completed:
     """Run `argv` in `root`, stream each output line to `on_line` (in the calling thread, so a
-    Prefect run logger works), and kill its process group once `timeout` seconds pass. Under
-    `orchestration.guard`: the group also dies if this process is killed."""
+    Prefect run logger works), and kill its process group once `timeout` seconds pass, or once
+    one stage of a many-stage command (`dvc exp run`) has run `stage_timeout` seconds: its
+    clock starts at DVC's `Running stage '...'` line. Under `orchestration.guard`: the group
+    also dies if this process is killed."""
     start = time.monotonic()
     proc = subprocess.Popen(
         guard.command(argv),
@@ -211,29 +236,45 @@ def run(
         start_new_session=True,
     )
     expired = threading.Event()
+    late: list[str] = []
+    once = threading.Lock()
 
-    def expire() -> None:
-        expired.set()
+    def expire(stage: str = "") -> None:
+        with once:
+            if expired.is_set():
+                return
+            expired.set()
+            late.append(stage)
         kill_group(proc)
 
-    timer = threading.Timer(timeout, expire) if timeout else None
+    timers: dict[str, threading.Timer] = {}
+
+    def start_timer(kind: str, seconds: float, stage: str = "") -> None:
+        if kind in timers:
+            timers[kind].cancel()
+        timers[kind] = threading.Timer(seconds, expire, args=(stage,))
+        timers[kind].daemon = True
+        timers[kind].start()
+
     lines: list[str] = []
     try:
-        if timer:
-            timer.daemon = True
-            timer.start()
+        if timeout:
+            start_timer("run", timeout)
         assert proc.stdout is not None
         for raw in proc.stdout:  # ends when every process of the group closed the pipe
             line = raw.rstrip("\n")
             lines.append(line)
+            if stage_timeout and (m := ran_line.match(line)):
+                start_timer("stage", stage_timeout, m.group(1))
             on_line(line)
         proc.wait()
     finally:
-        if timer:
+        for timer in timers.values():
             timer.cancel()
         if proc.poll() is None:  # interrupted (Ctrl+C, a cancelled flow): take the group down
             kill_group(proc)
-    return Completed(argv, proc.returncode, time.monotonic() - start, lines, expired.is_set())
+    seconds = time.monotonic() - start
+    return Completed(argv, proc.returncode, seconds, lines, expired.is_set(), "".join(late))
 
 
 def kill_group(proc: subprocess.Popen, grace: float = KILL_GRACE) -> None:

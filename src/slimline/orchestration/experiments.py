@@ -1,36 +1,22 @@
-"""A sweep's candidates as DVC experiments: the grid, the `dvc exp run` command, what each
+"""A sweep's candidates as DVC experiments: the `dvc exp run` command, what each
 experiment produced, and worktrees of their commits. No Prefect here (see sweep_flow).
 
-Each candidate is `dvc exp run --temp -S ...`, so `dvc exp show` lists it. Its reports are
-committed in the experiment's git commit (the cache: false outputs are not git-ignored), so a
-git worktree at that commit holds them, and `dvc checkout` there restores its models.
+Each candidate is `dvc exp run --temp -S ...` (the grid: orchestration.overrides), so
+`dvc exp show` lists it. Its reports are committed in the experiment's git commit (the
+cache: false outputs are not git-ignored), so a git worktree at that commit holds them, and
+`dvc checkout` there restores its models.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 from pathlib import Path
 
-from slimline.core.errors import InputError
 from slimline.core.params.overrides import flat_dict
 from slimline.orchestration import dvc_run
+from slimline.orchestration.overrides import dvc_set
 from slimline.records.candidates import Candidate
-
-
-def grid(specs: list[str]) -> list[list[str]]:
-    """`-S key=v1,v2 -S other=a,b` -> every combination, as lists of `key=value` overrides."""
-    axes = []
-    for spec in specs:
-        key, sep, values = spec.partition("=")
-        items = [v.strip() for v in values.split(",")]
-        if not sep or not key.strip() or not all(items):
-            raise InputError(f"-S {spec!r}: key=value[,value...], e.g. prune.ratio=0.3,0.5")
-        axes.append([f"{key.strip()}={v}" for v in items])
-    if not axes:
-        raise InputError("-S: at least one key=value[,value...] to sweep over")
-    return [list(combo) for combo in itertools.product(*axes)]
 
 
 def copy_paths(root: Path) -> list[str]:
@@ -58,7 +44,9 @@ def copy_paths(root: Path) -> list[str]:
 
 
 def exp_argv(name: str, overrides: list[str], copy_paths: list[str]) -> list[str]:
-    sets = [arg for o in overrides for arg in ("-S", o)]
+    """`dvc exp run --temp -n name -S ... -C ...`; each `key=value` (YAML) in DVC's own
+    `-S` form (overrides.dvc_set), so that lists and strings with commas arrive intact."""
+    sets = [arg for o in overrides for arg in ("-S", dvc_set(o))]
     copies = [arg for p in copy_paths for arg in ("-C", p)]
     return dvc_run.dvc_argv("exp", "run", "--temp", "-n", name, *sets, *copies)
 

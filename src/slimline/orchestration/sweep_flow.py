@@ -27,11 +27,11 @@ from slimline.orchestration.abandoned import close_abandoned_runs
 from slimline.orchestration.experiments import (
     copy_paths,
     exp_argv,
-    grid,
     read_experiments,
     remove_worktrees,
     worktree,
 )
+from slimline.orchestration.overrides import grid
 from slimline.orchestration.pipeline_flow import StageFailed, tracking_task
 from slimline.orchestration.runlock import lock_path, workspace_lock
 from slimline.records.candidates import Candidate, Checkout, pareto_front, plot_pareto
@@ -42,10 +42,16 @@ STARTED = re.compile(r"^(Running stage|Stage) '")
 
 @task(name="candidate", task_run_name="{name}", cache_policy=NO_CACHE)
 def run_candidate(
-    project_dir: str, name: str, overrides: list[str], copies: list[str], timeout: float | None
+    project_dir: str,
+    name: str,
+    overrides: list[str],
+    copies: list[str],
+    candidate_timeout: float | None,
+    stage_timeout: float | None = None,
 ) -> dict[str, Any]:
-    """`dvc exp run --temp -n name -S ...`; returns its seconds and the address of the Dask
-    worker that ran it."""
+    """`dvc exp run --temp -n name -S ...`, killed once it has run `candidate_timeout`
+    seconds or one of its stages `stage_timeout` seconds; returns its seconds and the address
+    of the Dask worker that ran it."""
     from filelock import FileLock
 
     log = get_run_logger()
@@ -65,13 +71,28 @@ def run_candidate(
 
     try:
         done = dvc_run.run(
-            exp_argv(name, overrides, copies), root, timeout=timeout, on_line=on_line
+            exp_argv(name, overrides, copies),
+            root,
+            timeout=candidate_timeout,
+            stage_timeout=stage_timeout,
+            on_line=on_line,
         )
     finally:
         if setup.is_locked:
             setup.release()
+    if done.late_stage:
+        raise StageFailed(
+            f"candidate {name}: stage {done.late_stage} ran past its timeout of "
+            f"{stage_timeout:g} s; its processes were killed",
+            name,
+            1,
+        )
     if done.timed_out:
-        raise StageFailed(f"candidate {name} ran past {timeout:g} s and was killed", name, 1)
+        raise StageFailed(
+            f"candidate {name} ran past its timeout of {candidate_timeout:g} s and was killed",
+            name,
+            1,
+        )
     if done.exit_code:
         raise StageFailed(f"candidate {name} failed: {done.stage_error()}", name, done.exit_code)
     if not any(f"Reproducing experiment '{name}'" in line for line in done.lines):
@@ -127,9 +148,15 @@ def promote_best(root: Path, tree: Path, params: Params, run_id: str) -> dict:
 
 @flow(name="slimline-sweep", log_prints=True)
 def sweep(
-    project_dir: str = ".", specs: list[str] | None = None, timeout: float | None = 7200
+    project_dir: str = ".",
+    specs: list[str] | None = None,
+    candidate_timeout: float | None = 7200,
+    stage_timeout: float | None = 3600,
 ) -> dict:
-    """Every combination of `specs` (`key=v1,v2`) as a DVC experiment, in parallel."""
+    """Every combination of `specs` as a DVC experiment, in parallel. Each spec is one
+    `key=value` (the value YAML, as `slimline run -S` takes it); a key given more than once
+    is an axis of the grid: ["prune.ratio=0.3", "prune.ratio=0.5", "seed=1"] is 2 candidates.
+    """
     root = Path(project_dir).resolve()
     params = load_params(root / "params.yaml")  # the baseline, read once
     combos = grid(specs or [])
@@ -141,7 +168,10 @@ def sweep(
         cands = [Candidate(f"sweep-{stamp}-{i}", o) for i, o in enumerate(combos, 1)]
         copies = copy_paths(root)
         futures = [
-            run_candidate.submit(str(root), c.name, c.overrides, copies, timeout) for c in cands
+            run_candidate.submit(
+                str(root), c.name, c.overrides, copies, candidate_timeout, stage_timeout
+            )
+            for c in cands
         ]
         for c, future in zip(cands, futures, strict=True):
             future.wait()

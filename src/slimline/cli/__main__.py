@@ -1,0 +1,5 @@
+"""`python -m slimline.cli` runs the `slimline` command."""
+
+from slimline.cli import main
+
+main()

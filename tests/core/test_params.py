@@ -318,3 +318,20 @@ def test_loader_workers_defaults_to_reading_in_the_training_process(tmp_path):
     assert load_params(tmp_path / "p.yaml").loader_workers == 0
     assert load_params(tmp_path / "p.yaml", ["loader_workers=4"]).loader_workers == 4
     assert to_flat_dict(load_params(tmp_path / "p.yaml"))["loader_workers"] == 0
+
+
+def test_relative_data_paths_are_checked_from_the_project_the_stages_run_in(tmp_path):
+    # `slimline run --params elsewhere/x.yaml` runs the stages in the project: a data path in
+    # that file means the project's file, not one beside the params file
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "data").mkdir(parents=True)
+    elsewhere.mkdir()
+    np.savez(project / "data/table.npz", x=np.zeros((30, 4), np.float32), y=np.arange(30) % 3)
+    params = make_params(
+        elsewhere / "x.yaml",
+        data={"source": "npz", "path": "data/table.npz"},
+        teacher={"arch": "cnn"},
+    )
+    load_params(params)  # beside the file there is no data to check
+    with pytest.raises(ParamsError, match=r"teacher.arch: mlp for tabular \(N, F\) data"):
+        load_params(params, base=project)

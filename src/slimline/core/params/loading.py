@@ -25,9 +25,14 @@ class ParamsError(InputError):
         super().__init__(f"{source}: invalid params\n  " + "\n  ".join(problems))
 
 
-def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
-    """Read, override (`key.sub=value`, value parsed as YAML) and validate a params file."""
+def load_params(
+    path: str | Path = "params.yaml", overrides: list[str] | None = None, base: Path | None = None
+) -> Params:
+    """Read, override (`key.sub=value`, value parsed as YAML) and validate a params file.
+    Relative data paths are checked from `base`, the project the stages will run in (default:
+    the file's folder, which is the project for params.yaml itself)."""
     path = Path(path)
+    base = path.parent if base is None else base
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
@@ -41,9 +46,9 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
         params = Params.model_validate(raw)
     except ValidationError as e:
         # every problem in one message: the data-shape rule too, read from the raw sections
-        problems += _describe(e) + _data_shape_problems(raw, base=path.parent)
+        problems += _describe(e) + _data_shape_problems(raw, base=base)
         raise ParamsError(str(path), problems) from None
-    problems += _data_shape_problems(params.model_dump(), base=path.parent)
+    problems += _data_shape_problems(params.model_dump(), base=base)
     if problems:
         raise ParamsError(str(path), problems)
     return params

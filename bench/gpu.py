@@ -41,6 +41,7 @@ from slimline.compression.scores import accuracy
 from slimline.compression.training.augment import from_mode
 from slimline.compression.training.device import accelerator
 from slimline.compression.training.fit import fit, predict_logits, seed_everything
+from slimline.compression.training.setup import Setup
 from slimline.core.atomic import write_json, write_text
 from slimline.core.params.schema import ModelSpec
 
@@ -96,9 +97,9 @@ def run(role: str, device: str, precision: str, data, epochs: int, batch: int, s
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()
     start = time.perf_counter()
-    fit(model, train, val, epochs=epochs, lr=spec.lr, batch_size=batch, weight_decay=5e-4,
-        seed=seed, acc=acc, augment=from_mode("crop_flip"),
-        desc=f"{role} {device} {precision}")  # fmt: skip
+    setup = Setup(train, val, epochs=epochs, lr=spec.lr, batch_size=batch, weight_decay=5e-4,
+                  seed=seed, acc=acc, augment=from_mode("crop_flip"))  # fmt: skip
+    fit(model, setup, desc=f"{role} {device} {precision}")
     if acc.cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

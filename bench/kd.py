@@ -25,7 +25,7 @@ Models: a cnn teacher (translation-equivariant, plenty of capacity) and a small 
 data-limited here). All built by `slimline.compression.models.families.build_model`.
 
 Every network trains through the distill stage's own code, `compression.distill_modes`, on
-one `Schedule` per role: `fit.fit` with `augment=` the warp below (raw originals in,
+one `Setup` per role: `fit.fit` with `augment=` the warp below (raw originals in,
 standardized warped views out, drawn from fit's seeded views generator). Per seed, every
 student has the same init (`seed_everything` before each build), the same batch order and the
 very same augmented views; the modes differ only in who teaches:
@@ -46,6 +46,7 @@ and kd.json (atomically; --quick: bench/.scratch).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import math
 import os
@@ -66,8 +67,8 @@ from slimline.compression.data.split import split
 from slimline.compression.models.families import build_model, count_params
 from slimline.compression.scores import accuracy
 from slimline.compression.training import distillation
-from slimline.compression.training.distillation import Schedule
-from slimline.compression.training.fit import predict_logits, seed_everything
+from slimline.compression.training.fit import fit, predict_logits, seed_everything
+from slimline.compression.training.setup import Setup
 from slimline.core.atomic import write_json, write_text
 from slimline.core.params.schema import Data, Distill, ModelSpec
 
@@ -265,11 +266,11 @@ def fit_epochs(spec: ModelSpec, task: Task) -> int:
     return max(1, spec.epochs * len(task.y) // len(task.train.y))
 
 
-def schedule(spec: ModelSpec, task: Task, seed: int) -> Schedule:
-    """A role's schedule on fresh augmented views every epoch; spec.epochs counts passes over
-    the train originals (pairs: a fit epoch is ten of them)."""
+def setup(spec: ModelSpec, task: Task, seed: int) -> Setup:
+    """A role's training setup on fresh augmented views every epoch; spec.epochs counts passes
+    over the train originals (pairs: a fit epoch is ten of them)."""
     spec = spec.model_copy(update={"epochs": fit_epochs(spec, task)})
-    return Schedule(spec, task.train, task.val, seed, augment=task.views)
+    return dataclasses.replace(Setup.of(spec, task.train, task.val, seed), augment=task.views)
 
 
 def builder(
@@ -290,7 +291,7 @@ def run_seed(cfg: Config, task: Task, seed: int, threads: int) -> dict:
     """Teacher, then each mode's student; test accuracies and seconds per mode."""
     new_student = builder(cfg.student, task, seed, threads, "student")
     new_peer = builder(cfg.teacher, task, seed, threads, "teacher")
-    sched = schedule(cfg.student, task, seed)
+    sched = setup(cfg.student, task, seed)
     kd = Distill(temperature=cfg.temperature, alpha=cfg.alpha, generations=GENERATIONS)
     out: dict = {"seed": seed}
 
@@ -300,11 +301,11 @@ def run_seed(cfg: Config, task: Task, seed: int, threads: int) -> dict:
 
     t0 = time.perf_counter()
     teacher = new_peer()
-    schedule(cfg.teacher, task, seed).fit(teacher, "teacher")
+    fit(teacher, setup(cfg.teacher, task, seed), desc="teacher")
     record("teacher", teacher, t0)
     t0 = time.perf_counter()
     gen0 = new_student()
-    history0 = sched.fit(gen0, "labels")
+    history0 = fit(gen0, sched, desc="labels")
     record("labels", gen0, t0)
     t0 = time.perf_counter()
     record("offline", distillation.offline(teacher, new_student, sched, kd).student, t0)

@@ -6,9 +6,9 @@ from pathlib import Path
 from slimline.compression.data.store import load_splits
 from slimline.compression.models.families import build_model
 from slimline.compression.release.outputs import finish_model, import_teacher, model_outputs
-from slimline.compression.training.augment import from_mode
-from slimline.compression.training.device import accelerator, out_of_memory_hint
-from slimline.compression.training.fit import CsvCurve, fit_spec, seed_everything
+from slimline.compression.training.device import out_of_memory_hint
+from slimline.compression.training.fit import CsvCurve, fit, seed_everything
+from slimline.compression.training.setup import stage_setup
 from slimline.core.atomic import write_json
 from slimline.core.params.schema import Params
 from slimline.core.stage import run_stage
@@ -29,14 +29,10 @@ def main(params: Params, root: Path) -> str:
             f"{params.teacher.input} input), test accuracy {metrics['accuracy']:.4f}, "
             f"{metrics['params']:,} params{said}"
         )
-    acc = accelerator(params.device, params.precision)
+    setup = stage_setup(params, params.teacher, train, val)
     model = build_model(params.teacher, train.input_shape, train.num_classes)
-    with model_outputs(root, params, "teacher") as out, out_of_memory_hint(acc, "teacher"):
-        history = fit_spec(
-            model, params.teacher, train, val, seed=params.seed, acc=acc,
-            augment=from_mode(params.data.augment), callbacks=[CsvCurve(out.curve)],
-            desc="teacher", loader_workers=params.loader_workers,
-        )  # fmt: skip
+    with model_outputs(root, params, "teacher") as out, out_of_memory_hint(setup.acc, "teacher"):
+        history = fit(model, setup, callbacks=[CsvCurve(out.curve)], desc="teacher")
         metrics = (
             finish_model(model, out, test, params)
             | {
@@ -45,7 +41,7 @@ def main(params: Params, root: Path) -> str:
                 "source": "train",
                 "augment": params.data.augment,
             }
-            | acc.describe()
+            | setup.acc.describe()
         )
         write_json(out.metrics, metrics)
     return f"teacher: test accuracy {metrics['accuracy']:.4f}, {metrics['params']:,} params"

@@ -16,6 +16,7 @@ from slimline.compression.training.fit import (
     predict_logits,
     seed_everything,
 )
+from slimline.compression.training.setup import Setup
 from slimline.core.params.schema import ModelSpec
 from tests.support.data import make_split
 
@@ -28,9 +29,10 @@ def trained(precision: str, arch: str = "cnn", loss_fn=None, augment=None, worke
     seed_everything(0, 1)
     model = build_model(ModelSpec(arch=arch, width=8, depth=2, epochs=3, lr=0.01,
                                   batch_size=64), SHAPE, 3)  # fmt: skip
-    history = fit(model, make_split(512, SHAPE, seed=1), make_split(128, SHAPE, seed=2),
-                  epochs=3, lr=0.01, batch_size=64, weight_decay=1e-4, seed=0, acc=acc,
-                  loss_fn=loss_fn, augment=augment, loader_workers=workers)  # fmt: skip
+    setup = Setup(make_split(512, SHAPE, seed=1), make_split(128, SHAPE, seed=2), epochs=3,
+                  lr=0.01, batch_size=64, weight_decay=1e-4, seed=0, acc=acc, augment=augment,
+                  loader_workers=workers)  # fmt: skip
+    history = fit(model, setup, loss_fn=loss_fn)
     return model, history
 
 

@@ -15,7 +15,7 @@ from slimline.compression.data.dataset import Dataset
 from slimline.compression.data.store import save_split
 from slimline.compression.models.checkpoints import load_checkpoint
 from slimline.compression.models.sizing import spec_params
-from slimline.compression.training import distillation
+from slimline.compression.training import students
 from slimline.compression.training.distillation import choose_student
 from slimline.core.params.loading import load_params
 from tests.support.params import write_params
@@ -136,14 +136,14 @@ def test_a_labels_only_student_better_on_val_is_the_one_saved(tmp_path, monkeypa
         student={"arch": "mlp", "epochs": 2, "batch_size": 16},
         distill={"mode": "self", "generations": 1},
     )
-    seen, born_again = {}, distillation.born_again
+    seen, born_again = {}, students.born_again
 
     def spy(generation0, *args):
         seen["baseline"] = generation0
         return born_again(generation0, *args)
 
-    monkeypatch.setattr(distillation, "born_again", spy)
-    monkeypatch.setattr(distillation, "choose_student", lambda kd, labels: ("labels", "forced"))
+    monkeypatch.setattr(students, "born_again", spy)
+    monkeypatch.setattr(students, "choose_student", lambda kd, labels: ("labels", "forced"))
     stage().main(load_params(params_file), tmp_path)
     metrics = json.loads((tmp_path / "metrics/student.json").read_text())
     assert (metrics["shipped"], metrics["shipped_reason"]) == ("labels", "forced")

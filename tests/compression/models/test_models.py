@@ -111,11 +111,12 @@ def test_cnn_on_signals_pools_while_the_length_allows():
 @pytest.mark.parametrize(("arch", "width"), [("cnn", 8), ("resnet", 4)])
 def test_signal_models_train_well_above_chance(arch, width, restore_torch_state):
     from slimline.compression.training.fit import fit, loss_and_accuracy, seed_everything
+    from slimline.compression.training.setup import Setup
 
     train, val = make_signal_split(240, seed=1), make_signal_split(120, seed=2)
     seed_everything(0, 1)
     model = build_model(spec(arch, width=width), SIGNAL, 3)
-    fit(model, train, val, epochs=4, lr=0.01, batch_size=32, weight_decay=1e-4, seed=0)
+    fit(model, Setup(train, val, epochs=4, lr=0.01, batch_size=32, weight_decay=1e-4, seed=0))
     assert loss_and_accuracy(model, val)[1] >= 0.8  # chance is 1/3
 
 

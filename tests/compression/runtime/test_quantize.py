@@ -281,6 +281,7 @@ def signal_fp32(tmp_path_factory):
     """1-D cnn and resnet trained on (N, 2, 64) sine waves, exported; with their splits."""
     from slimline.compression.models.families import build_model
     from slimline.compression.training.fit import fit
+    from slimline.compression.training.setup import Setup
     from slimline.core.params.schema import ModelSpec
     from tests.support.data import make_signal_split
 
@@ -293,8 +294,7 @@ def signal_fp32(tmp_path_factory):
             torch.manual_seed(0)
             spec = ModelSpec(arch=arch, width=width, depth=2, epochs=4, lr=0.01, batch_size=32)
             model = build_model(spec, (2, 64), 3)
-            fit(model, splits[0], splits[1], epochs=4, lr=0.01, batch_size=32,
-                weight_decay=1e-4, seed=0)  # fmt: skip
+            fit(model, Setup.of(spec, splits[0], splits[1], seed=0))
             paths[arch] = tmp_path_factory.mktemp(arch) / f"{arch}_1d.onnx"
             export_onnx(model, (2, 64), paths[arch])
     finally:

@@ -8,6 +8,7 @@ the first epoch's mean train loss is the loss at those logits.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -17,8 +18,9 @@ from torch import nn
 from slimline.compression.models.families import build_model
 from slimline.compression.training import distillation
 from slimline.compression.training.augment import Augment
-from slimline.compression.training.distillation import MutualPair, Schedule, mutual_loss
+from slimline.compression.training.distillation import MutualPair, mutual_loss
 from slimline.compression.training.fit import EpochRecord, History, seed_everything
+from slimline.compression.training.setup import Setup
 from slimline.core.params.schema import Distill, ModelSpec
 from tests.support.data import make_split
 
@@ -44,9 +46,10 @@ def constant_net(logits=C) -> nn.Module:
     return model
 
 
-def schedule(augment: Augment | None = None) -> Schedule:
+def schedule(augment: Augment | None = None) -> Setup:
     # 64 samples, batch 32: two full batches, so the epoch mean covers every sample
-    return Schedule(STILL, make_split(64, seed=1), make_split(30, seed=2), 0, augment=augment)
+    setup = Setup.of(STILL, make_split(64, seed=1), make_split(30, seed=2), seed=0)
+    return dataclasses.replace(setup, augment=augment)
 
 
 def first_loss(history: History) -> float:
@@ -131,7 +134,7 @@ def test_mutual_pair_shows_the_student_alone_in_eval_mode():
 def test_online_trains_both_networks_from_scratch():
     seed_everything(0, 1)
     spec = ModelSpec(arch="mlp", width=16, depth=1, epochs=4, lr=0.01, batch_size=32)
-    sched = Schedule(spec, make_split(240, seed=1), make_split(120, seed=2), seed=0)
+    sched = Setup.of(spec, make_split(240, seed=1), make_split(120, seed=2), seed=0)
     peer = constant_net((0, 0, 0))  # starts at zero weights in its last layer
     result = distillation.online(
         lambda: build_model(spec, SHAPE, K), lambda: peer, sched, Distill()

@@ -22,13 +22,13 @@ from slimline.compression.training.fit import (
     CsvCurve,
     _progress,
     fit,
-    fit_spec,
     kd_loss,
     make_kd_loss,
     make_per_batch_kd_loss,
     predict_logits,
     seed_everything,
 )
+from slimline.compression.training.setup import Setup
 from slimline.core.params.schema import ModelSpec
 from tests.support.data import make_split
 
@@ -41,10 +41,8 @@ def train_small(arch="cnn", seed=0, epochs=4, callbacks=(), loss_fn=None, n=240)
     spec = ModelSpec(arch=arch, width=8, depth=2, epochs=epochs, lr=0.01, batch_size=32)
     model = build_model(spec, SHAPE, 3)
     train, val = make_split(n, seed=1), make_split(120, seed=2)
-    history = fit(
-        model, train, val, epochs=epochs, lr=0.01, batch_size=32, weight_decay=1e-4,
-        seed=seed, loss_fn=loss_fn, callbacks=callbacks,
-    )  # fmt: skip
+    setup = Setup(train, val, epochs=epochs, lr=0.01, batch_size=32, weight_decay=1e-4, seed=seed)
+    history = fit(model, setup, loss_fn=loss_fn, callbacks=callbacks)
     return model, history, val
 
 
@@ -132,7 +130,7 @@ def test_bit_identical_across_fresh_processes():
         """
         import hashlib, sys
         sys.path.insert(0, sys.argv[1])
-        from test_train import train_small
+        from test_fit import train_small
         model, history, _ = train_small("resnet", seed=5, epochs=2)
         h = hashlib.sha256(repr(history.records).encode())
         for v in model.state_dict().values():
@@ -150,11 +148,13 @@ def test_bit_identical_across_fresh_processes():
     assert len(digests[0]) == 64 and digests[0] == digests[1]
 
 
-def test_fit_spec_takes_the_hyperparameters_of_a_params_section():
+def test_setup_of_takes_the_hyperparameters_of_a_params_section():
     spec = ModelSpec(arch="mlp", width=8, depth=1, epochs=2, lr=0.02, batch_size=16)
+    setup = Setup.of(spec, make_split(64, seed=1), make_split(32, seed=2), seed=0)
+    assert (setup.epochs, setup.lr, setup.batch_size, setup.weight_decay) == (2, 0.02, 16, 1e-4)
+    assert setup.augment is None and setup.loader_workers == 0 and not setup.acc.cuda
     seed_everything(0, 1)
-    model = build_model(spec, SHAPE, 3)
-    history = fit_spec(model, spec, make_split(64, seed=1), make_split(32, seed=2), seed=0)
+    history = fit(build_model(spec, SHAPE, 3), setup)
     assert len(history.records) == 2 and max(r.lr for r in history.records) <= 0.02
 
 
@@ -228,8 +228,8 @@ def test_augmented_training_is_seeded_and_differs_from_plain():
         seed_everything(0, 1)
         spec = ModelSpec(arch="cnn", width=4, depth=1, epochs=2, lr=0.01, batch_size=32)
         model = build_model(spec, SHAPE, 3)
-        fit(model, make_split(96, seed=1), make_split(30, seed=2), epochs=2, lr=0.01,
-            batch_size=32, weight_decay=0, seed=0, augment=augment)  # fmt: skip
+        fit(model, Setup(make_split(96, seed=1), make_split(30, seed=2), epochs=2, lr=0.01,
+                         batch_size=32, weight_decay=0, seed=0, augment=augment))  # fmt: skip
         return torch.cat([p.flatten() for p in model.parameters()])
 
     crop = Augment(pad=2, flip=True)
@@ -242,10 +242,10 @@ def test_per_batch_kd_with_augmentation_learns_from_the_teacher():
     seed_everything(0, 1)
     spec = ModelSpec(arch="cnn", width=4, depth=2, epochs=6, lr=0.01, batch_size=32)
     student = build_model(spec, SHAPE, 3)  # a conv student: shifted views keep their class
-    history = fit(
-        student, make_split(240, seed=1), make_split(120, seed=2), epochs=6, lr=0.01,
-        batch_size=32, weight_decay=1e-4, seed=0, augment=Augment(pad=1, flip=False),
-        loss_fn=make_per_batch_kd_loss(teacher, 4.0, 0.7),
+    setup = Setup(
+        make_split(240, seed=1), make_split(120, seed=2), epochs=6, lr=0.01, batch_size=32,
+        weight_decay=1e-4, seed=0, augment=Augment(pad=1, flip=False),
     )  # fmt: skip
+    history = fit(student, setup, loss_fn=make_per_batch_kd_loss(teacher, 4.0, 0.7))
     # shifted views of random-noise prototypes are a hard task; chance is 1/3
     assert history.best.val_accuracy >= 0.6

@@ -20,6 +20,7 @@ from slimline.compression.models.families import build_model
 from slimline.compression.training.augment import Augment
 from slimline.compression.training.fit import EpochRecord, fit, make_kd_loss, seed_everything
 from slimline.compression.training.loader import Batches, EpochOrder
+from slimline.compression.training.setup import Setup
 from slimline.core.params.schema import ModelSpec
 from tests.support.data import make_split
 
@@ -59,11 +60,11 @@ def trained(train: Split, workers: int, callbacks=()):
     model = build_model(ModelSpec(arch="cnn", width=8, depth=2, epochs=3, lr=0.01,
                                   batch_size=32), SHAPE, 3)  # fmt: skip
     teacher = np.random.default_rng(3).normal(size=(len(train.y), 3)).astype(np.float32)
-    history = fit(
-        model, train, make_split(60, seed=2), epochs=3, lr=0.01, batch_size=32,
-        weight_decay=1e-4, seed=7, loss_fn=make_kd_loss(teacher, 4.0, 0.7),
-        augment=Augment(pad=1, flip=True), callbacks=callbacks, loader_workers=workers,
+    setup = Setup(
+        train, make_split(60, seed=2), epochs=3, lr=0.01, batch_size=32, weight_decay=1e-4,
+        seed=7, augment=Augment(pad=1, flip=True), loader_workers=workers,
     )  # fmt: skip
+    history = fit(model, setup, loss_fn=make_kd_loss(teacher, 4.0, 0.7), callbacks=callbacks)
     return model.state_dict(), history
 
 

@@ -18,6 +18,7 @@ from slimline.compression.training.fit import (
     seed_everything,
 )
 from slimline.compression.training.pruning import prune_and_finetune
+from slimline.compression.training.setup import Setup
 from slimline.core.params.schema import Distill, ModelSpec, Prune
 from tests.support.data import make_signal_split, make_split
 
@@ -36,7 +37,7 @@ def trained(arch: str, width: int = 16, shape=SHAPE) -> tuple[torch.nn.Module, n
     seed_everything(0, 1)
     spec = ModelSpec(arch=arch, width=width, depth=2, epochs=4, lr=0.01, batch_size=32)
     model = build_model(spec, shape, 3)
-    fit(model, train, val, epochs=4, lr=0.01, batch_size=32, weight_decay=1e-4, seed=0)
+    fit(model, Setup.of(spec, train, val, seed=0))
     return model, predict_logits(model, train.x)
 
 
@@ -51,14 +52,12 @@ def resnet():
 
 
 def run(model, logits, ratio=0.5, steps=2, importance="magnitude", callbacks=(), **data):
-    prune = Prune(
-        ratio=ratio, steps=steps, importance=importance, round_to=2, finetune_epochs=2, lr=0.005
-    )
+    prune = Prune(ratio=ratio, steps=steps, importance=importance, round_to=2)
+    # each step's fine-tune: 2 epochs at lr 0.005
+    setup = Setup(data.get("train", TRAIN), data.get("val", VAL), epochs=2, lr=0.005,
+                  batch_size=32, weight_decay=1e-4, seed=0)  # fmt: skip
     kd = make_kd_loss(logits, KD.temperature, KD.alpha)
-    return prune_and_finetune(
-        model, kd, data.get("train", TRAIN), data.get("val", VAL), prune,
-        batch_size=32, weight_decay=1e-4, seed=0, callbacks=callbacks,
-    )  # fmt: skip
+    return prune_and_finetune(model, setup, kd, prune, callbacks)
 
 
 @pytest.mark.parametrize("family", ["cnn", "resnet"])
@@ -116,8 +115,7 @@ def signal_models():
         seed_everything(0, 1)
         spec = ModelSpec(arch=arch, width=width, depth=2, epochs=4, lr=0.01, batch_size=32)
         model = build_model(spec, SIGNAL, 3)
-        fit(model, SIGNAL_TRAIN, SIGNAL_VAL, epochs=4, lr=0.01, batch_size=32,
-            weight_decay=1e-4, seed=0)  # fmt: skip
+        fit(model, Setup.of(spec, SIGNAL_TRAIN, SIGNAL_VAL, seed=0))
         out[arch] = model, predict_logits(model, SIGNAL_TRAIN.x)
     return out
 

@@ -25,7 +25,8 @@ from slimline.compression.runtime.int8_target import Int8Target
 from slimline.compression.runtime.onnx_io import export_onnx, run_logits, session
 from slimline.compression.runtime.quantize import QatUnavailable, _Attempt, _choose, quantize
 from slimline.compression.training.fit import fit, make_kd_loss, predict_logits
-from slimline.compression.training.qat import finetune_qat
+from slimline.compression.training.qat import QatTarget, finetune_qat
+from slimline.compression.training.setup import Setup
 from slimline.core.errors import InputError
 from slimline.core.params.schema import ModelSpec, Quantize
 from tests.support.onnx_graphs import REPORT_KEYS, fused_ops
@@ -57,7 +58,7 @@ def case(tmp_path_factory):
         torch.manual_seed(0)
         spec = ModelSpec(arch="cnn", width=8, depth=2, epochs=8, lr=0.01, batch_size=64)
         model = build_model(spec, (1, 8, 8), 10)
-        fit(model, train, val, epochs=8, lr=0.01, batch_size=64, weight_decay=1e-4, seed=0)
+        fit(model, Setup.of(spec, train, val, seed=0))
         kd = make_kd_loss(predict_logits(model, train.x), temperature=4.0, alpha=0.7)
         outlier = copy.deepcopy(model)
         norm = [m for m in outlier.features if isinstance(m, nn.BatchNorm2d)][-1]
@@ -84,16 +85,19 @@ def _qat_fn(case, name: str, calls: list | None = None):
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            s = case["splits"]
-            return finetune_qat(
-                case["models"][name], case["kd"], s["train"], s["val"], case["calib_x"], out,
-                epochs=6, lr=0.005, batch_size=64, weight_decay=1e-4, seed=0, per_channel=True,
-                weight_grid=fmt.weight_grid,
-            )  # fmt: skip
+            target = QatTarget(case["calib_x"], per_channel=True, weight_grid=fmt.weight_grid)
+            setup = _setup(case, epochs=6)
+            return finetune_qat(case["models"][name], setup, case["kd"], target, out)
         finally:
             torch.set_num_threads(threads)
 
     return finetune
+
+
+def _setup(case, epochs: int) -> Setup:
+    s = case["splits"]
+    return Setup(s["train"], s["val"], epochs=epochs, lr=0.005, batch_size=64,
+                 weight_decay=1e-4, seed=0)  # fmt: skip
 
 
 def _run(case, name: str, out: Path, qat_fn=None, **q):
@@ -254,9 +258,8 @@ def test_qat_runs_on_a_resnet_and_exports_a_model_ort_runs(case, tmp_path):
     spec = ModelSpec(arch="resnet", width=4, depth=1, epochs=1, lr=0.01, batch_size=64)
     model = build_model(spec, (1, 8, 8), 10)
     out = tmp_path / "qat_fp32.onnx"
-    done = finetune_qat(model, case["kd"], s["train"], s["val"], case["calib_x"], out, epochs=1,
-                        lr=0.005, batch_size=64, weight_decay=1e-4, seed=0,
-                        per_channel=False)  # fmt: skip
+    target = QatTarget(case["calib_x"], per_channel=False)
+    done = finetune_qat(model, _setup(case, epochs=1), case["kd"], target, out)
     assert done["epochs"] == 1 and not done["per_channel"]
     assert all(c["clip"] < c["observed_max"] for c in done["clips"])
     assert run_logits(session(out), s["val"].x[:3]).shape == (3, 10)

@@ -1,1 +1,2 @@
-"""Training: the fit loop and its batches, the device, distillation, structured pruning, QAT."""
+"""Training: the fit loop and its batches, the setup every training call shares, the device,
+distillation and the distill stage's students, structured pruning, QAT."""

@@ -3,7 +3,7 @@ one KD loss, `fit.kd_loss`.
 
 - offline: the frozen teacher (trained by train_teacher, or imported from ONNX) teaches; its
   logits are cached for the train split, or computed per batch on augmented views
-  (`train.distill_loss`).
+  (`fit.distill_loss`).
 - online: deep mutual learning (Zhang et al. 2018). The student and a peer of the teacher's
   architecture train together from scratch on the same batches; each learns from the labels
   and from the other's soft targets, held constant (`mutual_loss`). No teacher need exist.
@@ -12,8 +12,8 @@ one KD loss, `fit.kd_loss`.
   initialization, learns from generation k-1 as from a frozen teacher. The last one is the
   student.
 
-Every network trains on the student's `Schedule` (epochs, lr, batch size, weight decay, seed,
-batch order, augmented views), so the modes differ only in who teaches.
+Every network trains on the student's `Setup` (epochs, lr, batch size, weight decay, seed,
+batch order, augmented views, device), so the modes differ only in who teaches.
 
 KD is not a sure gain: the stage also trains the same student from labels alone and ships
 whichever of the two scores higher on val (`choose_student`; the test split only reports).
@@ -36,44 +36,21 @@ from slimline.compression.training.fit import (
     History,
     LossFn,
     distill_loss,
-    fit_spec,
+    fit,
     kd_loss,
     predict_logits,
 )
-from slimline.compression.training.loader import Views
-from slimline.core.params.schema import Distill, ModelSpec
+from slimline.compression.training.setup import Setup
+from slimline.core.params.schema import Distill
 
 TeacherLogits = Literal["cached", "per_batch"]
 Shipped = Literal["distilled", "labels"]  # which student the distill stage ships
 NewModel = Callable[[], nn.Module]  # a freshly initialized network (seeded by the caller)
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """How every network of one distill run trains: the student's section and where."""
-
-    spec: ModelSpec  # epochs, lr, batch_size, weight_decay
-    train: Split
-    val: Split
-    seed: int
-    acc: Accelerator = CPU
-    augment: Views | None = None
-    loader_workers: int = 0
-
-    def fit(
-        self, model: nn.Module, desc: str, loss_fn: LossFn | None = None,
-        callbacks: Sequence[Callback] = (),
-    ) -> History:  # fmt: skip
-        return fit_spec(
-            model, self.spec, self.train, self.val, seed=self.seed, loss_fn=loss_fn,
-            callbacks=callbacks, desc=desc, acc=self.acc, augment=self.augment,
-            loader_workers=self.loader_workers,
-        )  # fmt: skip
-
-    @property
-    def teacher_logits(self) -> TeacherLogits:
-        """How a frozen teacher's logits reach the loss (`train.distill_loss`'s choice)."""
-        return "cached" if self.augment is None else "per_batch"
+def teacher_logits(setup: Setup) -> TeacherLogits:
+    """How a frozen teacher's logits reach the loss (`fit.distill_loss`'s choice)."""
+    return "cached" if setup.augment is None else "per_batch"
 
 
 @dataclass
@@ -104,13 +81,13 @@ class Distilled:
 
 
 def offline(
-    teacher: nn.Module, new_student: NewModel, schedule: Schedule, distill: Distill,
+    teacher: nn.Module, new_student: NewModel, setup: Setup, distill: Distill,
     callbacks: Sequence[Callback] = (),
 ) -> Distilled:  # fmt: skip
-    loss = distill_loss(teacher, schedule.train, distill, schedule.acc, schedule.augment)
+    loss = distill_loss(teacher, setup, distill)
     student = new_student()
-    history = schedule.fit(student, "student (KD)", loss, callbacks)
-    return Distilled(student, history, teacher, schedule.teacher_logits)
+    history = fit(student, setup, loss_fn=loss, callbacks=callbacks, desc="student (KD)")
+    return Distilled(student, history, teacher, teacher_logits(setup))
 
 
 class MutualPair(nn.Module):
@@ -147,20 +124,20 @@ def mutual_loss(temperature: float, alpha: float) -> LossFn:
 
 
 def online(
-    new_student: NewModel, new_peer: NewModel, schedule: Schedule, distill: Distill,
+    new_student: NewModel, new_peer: NewModel, setup: Setup, distill: Distill,
     callbacks: Sequence[Callback] = (),
 ) -> Distilled:  # fmt: skip
     """The student and a peer (the teacher's architecture) from scratch, together. The curve's
     train_loss is the pair's: the sum of both networks' losses."""
     pair = MutualPair(new_student(), new_peer())
     loss = mutual_loss(distill.temperature, distill.alpha)
-    history = schedule.fit(pair, "student + peer (mutual)", loss, callbacks)
+    history = fit(pair, setup, loss_fn=loss, callbacks=callbacks, desc="student + peer (mutual)")
     # the peer's logits of each batch, as the student saw it, computed beside the student's
     return Distilled(pair.student, history, pair.peer, "per_batch")
 
 
 def born_again(
-    generation0: nn.Module, history0: History, new_student: NewModel, schedule: Schedule,
+    generation0: nn.Module, history0: History, new_student: NewModel, setup: Setup,
     distill: Distill, callbacks: Sequence[Callback] = (),
 ) -> Distilled:  # fmt: skip
     """`distill.generations` students after `generation0` (trained from labels by the caller),
@@ -169,15 +146,15 @@ def born_again(
     generations = [(generation0, history0)]
     for k in range(1, distill.generations + 1):
         previous = generations[-1][0]
-        loss = distill_loss(previous, schedule.train, distill, schedule.acc, schedule.augment)
+        loss = distill_loss(previous, setup, distill)
         student = new_student()
-        last = k == distill.generations
-        history = schedule.fit(
-            student, f"student (generation {k})", loss, callbacks if last else ()
+        seen = callbacks if k == distill.generations else ()
+        history = fit(
+            student, setup, loss_fn=loss, callbacks=seen, desc=f"student (generation {k})"
         )
         generations.append((student, history))
     (student, history), (teacher, _) = generations[-1], generations[-2]
-    return Distilled(student, history, teacher, schedule.teacher_logits, generations)
+    return Distilled(student, history, teacher, teacher_logits(setup), generations)
 
 
 def choose_student(distilled_val: float, labels_val: float) -> tuple[Shipped, str]:

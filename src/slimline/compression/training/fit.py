@@ -4,10 +4,12 @@
 schedule, seeded shuffling, the batch stream and best-epoch selection; what differs between
 uses is the loss (`LossFn`: cross-entropy; KD against cached teacher logits looked up by sample
 index; or KD against the teacher's logits of the very batch the student sees, computed per
-batch; `distill_modes` builds the distill stage's modes from these) and the callbacks
-(curve CSV, anything a caller wants). Where it runs (`device.Accelerator`: CPU or CUDA, fp32
-or bf16 autocast) and whether training batches are augmented (`Views`, e.g. `augment.Augment`)
-are arguments too; the model comes back on the CPU either way. Nothing here logs to a tracker.
+batch; `distillation` builds the distill stage's modes from these) and the callbacks
+(curve CSV, anything a caller wants). What stays the same across a stage's calls is one
+`setup.Setup`: the splits, epochs, lr, batch size, weight decay, seed, where it runs
+(`device.Accelerator`: CPU or CUDA, fp32 or bf16 autocast) and whether training batches are
+augmented (`Views`, e.g. `augment.Augment`); the model comes back on the CPU either way.
+Nothing here logs to a tracker.
 
 Batches come from `loader` (a torch DataLoader over the seeded order); the weights do not
 depend on its worker count.
@@ -32,10 +34,11 @@ from torch import Tensor, nn
 
 from slimline.compression.data.dataset import Split
 from slimline.compression.training.device import CPU, Accelerator
-from slimline.compression.training.loader import Batches, EpochOrder, Views, steps_per_epoch
+from slimline.compression.training.loader import Batches, EpochOrder, steps_per_epoch
+from slimline.compression.training.setup import Setup
 from slimline.core.atomic import write_text
 from slimline.core.kernels import pinnable
-from slimline.core.params.schema import Distill, ModelSpec
+from slimline.core.params.schema import Distill
 
 # (logits (B, K), labels (B,), sample indices into the train split (B,), the input batch as the
 # model saw it, augmented and on its device (B, ...)) -> scalar loss
@@ -151,13 +154,12 @@ def make_per_batch_kd_loss(
     return loss
 
 
-def distill_loss(
-    teacher: nn.Module, train: Split, distill: Distill, acc: Accelerator, augment: Views | None
-) -> LossFn:
-    """KD from the frozen `teacher` (on `acc`): its train logits computed once and looked up
-    by index ("cached"), or, when batches are augmented, its logits of each augmented view
-    ("per_batch")."""
-    if augment is not None:
+def distill_loss(teacher: nn.Module, setup: Setup, distill: Distill) -> LossFn:
+    """KD from the frozen `teacher` (on the setup's device): its train logits computed once and
+    looked up by index ("cached"), or, when the setup augments batches, its logits of each
+    augmented view ("per_batch")."""
+    train, acc = setup.train, setup.acc
+    if setup.augment is not None:
         return make_per_batch_kd_loss(teacher, distill.temperature, distill.alpha, acc)
     # on disk (an unlinked temp file, mapped; the mapping outlives the closed file), not in
     # memory: (N, K) logits grow with the data
@@ -247,46 +249,36 @@ def _train_epoch(model, loader, make, loss_fn, opt, sched, gen) -> tuple[float, 
 
 def fit(
     model: nn.Module,
-    train: Split,
-    val: Split,
+    setup: Setup,
     *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    weight_decay: float,
-    seed: int,
     loss_fn: LossFn | None = None,
     callbacks: Sequence[Callback] = (),
     desc: str = "train",
-    acc: Accelerator = CPU,
-    augment: Views | None = None,
-    loader_workers: int = 0,
 ) -> History:
-    """Train in place on `acc`; the model ends on the CPU with the weights of the best
+    """Train in place as `setup` says; the model ends on the CPU with the weights of the best
     val-accuracy epoch.
 
     `loss_fn` defaults to cross-entropy on the labels; pass `make_kd_loss(...)` (cached teacher
-    logits) or `make_per_batch_kd_loss(...)` (with `augment`) to distill. `loader_workers`
-    processes read the batches (0: this process does); the weights do not depend on it.
+    logits) or `make_per_batch_kd_loss(...)` (with the setup's `augment`) to distill.
     """
-    loss_fn = loss_fn or cross_entropy
-    make = Batches(acc, augment, loader_workers)
-    model = acc.prepare(model)
-    n = len(train.y)
-    gen = torch.Generator().manual_seed(seed)
-    views = torch.Generator().manual_seed(seed + 1)  # the augmented views, apart from the order
-    opt = _optimizer(model, lr, weight_decay)
-    total_steps = epochs * steps_per_epoch(n, batch_size)
+    s, loss_fn = setup, loss_fn or cross_entropy
+    make = Batches(s.acc, s.augment, s.loader_workers)
+    model = s.acc.prepare(model)
+    n = len(s.train.y)
+    gen = torch.Generator().manual_seed(s.seed)
+    views = torch.Generator().manual_seed(s.seed + 1)  # the augmented views, apart from the order
+    opt = _optimizer(model, s.lr, s.weight_decay)
+    total_steps = s.epochs * steps_per_epoch(n, s.batch_size)
     # OneCycle: warm-up then anneal, which suits short budgets and pruned-model fine-tunes alike
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=total_steps)
     records: list[EpochRecord] = []
     best_epoch, best_state = 0, None
-    order = EpochOrder(n, batch_size, gen)
-    with make.stream(train, order) as loader, _progress(epochs, desc) as bar:
-        for epoch in range(1, epochs + 1):
+    order = EpochOrder(n, s.batch_size, gen)
+    with make.stream(s.train, order) as loader, _progress(s.epochs, desc) as bar:
+        for epoch in range(1, s.epochs + 1):
             order.draw()
             train_loss, step_lr = _train_epoch(model, loader, make, loss_fn, opt, sched, views)
-            val_loss, val_acc = loss_and_accuracy(model, val, acc)
+            val_loss, val_acc = loss_and_accuracy(model, s.val, s.acc)
             records.append(EpochRecord(epoch, train_loss, val_loss, val_acc, step_lr))
             if best_state is None or _better(records[-1], records[best_epoch - 1]):
                 best_epoch = epoch
@@ -303,10 +295,3 @@ def fit(
     model.load_state_dict(best_state)
     model.eval()
     return History(records, best_epoch)
-
-
-def fit_spec(model: nn.Module, spec: ModelSpec, train: Split, val: Split, **kwargs) -> History:
-    """`fit` with the epochs, lr, batch size and weight decay of a params section (the rest,
-    e.g. `loader_workers=params.loader_workers`, passed through)."""
-    hyper = ("epochs", "lr", "batch_size", "weight_decay")
-    return fit(model, train, val, **{k: getattr(spec, k) for k in hyper}, **kwargs)

@@ -4,9 +4,11 @@ Recipe per step: 1. importance (L2 magnitude, or Taylor from fresh gradients), 2
 `pruner.step()` removing an equal share of every prunable layer's channels (residual-coupled
 channels go together), 3. fine-tune with the KD loss the caller gives (the teacher's cached
 train logits, or its logits of each augmented batch) through the same `fit` as every other
-training. The classifier `fc` is never pruned, so the class count stays; its inputs shrink with
-the last layer. The pruned model keeps its class (MLP, CNN, ResNet) with narrower modules, so
-`model_config` reads the new widths back for the checkpoint.
+training, as the caller's `Setup` says (the stage's: `setup.finetune_setup`, prune's epochs and
+lr on the student's batches), step k shuffled by the setup's seed + k. The classifier `fc` is
+never pruned, so the class count stays; its inputs shrink with the last layer. The pruned
+model keeps its class (MLP, CNN, ResNet) with narrower modules, so `model_config` reads the
+new widths back for the checkpoint.
 
 `prune.ratio == 0` means "no pruning": the model is returned unchanged (a copy) without any
 fine-tuning, so a pipeline run with pruning off carries the student through bit for bit; the
@@ -16,6 +18,7 @@ report then has no steps and ratios of 1.0.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -23,9 +26,9 @@ from torch import nn
 
 from slimline.compression.data.dataset import Split
 from slimline.compression.models.families import count_macs, count_params
-from slimline.compression.training.device import CPU, Accelerator
 from slimline.compression.training.fit import Callback, LossFn, fit, loss_and_accuracy
-from slimline.compression.training.loader import Batches, Views
+from slimline.compression.training.loader import Batches
+from slimline.compression.training.setup import Setup
 from slimline.core.params.schema import Prune
 
 TAYLOR_BATCHES = 4  # batches of gradient that Taylor importance averages before each step
@@ -71,31 +74,20 @@ def _size(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
 
 def prune_and_finetune(
     model: nn.Module,
+    setup: Setup,
     loss_fn: LossFn,
-    train: Split,
-    val: Split,
     prune: Prune,
-    *,
-    batch_size: int,
-    weight_decay: float,
-    seed: int,
     callbacks: Sequence[Callback] = (),
-    acc: Accelerator = CPU,
-    augment: Views | None = None,
-    loader_workers: int = 0,
 ) -> tuple[nn.Module, dict]:
-    """Prune a copy of `model` in `prune.steps` steps, fine-tuning each with `loss_fn` (KD
-    from the teacher, cached or online); returns it and the metrics report."""
+    """Prune a copy of `model` in `prune.steps` steps, fine-tuning each as `setup` says with
+    `loss_fn` (KD from the teacher, cached or online); returns it and the metrics report."""
     model = copy.deepcopy(model)  # the caller's model stays the unpruned reference
-    shape = train.input_shape
+    val, shape = setup.val, setup.train.input_shape
     before = _size(model, shape)
     acc_before = loss_and_accuracy(model, val)[1]
     steps = []
     if prune.ratio > 0:
-        where = {"acc": acc, "augment": augment, "loader_workers": loader_workers}
-        steps = _run_steps(
-            model, loss_fn, train, val, prune, batch_size, weight_decay, seed, callbacks, where
-        )
+        steps = _run_steps(model, setup, loss_fn, prune, callbacks)
     after = _size(model, shape)
     report = {
         "ratio": prune.ratio,
@@ -114,29 +106,29 @@ def prune_and_finetune(
 
 
 def _run_steps(
-    model, loss_fn, train, val, prune, batch_size, weight_decay, seed, callbacks, where
+    model: nn.Module,
+    setup: Setup,
+    loss_fn: LossFn,
+    prune: Prune,
+    callbacks: Sequence[Callback],
 ) -> list[dict]:
+    train, val = setup.train, setup.val
     pruner = _make_pruner(model, train.input_shape, prune)
     steps = []
     for step in range(1, prune.steps + 1):
+        # a different shuffle per step, still fixed by the seed
+        step_setup = dataclasses.replace(setup, seed=setup.seed + step)
         if prune.importance == "taylor":
-            _accumulate_gradients(model, train, loss_fn, batch_size, seed + step)
+            _accumulate_gradients(model, train, loss_fn, setup.batch_size, step_setup.seed)
         pruner.step()
         model.zero_grad(set_to_none=True)  # stale (pre-pruning) gradient shapes must not linger
         pruned_acc = loss_and_accuracy(model, val)[1]
         fit(
             model,
-            train,
-            val,
-            epochs=prune.finetune_epochs,
-            lr=prune.lr,
-            batch_size=batch_size,
-            weight_decay=weight_decay,
-            seed=seed + step,  # a different shuffle per step, still fixed by the seed
+            step_setup,
             loss_fn=loss_fn,
             callbacks=callbacks,
             desc=f"prune {step}/{prune.steps}",
-            **where,
         )
         steps.append(
             {"step": step}

@@ -9,7 +9,8 @@ clips) go into that quantizer. Recipe:
 2. clips: best first, the activation upper bounds (observed max x 2^-k, k = 1..10) that keep
    the fake-quantized model closest (KL) to the FP32 one. An outlier channel that swamps
    a tensor's uint8 grid gets clipped instead of crushing every other channel.
-3. fine-tune with fake quantization (KD loss from the teacher, `fit.fit`): weights on the
+3. fine-tune with fake quantization (KD loss from the teacher, `fit.fit`, as the caller's
+   `Setup` says: the stage's is `setup.finetune_setup`, prune's epochs and lr): weights on the
    target format's grid (per output channel or per tensor, as `quantize.per_channel`:
    uint8 for portable, int8 for native, as onnxruntime makes them), activations uint8
    asymmetric per tensor over the observed ranges (re-observed after each epoch). Both through
@@ -26,6 +27,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +37,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from slimline.compression.data.dataset import Split
 from slimline.compression.runtime.onnx_io import export_onnx
 from slimline.compression.training.device import CPU, Accelerator
-from slimline.compression.training.fit import EpochRecord, LossFn, fit
-from slimline.compression.training.loader import Views
+from slimline.compression.training.fit import Callback, EpochRecord, LossFn, fit
+from slimline.compression.training.setup import Setup
 
 CLIP_STEPS = 10  # candidate clips: observed max / 2^k, k = 0..CLIP_STEPS
 CLIP_GAIN = 0.9  # a clip must cut the KL to FP32 by 10 %: noise does not clip anything
@@ -237,52 +238,48 @@ class _Reobserve:
         self.fq.observe(self.x, self.acc)
 
 
+@dataclass(frozen=True, eq=False)
+class QatTarget:
+    """What QAT imitates and writes for: onnxruntime's static quantization of the exported
+    file, calibrated on `calib_x`, its weights per channel (or not) on `weight_grid`."""
+
+    calib_x: np.ndarray  # the calibration sample (N, ...): the activation ranges
+    per_channel: bool  # quantize.per_channel
+    weight_grid: tuple[int, int] = (-127, 127)  # int8_target.Int8Target.weight_grid
+    opset: int = 20  # of the exported FP32 file
+
+
 def finetune_qat(
     model: nn.Module,
+    setup: Setup,
     loss_fn: LossFn,
-    train: Split,
-    val: Split,
-    calib_x: np.ndarray,
+    target: QatTarget,
     out_path: str | Path,
-    *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    weight_decay: float,
-    seed: int,
-    per_channel: bool,
-    weight_grid: tuple[int, int] = (-127, 127),
-    opset: int = 20,
-    acc: Accelerator = CPU,
-    augment: Views | None = None,
-    loader_workers: int = 0,
-    callbacks: Sequence[Any] = (),
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
-    """Fine-tune a copy of `model` with fake quantization; export its FP32 weights (with the
-    activation clips as Clip nodes) to out_path; return what was done, for the report."""
+    """Fine-tune a copy of `model` with fake quantization as `setup` says; export its FP32
+    weights (with the activation clips as Clip nodes) to out_path; return what was done, for
+    the report."""
     model = copy.deepcopy(model).eval()  # the caller's model stays the FP32 reference
+    calib_x = target.calib_x
     x = np.asarray(calib_x[:SEARCH_SAMPLES], dtype=np.float32)
     with torch.no_grad():
         reference = model(torch.from_numpy(x))  # (N, K) FP32 logits, before any hook
-    fq = FakeQuantModel(model, per_channel, weight_grid)
+    fq = FakeQuantModel(model, target.per_channel, target.weight_grid)
     fq.observe(calib_x)
     _search_clips(fq, x, reference)
-    history = fit(
-        model, train, val, epochs=epochs, lr=lr, batch_size=batch_size,
-        weight_decay=weight_decay, seed=seed, loss_fn=loss_fn,
-        callbacks=[_Reobserve(fq, calib_x, acc), *callbacks], desc="qat", acc=acc,
-        augment=augment, loader_workers=loader_workers,
-    )  # fmt: skip
+    reobserve = _Reobserve(fq, calib_x, setup.acc)
+    history = fit(model, setup, loss_fn=loss_fn, callbacks=[reobserve, *callbacks], desc="qat")
     fq.observe(calib_x)  # fit left the best epoch's weights (on the CPU)
     clips = fq.clips()
     fq.remove()
-    export_onnx(model, train.input_shape, out_path, opset)
+    export_onnx(model, setup.train.input_shape, out_path, target.opset)
     return {
-        "epochs": epochs,
-        "lr": lr,
+        "epochs": setup.epochs,
+        "lr": setup.lr,
         "best_epoch": history.best_epoch,
         "fake_quant_val_accuracy": history.best.val_accuracy,
-        "per_channel": per_channel,
-        "weight_grid": list(weight_grid),
+        "per_channel": target.per_channel,
+        "weight_grid": list(target.weight_grid),
         "clips": clips,
     }

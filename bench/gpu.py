@@ -43,7 +43,7 @@ from slimline.compression.training.device import accelerator
 from slimline.compression.training.fit import fit, predict_logits, seed_everything
 from slimline.compression.training.setup import Setup
 from slimline.core.atomic import write_json, write_text
-from slimline.core.params.schema import ModelSpec
+from slimline.core.params.models import ModelSpec
 
 BENCH = Path(__file__).resolve().parent
 CLASSES = 10

@@ -70,7 +70,8 @@ from slimline.compression.training import distillation
 from slimline.compression.training.fit import fit, predict_logits, seed_everything
 from slimline.compression.training.setup import Setup
 from slimline.core.atomic import write_json, write_text
-from slimline.core.params.schema import Data, Distill, ModelSpec
+from slimline.core.params.inputs import Data
+from slimline.core.params.models import Distill, ModelSpec
 
 BENCH = Path(__file__).resolve().parent
 CANVAS = 12  # the 8x8 digit centred on a 12x12 canvas: room to move without cropping

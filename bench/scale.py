@@ -47,8 +47,8 @@ from slimline.compression.data.dataset import SPLITS
 from slimline.compression.data.sources import load_source
 from slimline.core.atomic import read_json, write_json, write_text
 from slimline.core.env import quiet_telemetry
+from slimline.core.params.inputs import Data
 from slimline.core.params.loading import load_params, write_params
-from slimline.core.params.schema import Data
 
 BENCH = Path(__file__).resolve().parent
 MAX_DEGREES, MAX_SHIFT, NOISE = 12.0, 1.0, 0.03  # pixels are in [0, 1], 8x8

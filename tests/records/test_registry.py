@@ -12,7 +12,7 @@ from slimline.cli import app
 from slimline.compression.release.gates import Evidence, Gate, model_gates, report, spec
 from slimline.core.atomic import write_json
 from slimline.core.params.loading import load_params
-from slimline.core.params.schema import Gates
+from slimline.core.params.release import Gates
 from slimline.records.aliases import (
     RegistryError,
     list_versions,

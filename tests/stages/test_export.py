@@ -21,7 +21,8 @@ from slimline.compression.runtime.calibration import stratified_sample
 from slimline.compression.runtime.onnx_io import add_metadata, export_onnx
 from slimline.compression.runtime.quantize import quantize
 from slimline.core.params.loading import load_params
-from slimline.core.params.schema import Params, Quantize
+from slimline.core.params.release import Quantize
+from slimline.core.params.schema import Params
 from tests.support.data import prepared_digits
 from tests.support.params import write_params
 from tests.support.paths import ROOT

@@ -72,7 +72,7 @@ def _outlier_mlp(root: Path, x: np.ndarray, y: np.ndarray, hidden: int = 32) -> 
     but one activation that swamps the uint8 grid of the others."""
     from slimline.compression.models.checkpoints import save_checkpoint
     from slimline.compression.models.families import build_model
-    from slimline.core.params.schema import ModelSpec
+    from slimline.core.params.models import ModelSpec
 
     torch.manual_seed(0)
     spec = ModelSpec(arch="mlp", width=hidden, depth=1, epochs=5, lr=0.01, batch_size=100)

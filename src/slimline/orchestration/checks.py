@@ -23,8 +23,9 @@ from slimline.compression.models.sizing import check_sizes, source_shape
 from slimline.compression.release.preflight import check_before_run, check_onnx_teacher
 from slimline.core.errors import InputError
 from slimline.core.params.loading import ParamsError, load_params
+from slimline.core.params.models import ModelSpec
 from slimline.core.params.overrides import apply_override
-from slimline.core.params.schema import ModelSpec, Params
+from slimline.core.params.schema import Params
 from slimline.orchestration import dvc_run, overrides
 
 PARAMS = "params.yaml"  # the file the stages of dvc.yaml read

@@ -9,7 +9,7 @@ from slimline.compression.data.normalize import standardize
 from slimline.compression.data.sources import load_source
 from slimline.compression.data.split import drop_duplicates, split
 from slimline.compression.data.store import PREPARED_MARKER, load_split, save_split
-from slimline.core.params.schema import Data
+from slimline.core.params.inputs import Data
 from tests.support.data import make_images, make_signals, wine_frame, write_table
 
 

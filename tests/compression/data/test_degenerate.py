@@ -17,7 +17,7 @@ from slimline.compression.data.learnability import probe
 from slimline.compression.data.normalize import standardize
 from slimline.compression.data.sources import load_source
 from slimline.compression.data.split import drop_duplicates, sample_groups, split
-from slimline.core.params.schema import Data
+from slimline.core.params.inputs import Data
 from tests.support.data import make_images, make_signals, make_split, wine_frame
 
 

@@ -20,8 +20,9 @@ from slimline.compression.data.normalize import pixel_statistics
 from slimline.compression.data.prepare import prepare, prepare_in_memory
 from slimline.compression.data.sources import load_source
 from slimline.compression.data.split import sample_groups
+from slimline.core.params.inputs import Data
 from slimline.core.params.loading import load_params
-from slimline.core.params.schema import Data, Params
+from slimline.core.params.schema import Params
 from tests.support.data import make_images
 from tests.support.params import write_params
 

@@ -25,7 +25,7 @@ from slimline.compression.models.families import (
 )
 from slimline.core.errors import InputError
 from slimline.core.params.loading import load_params
-from slimline.core.params.schema import ModelSpec
+from slimline.core.params.models import ModelSpec
 from tests.support.data import make_signal_split
 from tests.support.hostile import Payload
 from tests.support.paths import ROOT

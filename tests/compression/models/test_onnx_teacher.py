@@ -27,7 +27,7 @@ from slimline.compression.models.onnx_teacher import (
 from slimline.compression.models.teacher import OnnxTeacher, load_teacher, save_teacher
 from slimline.compression.training.fit import predict_logits
 from slimline.core.errors import InputError
-from slimline.core.params.schema import Data
+from slimline.core.params.inputs import Data
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from slimline.compression.models.sizing import (
 )
 from slimline.core.errors import InputError
 from slimline.core.params.loading import load_params
-from slimline.core.params.schema import MODEL_SIZES, ModelSpec
+from slimline.core.params.models import MODEL_SIZES, ModelSpec
 from tests.support.data import wine_frame, write_table
 from tests.support.params import write_params
 from tests.support.paths import ROOT
@@ -119,7 +119,7 @@ def test_conv_family_on_tabular_input_is_left_to_its_own_message(tmp_path):
 
 
 def test_source_shapes_are_read_cheaply(tmp_path, npz_file, image_folder):
-    from slimline.core.params.schema import Data
+    from slimline.core.params.inputs import Data
 
     # (N, 1, 8, 8) images with class names a, b, c
     assert source_shape(Data(source="npz", path=str(npz_file)), tmp_path) == ((1, 8, 8), 3)

@@ -11,7 +11,7 @@ from slimline.compression.release.gates import (
     undecidable_notes,
     wilson,
 )
-from slimline.core.params.schema import Gates
+from slimline.core.params.release import Gates
 
 SIZES = {"size_bytes": 30_000, "teacher_size_bytes": 4_000_000}
 

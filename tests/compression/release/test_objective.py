@@ -7,7 +7,7 @@ import pytest
 
 from slimline.compression.release.gates import Evidence, Gate, model_gates
 from slimline.compression.release.objective import LATENCY_TIE, Variant, markdown, select
-from slimline.core.params.schema import Gates
+from slimline.core.params.release import Gates
 
 
 def cand(name: str, acc: float, size: int, latency: float | None = None, fails: bool = False):

@@ -16,7 +16,8 @@ from slimline.compression.runtime.onnx_io import export_onnx, run_logits, sessio
 from slimline.compression.runtime.quantize import quantize
 from slimline.core.errors import InputError
 from slimline.core.params.loading import ParamsError, load_params
-from slimline.core.params.schema import ModelSpec, Quantize
+from slimline.core.params.models import ModelSpec
+from slimline.core.params.release import Quantize
 from tests.support.params import write_params
 from tests.support.paths import ROOT
 from tests.support.training import quick_train

@@ -13,7 +13,7 @@ from slimline.compression.data.store import load_splits
 from slimline.compression.runtime.calibration import stratified_sample
 from slimline.compression.runtime.onnx_io import export_onnx
 from slimline.compression.runtime.quantize import quantize
-from slimline.core.params.schema import Quantize
+from slimline.core.params.release import Quantize
 from tests.support.data import prepared_digits
 from tests.support.params import write_params
 from tests.support.processes import run_stage

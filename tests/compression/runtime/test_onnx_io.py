@@ -151,7 +151,7 @@ def test_metadata_roundtrip_keeps_entries_and_outputs(exported, tmp_path):
 @pytest.mark.parametrize("arch", ["cnn", "resnet"])
 def test_1d_signal_models_export_with_dynamic_batch_and_parity(arch, tmp_path):
     from slimline.compression.models.families import build_model
-    from slimline.core.params.schema import ModelSpec
+    from slimline.core.params.models import ModelSpec
 
     torch.manual_seed(0)
     shape = (2, 64)  # (C, L) signals: Conv1d / BatchNorm1d / MaxPool1d

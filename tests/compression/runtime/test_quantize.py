@@ -16,7 +16,7 @@ from slimline.compression.runtime.calibration import stratified_sample
 from slimline.compression.runtime.compact import compact
 from slimline.compression.runtime.onnx_io import OnnxError, export_onnx, run_logits, session
 from slimline.compression.runtime.quantize import quantize
-from slimline.core.params.schema import Quantize
+from slimline.core.params.release import Quantize
 from tests.support.onnx_graphs import REPORT_KEYS, fused_ops
 from tests.support.training import quick_train
 
@@ -282,7 +282,7 @@ def signal_fp32(tmp_path_factory):
     from slimline.compression.models.families import build_model
     from slimline.compression.training.fit import fit
     from slimline.compression.training.setup import Setup
-    from slimline.core.params.schema import ModelSpec
+    from slimline.core.params.models import ModelSpec
     from tests.support.data import make_signal_split
 
     splits = [make_signal_split(n, seed=s) for n, s in ((240, 1), (150, 2), (150, 3))]

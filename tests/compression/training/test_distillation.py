@@ -21,7 +21,7 @@ from slimline.compression.training.augment import Augment
 from slimline.compression.training.distillation import MutualPair, mutual_loss
 from slimline.compression.training.fit import EpochRecord, History, seed_everything
 from slimline.compression.training.setup import Setup
-from slimline.core.params.schema import Distill, ModelSpec
+from slimline.core.params.models import Distill, ModelSpec
 from tests.support.data import make_split
 
 pytestmark = pytest.mark.usefixtures("restore_torch_state")

@@ -21,7 +21,7 @@ from slimline.compression.training.augment import Augment
 from slimline.compression.training.fit import EpochRecord, fit, make_kd_loss, seed_everything
 from slimline.compression.training.loader import Batches, EpochOrder
 from slimline.compression.training.setup import Setup
-from slimline.core.params.schema import ModelSpec
+from slimline.core.params.models import ModelSpec
 from tests.support.data import make_split
 
 SHAPE = (1, 8, 8)

@@ -19,7 +19,7 @@ from slimline.compression.training.fit import (
 )
 from slimline.compression.training.pruning import prune_and_finetune
 from slimline.compression.training.setup import Setup
-from slimline.core.params.schema import Distill, ModelSpec, Prune
+from slimline.core.params.models import Distill, ModelSpec, Prune
 from tests.support.data import make_signal_split, make_split
 
 SHAPE = (1, 8, 8)

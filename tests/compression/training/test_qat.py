@@ -28,7 +28,8 @@ from slimline.compression.training.fit import fit, make_kd_loss, predict_logits
 from slimline.compression.training.qat import QatTarget, finetune_qat
 from slimline.compression.training.setup import Setup
 from slimline.core.errors import InputError
-from slimline.core.params.schema import ModelSpec, Quantize
+from slimline.core.params.models import ModelSpec
+from slimline.core.params.release import Quantize
 from tests.support.onnx_graphs import REPORT_KEYS, fused_ops
 
 DECISION_KEYS = {"path", "path_reason", "ptq", "qat"}

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from slimline.core.params.inputs import Data
 from slimline.core.params.layouts import layout_problem, resolve, resolve_layout
-from slimline.core.params.schema import Data
 
 if TYPE_CHECKING:
     import pandas as pd

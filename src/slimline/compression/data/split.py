@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from slimline.core.params.schema import Data
+from slimline.core.params.inputs import Data
 
 if TYPE_CHECKING:
     pass

@@ -18,7 +18,7 @@ from torch import nn
 
 from slimline.compression.models.sizing import layer_config
 from slimline.core.errors import InputError
-from slimline.core.params.schema import ModelSpec
+from slimline.core.params.models import ModelSpec
 
 FAMILIES = ("mlp", "cnn", "resnet")
 

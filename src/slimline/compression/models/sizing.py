@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from slimline.core.errors import InputError
+from slimline.core.params.inputs import Data
 from slimline.core.params.layouts import layout_problem, npz_x_shape, resolve, resolve_layout
-from slimline.core.params.schema import Data, ModelSpec, Params
+from slimline.core.params.models import ModelSpec
+from slimline.core.params.schema import Params
 
 # (input shape, class count): scikit-learn's 8x8 grey digits, 10 classes
 DIGITS = ((1, 8, 8), 10)

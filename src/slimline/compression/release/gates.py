@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from slimline.core.params.schema import Gates
+from slimline.core.params.release import Gates
 
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile: two-sided 95%
 CONFIDENCE = 0.95

@@ -27,7 +27,8 @@ from slimline.compression.release.gates import Evidence, Gate, describe_failures
 from slimline.compression.release.latency import measure_many
 from slimline.compression.runtime.onnx_io import add_metadata, run_logits, session
 from slimline.compression.scores import predictions
-from slimline.core.params.schema import Benchmark, Gates, Params
+from slimline.core.params.release import Benchmark, Gates
+from slimline.core.params.schema import Params
 
 Objective = Literal["size", "latency", "accuracy"]
 TIE_ORDER: tuple[Objective, ...] = ("accuracy", "size", "latency")

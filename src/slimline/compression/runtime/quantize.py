@@ -38,7 +38,7 @@ from slimline.compression.scores import accuracy, agreement
 from slimline.core.atomic import atomic_path
 from slimline.core.cpu import cpu_info
 from slimline.core.errors import InputError
-from slimline.core.params.schema import Quantize
+from slimline.core.params.release import Quantize
 
 log = logging.getLogger(__name__)
 

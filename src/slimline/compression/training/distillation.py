@@ -41,7 +41,7 @@ from slimline.compression.training.fit import (
     predict_logits,
 )
 from slimline.compression.training.setup import Setup
-from slimline.core.params.schema import Distill
+from slimline.core.params.models import Distill
 
 TeacherLogits = Literal["cached", "per_batch"]
 Shipped = Literal["distilled", "labels"]  # which student the distill stage ships

@@ -38,7 +38,7 @@ from slimline.compression.training.loader import Batches, EpochOrder, steps_per_
 from slimline.compression.training.setup import Setup
 from slimline.core.atomic import write_text
 from slimline.core.kernels import pinnable
-from slimline.core.params.schema import Distill
+from slimline.core.params.models import Distill
 
 # (logits (B, K), labels (B,), sample indices into the train split (B,), the input batch as the
 # model saw it, augmented and on its device (B, ...)) -> scalar loss

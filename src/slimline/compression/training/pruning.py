@@ -29,7 +29,7 @@ from slimline.compression.models.families import count_macs, count_params
 from slimline.compression.training.fit import Callback, LossFn, fit, loss_and_accuracy
 from slimline.compression.training.loader import Batches
 from slimline.compression.training.setup import Setup
-from slimline.core.params.schema import Prune
+from slimline.core.params.models import Prune
 
 TAYLOR_BATCHES = 4  # batches of gradient that Taylor importance averages before each step
 

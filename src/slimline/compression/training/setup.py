@@ -17,7 +17,8 @@ from slimline.compression.data.dataset import Split
 from slimline.compression.training.augment import from_mode
 from slimline.compression.training.device import CPU, Accelerator, accelerator
 from slimline.compression.training.loader import Views
-from slimline.core.params.schema import ModelSpec, Params
+from slimline.core.params.models import ModelSpec
+from slimline.core.params.schema import Params
 
 
 @dataclass(frozen=True)

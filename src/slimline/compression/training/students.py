@@ -43,7 +43,8 @@ from slimline.compression.training.fit import (
     seed_everything,
 )
 from slimline.compression.training.setup import Setup
-from slimline.core.params.schema import Distill, Params
+from slimline.core.params.models import Distill
+from slimline.core.params.schema import Params
 
 
 @dataclass(frozen=True)

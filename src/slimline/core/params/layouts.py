@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slimline.core.params.schema import LAYOUT_SHAPES, Data
+from slimline.core.params.inputs import LAYOUT_SHAPES, Data
 
 
 def layout_problem(layout: str, shape: tuple[int, ...], where: str) -> str | None:

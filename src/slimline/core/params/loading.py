@@ -12,9 +12,10 @@ from pydantic import BaseModel, ValidationError
 
 from slimline.core.atomic import atomic_path
 from slimline.core.errors import InputError
+from slimline.core.params.inputs import Data
 from slimline.core.params.layouts import input_layout, layout_problem, npz_x_shape, resolve
 from slimline.core.params.overrides import apply_override
-from slimline.core.params.schema import Data, Params
+from slimline.core.params.schema import Params
 
 
 class ParamsError(InputError):

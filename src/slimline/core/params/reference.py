@@ -20,7 +20,8 @@ from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from slimline.core.params.schema import MODEL_SIZES, Params
+from slimline.core.params.models import MODEL_SIZES
+from slimline.core.params.schema import Params
 
 COMMAND = "python -m slimline.core.params.reference > docs/params.md"
 # the sections, in the order a reader meets them; `paths` (written once, rarely changed) last
@@ -28,7 +29,7 @@ ORDER = ("data", "teacher", "student", "distill", "prune", "quantize", "export",
          "benchmark", "tracking", "paths")  # fmt: skip
 HEADER = f"""# params.yaml reference
 
-<!-- Generated from src/slimline/core/params/schema.py by `{COMMAND}`.
+<!-- Generated from the schema in src/slimline/core/params/ by `{COMMAND}`.
      Do not edit by hand: tests/core/test_params_reference.py fails when this file is stale. -->
 
 Every field of every section of `params.yaml`, with its type, its default and what it does.

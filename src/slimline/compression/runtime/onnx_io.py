@@ -1,8 +1,11 @@
 """ONNX export, validation, inference sessions, parity against torch, metadata.
 
-Every model slimline ships has one input `input` (dynamic batch axis), one output `logits`,
-and its weights inside the file. Files are written through `atomic_path`, and checked with
-`onnx.checker` before they replace the previous version.
+Every model slimline ships has one output `logits` and its weights inside the file. Its inputs:
+one float `input` with a dynamic batch axis, or, for a text model, int64 `input_ids` and
+`attention_mask` with dynamic batch and sequence axes (up to the model's max_len). Text splits
+hold the ids alone, padded: `feeds` makes the mask from them (`ids != pad_id`, the pad id in the
+file's metadata). Files are written through `atomic_path`, and checked with `onnx.checker`
+before they replace the previous version.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from slimline.core.atomic import atomic_path
 from slimline.core.errors import InputError
 
 INPUT, OUTPUT = "input", "logits"
+TEXT_INPUTS = ("input_ids", "attention_mask")
+PAD_KEY = "pad_id"  # metadata of a text model: the id its padding holds
 
 
 class OnnxError(InputError):
@@ -41,30 +46,51 @@ def export_onnx(
     was_training = model.training
     model.eval()
     # torch.export keys dynamic_shapes by the forward argument's name, not by input_names.
-    arg = next(iter(inspect.signature(model.forward).parameters))
-    example = torch.zeros((2, *input_shape), dtype=torch.float32)  # batch 2: 1 gets specialized
+    args = list(inspect.signature(model.forward).parameters)
+    batch = torch.export.Dim("batch")
+    names: list[str]
+    if is_text(model):
+        # sequences from 2 tokens up to the positions the model has; batch 2, length max_len:
+        # a size of 1 would be specialized
+        seq = torch.export.Dim("sequence", min=2, max=input_shape[0])
+        ids = torch.full((2, *input_shape), model.pad_id + 1, dtype=torch.int64)
+        example: tuple = (ids, torch.ones_like(ids))
+        names, shapes = list(TEXT_INPUTS), {a: {0: batch, 1: seq} for a in args[:2]}
+    else:
+        example = (torch.zeros((2, *input_shape), dtype=torch.float32),)
+        names, shapes = [INPUT], {args[0]: {0: batch}}
     try:
         with atomic_path(path) as tmp, warnings.catch_warnings():
             # torch 2.13's exporter trips its own pytree deprecation (LeafSpec): not ours to fix
             warnings.filterwarnings("ignore", "`isinstance\\(treespec, LeafSpec\\)`", FutureWarning)
+            # ids and mask share their axes: the exporter says it names each axis once
+            warnings.filterwarnings("ignore", "# The axis name: ", UserWarning)
             torch.onnx.export(
                 model,
-                (example,),
+                example,
                 str(tmp),
                 dynamo=True,
                 external_data=False,
-                input_names=[INPUT],
+                input_names=names,
                 output_names=[OUTPUT],
                 opset_version=opset,
-                dynamic_shapes={arg: {0: torch.export.Dim("batch")}},
+                dynamic_shapes=shapes,
                 verbose=False,
             )
             proto = onnx.load(str(tmp))
             strip_debug_info(proto, keep_value_info=True)
+            if is_text(model):
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = PAD_KEY, str(model.pad_id)
             onnx.save(proto, str(tmp))
             onnx.checker.check_model(str(tmp), full_check=True)
     finally:
         model.train(was_training)
+
+
+def is_text(model: Any) -> bool:
+    """A model over token ids (the text families carry the id of their padding)."""
+    return isinstance(getattr(model, "pad_id", None), int)
 
 
 def strip_debug_info(proto: Any, keep_value_info: bool = False) -> None:
@@ -102,7 +128,8 @@ def check_parity(
     model.eval()
     try:
         with torch.inference_mode():
-            expected = model(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+            dtype = np.int64 if is_text(model) else np.float32
+            expected = model(torch.from_numpy(np.ascontiguousarray(x, dtype))).numpy()
     finally:
         model.train(was_training)
     got = run_logits(session(onnx_path, threads), x)
@@ -155,14 +182,26 @@ def session(model: str | Path | bytes, threads: int = 1, name: str = "") -> Any:
 def run_logits(sess: Any, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Logits (N, K) for x (N, ...), in batches so large splits fit in memory: x may be read
     lazily (`StoredRows`), each batch is read and converted on its own."""
-    name = sess.get_inputs()[0].name
-    outs = [
-        sess.run(None, {name: np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32)})[0]
-        for i in range(0, len(x), batch_size)
-    ]
+    feed = feeds(sess)
+    outs = [sess.run(None, feed(x[i : i + batch_size]))[0] for i in range(0, len(x), batch_size)]
     if not outs:
         return np.zeros((0, sess.get_outputs()[0].shape[-1]), np.float32)
     return np.concatenate(outs)
+
+
+def feeds(sess: Any) -> Any:
+    """The function that turns a batch of x into the session's inputs: float32 features, or
+    int64 token ids with their attention mask (`ids != pad_id`)."""
+    names = [i.name for i in sess.get_inputs()]
+    if tuple(names) != TEXT_INPUTS:
+        return lambda x: {names[0]: np.ascontiguousarray(x, dtype=np.float32)}
+    pad = int(sess.get_modelmeta().custom_metadata_map.get(PAD_KEY, "0"))
+
+    def tokens(x: np.ndarray) -> dict[str, np.ndarray]:
+        ids = np.ascontiguousarray(x, dtype=np.int64)
+        return {"input_ids": ids, "attention_mask": (ids != pad).astype(np.int64)}
+
+    return tokens
 
 
 def add_metadata(src: str | Path, dst: str | Path, props: dict[str, str]) -> None:

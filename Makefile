@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-# Telemetry off for every tool the targets start (../shared/STACK.md lists each switch).
+# Telemetry off for every tool the targets start (src/slimline/core/env.py sets the same switches).
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -20,7 +20,7 @@ export ORT_DISABLE_TELEMETRY := 1
 # DVC stages run `python`: the venv's
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test test-fast test-stack test-ui lint format clean distclean
+.PHONY: run test test-fast test-stack test-ui screenshots lint format clean distclean
 
 run: $(STAMP)
 	$(BIN)/slimline run
@@ -39,6 +39,11 @@ test-stack: $(DEV_STAMP)
 # the MLflow and Prefect UIs in a real headless Chromium
 test-ui: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m ui
+
+# retake reports/ui/*.png (docs/tracking.md) on the default params: two real runs, ~10 minutes
+screenshots: $(DEV_STAMP)
+	SLIMLINE_UI_DEFAULT=1 SLIMLINE_UI_SHOTS=reports/ui $(BIN)/python -m pytest -m ui \
+		tests/flows/test_ui_screens.py
 
 # style, types (src/), and the import contract between the layers of src/slimline
 lint: $(DEV_STAMP)

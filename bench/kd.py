@@ -24,8 +24,8 @@ Models: a cnn teacher (translation-equivariant, plenty of capacity) and a small 
 (no convolution: it must learn every shift and rotation from the data, so it is capacity- and
 data-limited here). All built by `slimline.compression.models.families.build_model`.
 
-Every network trains through the distill stage's own code, `compression.distill_modes`, on
-one `Setup` per role: `fit.fit` with `augment=` the warp below (raw originals in,
+Every network trains through the distill stage's own code, `training.distillation`, on
+one `Setup` per role: `fit.fit` with the warp below as `Setup.augment` (raw originals in,
 standardized warped views out, drawn from fit's seeded views generator). Per seed, every
 student has the same init (`seed_everything` before each build), the same batch order and the
 very same augmented views; the modes differ only in who teaches:
@@ -157,7 +157,7 @@ def warp(x: Tensor, w: Warp, gen: torch.Generator) -> Tensor:
 
 @dataclass(frozen=True, eq=False)
 class WarpViews:
-    """The bench's augmentation as a `train.Views` callable for `fit(augment=...)`: raw train
+    """The bench's augmentation as a `loader.Views` callable for `Setup.augment`: raw train
     samples (B, 1, 12, 12 or 24) in [0, 1] in, standardized warped views out.
 
     Pairs: the train split holds each original on the left beside a placeholder on the right,

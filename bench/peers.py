@@ -10,7 +10,7 @@ stratified train samples as slimline's quantize stage), PyTorch dynamic INT8 (nn
 torch, and Microsoft Olive's static quantization workflow (bench/olive_peer.py, its own venv).
 
 Everything is scored and timed in this one process with slimline's own code: accuracy by
-`evaluate.accuracy` over `onnx_io.run_logits`, speed by `latency.measure_many` (all variants
+`scores.accuracy` over `onnx_io.run_logits`, speed by `latency.measure_many` (all variants
 round-robin, same warm-up and repetitions) at 1 and 2 threads. Torch models go through
 `TorchSession`, which offers the slice of `ort.InferenceSession` those functions call.
 Writes bench/results/peers.{md,json,png} (tables and figure: bench/peers_report.py); missing

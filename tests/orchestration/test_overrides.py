@@ -126,3 +126,11 @@ def test_a_key_params_yaml_does_not_spell_out_is_added_as_run_adds_it(tmp_path):
 def test_a_mapping_key_hydra_cannot_carry_is_refused_naming_the_flag():
     with pytest.raises(InputError, match=r"^-S 'x=\{a b: 1\}'"):
         dvc_set("x={a b: 1}")
+
+
+def test_run_writes_the_override_it_validated_with_spaces_gone():
+    # validated as prune.ratio, then written with the raw item, a " prune" section appeared
+    assert single([" prune.ratio=0.5", "prune.steps =3"]) == [
+        "prune.ratio=0.5",
+        "prune.steps=3",
+    ]

@@ -47,21 +47,21 @@ def run(
     from slimline.core.params.loading import write_params
     from slimline.orchestration.checks import validated
     from slimline.orchestration.commands import run_pipeline
+    from slimline.orchestration.overrides import single
     from slimline.orchestration.runlock import workspace_lock
 
     root, params_file = locate(project, params)
     cancel_on_sigterm()
     try:
         # bad params, a student too big, an unusable teacher: exit 2 before anything starts
-        valid = validated(params_file, overrides, root)
+        sets = single(overrides)
+        valid = validated(params_file, sets, root)
         # one run per workspace: a second one stops here, before touching params.yaml
         with workspace_lock(root, "slimline run"):
             target = root / "params.yaml"
-            if overrides or params_file.resolve() != target.resolve():
-                write_params(target, params_file, overrides or [])
-                typer.echo(
-                    f"params.yaml now holds {params_file} with {overrides or 'no overrides'}"
-                )
+            if sets or params_file.resolve() != target.resolve():
+                write_params(target, params_file, sets)
+                typer.echo(f"params.yaml now holds {params_file} with {sets or 'no overrides'}")
             code = run_pipeline(root, valid, stage_timeout, update_imports, verbose)
     except InputError as e:
         fail(str(e), 2)

@@ -33,7 +33,7 @@ def _project(project: Path, params: Path | None):
 
     root, params_file = locate(project, params)
     try:
-        return load_params(params_file), root
+        return load_params(params_file, base=root), root
     except InputError as e:
         fail(str(e), 2)
 

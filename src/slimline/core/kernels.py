@@ -11,7 +11,7 @@ supports has:
 - MKL_CBWR=AVX2,STRICT: MKL's conditional numerical reproducibility, the AVX2 code branch, and
   (STRICT) GEMM results that do not depend on the thread count or on memory alignment;
 - ONEDNN_MAX_CPU_ISA=AVX2, and oneDNN is not used for training at all
-  (`compression.train.seed_everything`): its convolutions pick kernels and blocking by the
+  (`training.fit.seed_everything`): its convolutions pick kernels and blocking by the
   CPU (ISA, caches, threads: on one AVX2 machine the AVX and AVX2 caps, and 1 and 2 threads,
   each trained different bits); without it torch's convolutions run as im2col + MKL GEMM,
   which CBWR pins, and the weights came out identical at 1 and 2 threads.

@@ -33,11 +33,11 @@ MISSING = object()
 INTERPOLATION = re.compile(r"\$\{\s*([\w.-]+)\s*\}")
 
 
-def validated(params_file: Path, sets: list[str] | None, root: Path) -> Params:
-    """The params `slimline run` runs with: `params_file` with `sets` applied, valid, and past
-    the preflight (a student not smaller than its teacher, an unusable ONNX teacher). Bad
-    input raises `InputError` (exit 2), naming the flag or the field."""
-    params = load_params(params_file, overrides.single(sets), base=root)
+def validated(params_file: Path, sets: list[str], root: Path) -> Params:
+    """The params `slimline run` runs with: `params_file` with `sets` (`overrides.single`'s)
+    applied, valid, and past the preflight (a student not smaller than its teacher, an
+    unusable ONNX teacher). Bad input raises `InputError` (exit 2), naming the field."""
+    params = load_params(params_file, sets, base=root)
     check_before_run(params, root)
     return params
 

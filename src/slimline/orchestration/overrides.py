@@ -48,18 +48,18 @@ def parse(item: str) -> tuple[str, Any]:
 
 
 def single(items: list[str] | None) -> list[str]:
-    """The overrides of `run` and `check`: each well formed, each key once."""
-    items = list(items or [])
+    """The overrides of `run` and `check`: each well formed, each key once, as `key=value`
+    with the key's spaces gone (what is validated is what gets written)."""
     seen: dict[str, str] = {}
-    for item in items:
+    for item in items or []:
         key, _ = parse(item)
         if key in seen:
             raise InputError(
                 f"{FLAG} {key}: given twice ({seen[key]!r} and {item!r}); one value per key "
                 "here (`slimline sweep` makes a repeated key an axis of its grid)"
             )
-        seen[key] = item
-    return [item.strip() for item in items]
+        seen[key] = f"{key}={item.partition('=')[2].strip()}"
+    return list(seen.values())
 
 
 def axes(items: list[str]) -> dict[str, list[str]]:

@@ -49,18 +49,25 @@ def test_a_vocabulary_too_small_for_the_characters_names_the_field():
 
 def test_ids_are_fixed_length_int32_padded_and_cut_at_max_len():
     tok = train_wordpiece(TEXTS, 200)
-    ids = encode(tok, ["Who wrote Hamlet?", " ".join(TEXTS)], 8)
-    assert ids.shape == (2, 8) and ids.dtype == np.int32
-    short, cut = ids
+    exact = "Who wrote the play Hamlet?"  # [CLS] who wrote the play hamlet ? [SEP]: 8 tokens
+    ids, cut = encode(tok, ["Who wrote Hamlet?", " ".join(TEXTS), exact], 8)
+    assert ids.shape == (3, 8) and ids.dtype == np.int32
+    short, long, fits = ids
     assert short[0] == 2 and 3 in short and short[-1] == 0  # [CLS] ... [SEP] [PAD]
-    assert cut[0] == 2 and cut[-1] == 3 and 0 not in cut  # cut to max_len, still closed
+    assert long[0] == 2 and long[-1] == 3 and 0 not in long  # cut to max_len, still closed
+    assert fits[-1] == 3 and 0 not in fits  # fills max_len exactly: not cut
+    assert cut.tolist() == [False, True, False]
+    (row,), _ = encode(tok, [TEXTS[0]], 64)  # 11 tokens; the tokenizer was not left cutting at 8
+    assert row[row != 0].tolist() == tok.encode(TEXTS[0]).ids and (row != 0).sum() > 8
 
 
 def test_a_saved_tokenizer_loads_and_bad_files_are_named(tmp_path):
     tok = train_wordpiece(TEXTS, 200)
+    encode(tok, TEXTS, 4)  # encoding leaves the tokenizer as it was: the file has no cut at 4
     save_tokenizer(tok, tmp_path / "tokenizer.json")
+    assert tok.truncation is None and tok.padding is None
     again = load_tokenizer(tmp_path / "tokenizer.json", "data.tokenizer")
-    np.testing.assert_array_equal(encode(again, TEXTS, 16), encode(tok, TEXTS, 16))
+    np.testing.assert_array_equal(encode(again, TEXTS, 16)[0], encode(tok, TEXTS, 16)[0])
     with pytest.raises(DataError, match=r"data.tokenizer: .*absent.json: file not found"):
         load_tokenizer(tmp_path / "absent.json", "data.tokenizer")
     (tmp_path / "bad.json").write_text("{not json")
@@ -118,7 +125,8 @@ def _parts(tok, texts_by_split):
     parts = {}
     for name, items in texts_by_split.items():
         t = load_texts_of(items)
-        parts[name] = (encode(tok, items, 16), np.arange(len(items)) % 2, t.keys)
+        ids, cut = encode(tok, items, 16)
+        parts[name] = (ids, np.arange(len(items)) % 2, t.keys, cut)
     return parts
 
 

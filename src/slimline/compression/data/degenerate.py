@@ -3,7 +3,7 @@
 Each check raises DataError (exit 2) naming the source: a single class, a declared class with
 no samples or too few to split, samples that all have the same features, and exact duplicates
 whose labels conflict in a large share of the data (below that share they are only reported).
-The checks on features also work from groups of identical samples (`data.sample_groups` over a
+The checks on features also work from groups of identical samples (`split.sample_groups` over a
 hash of each), for sources streamed rather than held in memory.
 """
 
@@ -77,7 +77,7 @@ def check_features_vary(ds: Dataset, where: str) -> None:
 
 
 def check_samples_vary(first: np.ndarray, inverse: np.ndarray, n_values: int, where: str) -> None:
-    """check_features_vary from the groups of identical samples (`data.sample_groups`): every
+    """check_features_vary from the groups of identical samples (`split.sample_groups`): every
     value constant across samples is every sample alike, one group for all of them."""
     if len(inverse) > 1 and len(first) == 1:
         raise _all_alike(len(inverse), n_values, where)
@@ -98,7 +98,7 @@ def conflicting_labels(ds: Dataset, where: str) -> dict:
 
 
 def label_conflicts(first: np.ndarray, inverse: np.ndarray, ds: Labelled, where: str) -> dict:
-    """conflicting_labels from the groups of identical samples (`data.sample_groups`)."""
+    """conflicting_labels from the groups of identical samples (`split.sample_groups`)."""
     labels = np.unique(np.stack([inverse, ds.y]), axis=1)  # distinct (group, label) pairs
     per_group = np.bincount(labels[0], minlength=len(first))
     conflicted = np.flatnonzero(per_group > 1)

@@ -1,7 +1,7 @@
 """Great Expectations suite over prepared text splits, failing closed like the array suite.
 
 Each sample becomes a row: its label, how many tokens it has (padding left out), its smallest
-and largest token id, whether it filled `max_len` (cut), and a hash of its normalized text.
+and largest token id, whether `max_len` cut it, and a hash of its normalized text.
 Four batches: the samples (labels, ids inside the vocabulary, no empty text), the class counts
 per split, the train rows (how many texts were cut: a `max_len` far below the texts' length
 throws most of each away), and the text hashes (the same text in two splits is leakage).
@@ -17,12 +17,13 @@ from slimline.compression.data.expectations import run_suites
 
 # Texts cut at max_len: above this share of the train split, max_len is too small for the data.
 MAX_CUT_SHARE = 0.5
-Parts = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # split: (ids, y, text keys)
+# split: (ids, y, text keys, cut), as `tokenizer.encode` and `Texts.keys` give them
+Parts = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 
 def frames(parts: Parts, num_classes: int, pad: int) -> dict[str, pd.DataFrame]:
     rows = []
-    for name, (ids, y, keys) in parts.items():
+    for name, (ids, y, keys, cut) in parts.items():
         real = ids != pad
         n_tokens = real.sum(axis=1)
         rows.append(
@@ -33,7 +34,7 @@ def frames(parts: Parts, num_classes: int, pad: int) -> dict[str, pd.DataFrame]:
                     "n_tokens": n_tokens,
                     "min_id": np.where(real, ids, np.iinfo(np.int32).max).min(axis=1),
                     "max_id": np.where(real, ids, -1).max(axis=1),
-                    "cut": (n_tokens == ids.shape[1]).astype(np.int64),
+                    "cut": cut.astype(np.int64),
                     "text_hash": [f"{a:016x}{b:016x}" for a, b in keys.tolist()],
                 }
             )
@@ -42,7 +43,7 @@ def frames(parts: Parts, num_classes: int, pad: int) -> dict[str, pd.DataFrame]:
     counts = pd.DataFrame(
         [
             {"split": name, "label": k, "count": int(np.sum(y == k))}
-            for name, (_, y, _) in parts.items()
+            for name, (_, y, _, _) in parts.items()
             for k in range(num_classes)
         ]
     )

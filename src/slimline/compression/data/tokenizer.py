@@ -26,8 +26,7 @@ from slimline.compression.data.dataset import DataError
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
-PAD_ID = 0
+SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")  # ids 0..3 of every vocabulary built here
 # Share of the learned vocabulary given to whole words; the rest goes to `##` word endings,
 # which let an unseen word (`jumping`) still read as known pieces (`jump`, `##ing`).
 WORD_SHARE = 0.75
@@ -65,7 +64,7 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     tok = _pipeline()
     tok.model = models.WordPiece(vocab, unk_token="[UNK]")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+        single="[CLS] $A [SEP]", special_tokens=[(s, vocab[s]) for s in ("[CLS]", "[SEP]")]
     )
     tok.decoder = decoders.WordPiece()
     return tok
@@ -133,13 +132,19 @@ def pad_id(tok: Tokenizer, where: str) -> int:
     raise DataError(f"{where}: no padding token (expected [PAD] or <pad> in the vocabulary)")
 
 
-def encode(tok: Tokenizer, texts: Sequence[str], max_len: int) -> np.ndarray:
-    """(N, max_len) int32 token ids: each text tokenized, cut to max_len and padded with the
-    padding id (the attention mask is `ids != pad`)."""
+def encode(tok: Tokenizer, texts: Sequence[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, max_len) int32 token ids, each text tokenized, cut to max_len and padded with the
+    padding id (the attention mask is `ids != pad`); and (N,) bool: which texts were cut.
+    `tok` itself is left as it was (its truncation and padding settings are the caller's)."""
+    from tokenizers import Tokenizer
+
     pad = pad_id(tok, "tokenizer")
-    tok.enable_truncation(max_len)
-    tok.no_padding()
+    work = Tokenizer.from_str(tok.to_str())
+    work.enable_truncation(max_len)
+    work.no_padding()
     ids = np.full((len(texts), max_len), pad, np.int32)
-    for row, encoding in enumerate(tok.encode_batch(list(texts))):
+    cut = np.zeros(len(texts), bool)
+    for row, encoding in enumerate(work.encode_batch(list(texts))):
         ids[row, : len(encoding.ids)] = encoding.ids
-    return ids
+        cut[row] = bool(encoding.overflowing)
+    return ids, cut

@@ -9,7 +9,7 @@ probabilities (turned into log-probabilities, which softmax maps back to the sam
 and whether its batch axis is fixed (then it is fed padded batches of exactly that size).
 
 Nothing here imports torch, so `slimline run` checks an ONNX teacher before Prefect starts
-without paying for it; `compression.teacher` makes the file a torch module.
+without paying for it; `models.teacher` makes the file a torch module.
 """
 
 from __future__ import annotations

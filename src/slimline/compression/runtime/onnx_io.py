@@ -195,7 +195,10 @@ def feeds(sess: Any) -> Any:
     names = [i.name for i in sess.get_inputs()]
     if tuple(names) != TEXT_INPUTS:
         return lambda x: {names[0]: np.ascontiguousarray(x, dtype=np.float32)}
-    pad = int(sess.get_modelmeta().custom_metadata_map.get(PAD_KEY, "0"))
+    meta = sess.get_modelmeta().custom_metadata_map
+    if PAD_KEY not in meta:  # a guess would silently mask the wrong tokens
+        raise OnnxError(f"a text model without {PAD_KEY!r} in its metadata (export_onnx sets it)")
+    pad = int(meta[PAD_KEY])
 
     def tokens(x: np.ndarray) -> dict[str, np.ndarray]:
         ids = np.ascontiguousarray(x, dtype=np.int64)

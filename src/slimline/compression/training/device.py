@@ -5,7 +5,7 @@ stage into an `Accelerator`. Export, quantization and the benchmark stay on the 
 onnxruntime (the deployment target): checkpoints are saved from CPU tensors, so a model trained
 on a GPU exports exactly like one trained on the CPU.
 
-Reproducibility: on the CPU, seeded runs are bit-identical (`train.seed_everything`). On CUDA,
+Reproducibility: on the CPU, seeded runs are bit-identical (`fit.seed_everything`). On CUDA,
 torch's deterministic algorithms are asked for (with cuBLAS's fixed workspace) but only warn
 where an op has none, so reruns agree closely, not bit for bit; bf16 changes the numbers
 against fp32 by design.

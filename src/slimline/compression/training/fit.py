@@ -202,7 +202,7 @@ def loss_and_accuracy(
     logits = torch.from_numpy(predict_logits(model, split.x, acc=acc))  # (N, K)
     y = torch.as_tensor(split.y, dtype=torch.long)
     loss = F.cross_entropy(logits, y).item()
-    # count / n in float64, as compression.evaluate does for ONNX outputs: the same model
+    # count / n in float64, as compression.scores does for ONNX outputs: the same model
     # must score the same accuracy whichever runtime produced the logits
     return loss, int((logits.argmax(1) == y).sum()) / len(y)
 

@@ -25,18 +25,26 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 run: $(STAMP)
 	$(BIN)/slimline run
 
+# test and test-fast run on WORKERS pytest-xdist workers (WORKERS=0: in this process). A test
+# file runs whole on one worker, and every test of a session's shared run (the pipeline run, the
+# flow run, the team stack) on the same worker, so each is made once (tests/conftest.py).
+WORKERS ?= 2
+XDIST := -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
+
+# everything, as CI runs it (.ci/run)
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
-# everything but the real pipeline runs and training (`slow`): about 3 minutes on 2 cores
+# everything but the real pipeline runs and training (`slow`)
 test-fast: $(DEV_STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest $(XDIST) -m "not slow"
 
-# the team stack run natively (PostgreSQL, S3, MLflow, Prefect, Dask): about 7 minutes
+# the team stack run natively (PostgreSQL, S3, MLflow, Prefect, Dask): one shared stack, so
+# one process
 test-stack: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m stack
 
-# the MLflow and Prefect UIs in a real headless Chromium
+# the MLflow and Prefect UIs in a real headless Chromium, on one shared run: one process
 test-ui: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m ui
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from slimline.core.env import quiet_telemetry
+from tests.support import workers
 from tests.support.data import make_images
 
 quiet_telemetry()
@@ -75,17 +76,27 @@ def workspace(pipeline_once):
 # Fixtures that run the real pipeline (once per session, but minutes on 2 cores): a test that
 # asks for one, even through another fixture, must be marked slow, or `make test-fast` would
 # quietly run the pipeline.
-PIPELINE_FIXTURES = {"pipeline_once", "flow_project"}
+PIPELINE_FIXTURES = ("pipeline_once", "flow_project")
 
 
+def pytest_configure(config):
+    workers.configure(config)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: absent without it
+def pytest_xdist_make_scheduler(config, log):
+    return workers.scheduler(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: every worker sees every test
 def pytest_collection_modifyitems(config, items):
     unmarked = [
         item.nodeid
         for item in items
-        if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ()))
-        and item.get_closest_marker("slow") is None
+        if workers.uses(item, PIPELINE_FIXTURES) and item.get_closest_marker("slow") is None
     ]
     if unmarked:
         raise pytest.UsageError(
             "these tests run the pipeline but are not marked slow: " + ", ".join(unmarked)
         )
+    workers.arrange(config, items)

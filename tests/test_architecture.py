@@ -15,6 +15,7 @@ import yaml
 
 from tests.support.imports import SRC, STAGES, closure, module_name, stage_code, third_party
 from tests.support.paths import ROOT
+from tests.support.processes import run
 
 # what `dvc repro` alone must be able to run with no side effects (DESIGN.md)
 NOT_IN_STAGES = {"mlflow", "prefect", "prefect_dask", "dvc"}
@@ -71,10 +72,8 @@ def test_stages_never_import_tracking_or_orchestration(stage):
 def _lint_imports(src: Path) -> subprocess.CompletedProcess:
     # PYTHONPATH first: the installed (editable) package must not shadow the copy under test
     env = {**os.environ, "PYTHONPATH": str(src)}
-    return subprocess.run(
-        [str(LINT_IMPORTS), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    return run([LINT_IMPORTS, "--config", ROOT / "pyproject.toml", "--no-cache"], ROOT, env=env,
+               timeout=300)  # fmt: skip
 
 
 def test_import_contract_holds():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from slimline.core.atomic import (
     write_bytes,
     write_json,
 )
+from tests.support.processes import check, run
 
 
 class Boom(Exception):
@@ -98,7 +98,7 @@ def test_the_mode_is_that_of_a_plain_open_under_the_umask(tmp_path, umask, mode)
         "open(sys.argv[1] + '.plain', 'w').close()"
     )
     target = tmp_path / "out.txt"
-    subprocess.run([sys.executable, "-c", code, str(target), oct(umask)], check=True)
+    check(run([sys.executable, "-c", code, target, oct(umask)]))
     assert target.stat().st_mode & 0o777 == mode  # not mkstemp's 0600
     assert Path(f"{target}.plain").stat().st_mode & 0o777 == mode
 

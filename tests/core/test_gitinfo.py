@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from slimline.core import gitinfo
+from tests.support.processes import git
 
 
 def _git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root,
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    return done.stdout.strip()
+    return git(root, *args).strip()
 
 
 def test_code_commit_ignores_results_and_marks_uncommitted_code(tmp_path):

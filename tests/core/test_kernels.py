@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from slimline.core import kernels
 from tests.support.imports import STAGES
 from tests.support.paths import ROOT
+from tests.support.processes import check, run
 
 # Each stage module is imported as DVC runs it; then a capability other than the machine's
 # is asked for. Torch reads ATEN_CPU_CAPABILITY at its first kernel: if an import ran one,
@@ -28,8 +28,7 @@ print(torch.backends.cpu.get_cpu_capability())
 
 def test_no_stage_module_runs_a_torch_kernel_on_import():
     env = {k: v for k, v in os.environ.items() if k not in kernels.PINS}
-    done = subprocess.run([sys.executable, "-c", PROBE, *STAGES], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    done = check(run([sys.executable, "-c", PROBE, *STAGES], ROOT, env=env))
     assert done.stdout.split()[-1] == "DEFAULT", done.stderr
 
 

@@ -162,7 +162,7 @@ def test_overrides_are_parsed_as_yaml_and_flattened():
 
 
 def test_null_width_and_depth_are_the_familys_default_for_the_role():
-    from slimline.core.params.schema import MODEL_SIZES, ModelSpec
+    from slimline.core.params.models import MODEL_SIZES, ModelSpec
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert raw["teacher"]["width"] is None and raw["student"]["depth"] is None

@@ -4,11 +4,12 @@ EFBIG in a child process, as a full disk or a quota would."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from tests.support.processes import run
 
 STAGE = textwrap.dedent("""
     import resource, signal, sys
@@ -41,11 +42,7 @@ STAGE = textwrap.dedent("""
 
 
 def run_demo(root: Path, how: str, size: int = 0) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CI": "true"}
-    return subprocess.run(
-        [sys.executable, "-c", STAGE, how, str(size)], cwd=root, env=env,
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    return run([sys.executable, "-c", STAGE, how, str(size)], root, timeout=300)
 
 
 def project(tmp_path: Path) -> Path:

@@ -1,4 +1,5 @@
-"""The real pipeline through `dvc repro`, on tiny params, in a temp copy of the project.
+"""The real pipeline through `dvc repro`, on small trained params, in a temp copy of the project:
+the session's run (`pipeline_once`), copied once for this module.
 
 Determinism (a forced cold rerun gives byte-identical metrics, curves and models) is proven in
 tests/reliability/test_determinism.py."""
@@ -6,7 +7,6 @@ tests/reliability/test_determinism.py."""
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,17 +17,17 @@ import torch
 from slimline.compression.data.store import load_split
 from slimline.compression.models.checkpoints import load_checkpoint
 from slimline.compression.runtime.onnx_io import read_metadata
-from tests.support.project import dvc_repro, make_project
+from tests.support.processes import check, run
+from tests.support.project import dvc_repro
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory) -> Path:
-    project = make_project(tmp_path_factory.mktemp("e2e") / "project")
-    result = dvc_repro(project)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return project
+def first_run(pipeline_once, tmp_path_factory) -> Path:
+    """This module's copy of the session's complete run: a test here edits params.yaml."""
+    dest = tmp_path_factory.mktemp("e2e") / "project"
+    return Path(shutil.copytree(pipeline_once, dest, symlinks=True))
 
 
 def test_every_output_is_written_and_loads(first_run):
@@ -110,8 +110,7 @@ def test_the_final_int8_model_predicts_the_same_on_an_avx2_only_cpu(first_run):
         assert os.environ.get("CI") != "true", "CI must have qemu-user (.ci/run installs it)"
         pytest.skip("qemu-user is not installed (apt-get install -y qemu-user)")
     native, haswell = (
-        subprocess.run([*prefix, sys.executable, "-c", EVALUATE, str(first_run)],
-                       capture_output=True, text=True, check=True, timeout=600).stdout.split()
+        check(run([*prefix, sys.executable, "-c", EVALUATE, first_run])).stdout.split()
         for prefix in ([], [qemu, "-cpu", "Haswell"])
     )  # fmt: skip
     test = load_split(first_run / "data/prepared", "test", lazy=True)

@@ -12,7 +12,8 @@ import yaml
 from skl2onnx import to_onnx
 from sklearn.neural_network import MLPClassifier
 
-from tests.support.project import dvc_repro, make_project, run
+from tests.support.processes import run
+from tests.support.project import dvc_repro, make_project
 
 pytestmark = pytest.mark.slow
 

@@ -13,6 +13,7 @@ import yaml
 
 from slimline.compression.runtime.onnx_io import read_metadata
 from tests.support.data import wine_frame, write_table
+from tests.support.processes import run
 from tests.support.project import dvc_repro, make_project
 from tests.support.workspace import STAGES
 
@@ -28,7 +29,7 @@ MLP = {
 
 def predict(root: Path, file: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "slimline.cli", "predict", "dist/model.onnx", file]
-    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
+    return run(cmd, root)
 
 
 def reported_accuracy(stdout: str) -> float:

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from tests.support.cli import SLIMLINE, copy_project, env, mlflow_client, of_project, slimline
+from tests.support.processes import git
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -89,7 +90,7 @@ def test_a_sigkilled_run_leaves_no_process_and_the_next_run_completes(
     assert {p: (root / p).read_bytes() for p in before} == before  # the last good outputs
     left_open = open_mlflow_runs(root)
     killed_flows = {n for n, s in flow_run_states(root).items() if n not in flows_before}
-    subprocess.run(["git", "checkout", "-q", "params.yaml"], cwd=root, check=True)
+    git(root, "checkout", "-q", "params.yaml")
     again = slimline(root, "run")
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
     assert not of_project(root)

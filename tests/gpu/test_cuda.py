@@ -17,7 +17,7 @@ from slimline.compression.training.fit import (
     seed_everything,
 )
 from slimline.compression.training.setup import Setup
-from slimline.core.params.schema import ModelSpec
+from slimline.core.params.models import ModelSpec
 from tests.support.data import make_split
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

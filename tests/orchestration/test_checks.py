@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from slimline.cli import app
 from slimline.core.errors import InputError
 from slimline.orchestration import checks
 from tests.support.params import write_params
+from tests.support.processes import check, run
 
 # `first` reads seed; `second` prune.ratio and a path from params; `third` the quantize section
 PIPELINE = {
@@ -47,9 +47,7 @@ def built(tmp_path_factory) -> Path:
     write_params(root / "params.yaml")
     (root / "dvc.yaml").write_text(yaml.safe_dump(PIPELINE, sort_keys=False))
     for args in (("init", "--no-scm", "-q"), ("repro", "-q")):
-        subprocess.run(
-            [sys.executable, "-m", "dvc", *args], cwd=root, check=True, capture_output=True
-        )
+        check(run([sys.executable, "-m", "dvc", *args], root))
     return root
 
 

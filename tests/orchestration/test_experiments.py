@@ -4,13 +4,13 @@ test_overrides)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
 
 from slimline.orchestration import dvc_run
 from slimline.orchestration.experiments import exp_argv
+from tests.support.processes import check, git, run
 
 
 def test_exp_argv_is_a_named_temp_experiment_with_every_override_and_copy():
@@ -48,20 +48,14 @@ def test_a_candidate_with_a_list_and_a_comma_string_runs_as_one_dvc_experiment(
         "stages:\n  s:\n    cmd: cat params.yaml > out.txt\n    params: [seed, student]\n"
         "    outs: [out.txt]\n"
     )
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
-    for argv in (
-        ["git", "init", "-q"],
-        [sys.executable, "-m", "dvc", "init", "-q"],
-        [*git, "add", "-A"],
-        [*git, "commit", "-qm", "project"],
-    ):
-        subprocess.run(argv, cwd=root, check=True, capture_output=True)
+    git(root, "init", "-q")
+    check(run([sys.executable, "-m", "dvc", "init", "-q"], root))
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "project")
     overrides = ["student.hidden=[64, 32]", "student.note=a,b", "seed=2"]
     done = dvc_run.run(exp_argv("cand-1", overrides, []), root, timeout=300)
     assert done.returncode == 0, done.tail()
-    shown = subprocess.run(
-        dvc_run.dvc_argv("exp", "show", "--json"), cwd=root, capture_output=True, text=True
-    )
+    shown = run(dvc_run.dvc_argv("exp", "show", "--json"), root)
     revs = [
         rev
         for base in json.loads(shown.stdout)

@@ -9,6 +9,7 @@ import textwrap
 import pytest
 
 from slimline.orchestration.runlock import RunInProgress, holder, lock_path, workspace_lock
+from tests.support.processes import run
 
 TRY = textwrap.dedent("""
     import sys
@@ -24,13 +25,7 @@ TRY = textwrap.dedent("""
 
 
 def second_process(root) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", TRY, str(root)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run([sys.executable, "-c", TRY, str(root)], timeout=60)
 
 
 def test_a_second_process_is_refused_while_the_first_holds_the_workspace(tmp_path):

@@ -15,6 +15,7 @@ import yaml
 
 from slimline.records.stage_outputs import stage_files
 from slimline.records.tracking import log_pipeline_run, tracking_uri
+from tests.support.processes import git
 from tests.support.workspace import STAGES, final, reported
 
 CACHED = {"prepare", "train_teacher"}
@@ -56,11 +57,6 @@ def logged(tmp_path, workspace, monkeypatch):
         )
     }
     return root, params, record, client, children
-
-
-def git(root: Path, *args: str) -> str:
-    cmd = ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args]
-    return subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout
 
 
 def curve(path: Path, column: str) -> list[tuple[int, float]]:

@@ -18,8 +18,8 @@ from slimline.compression.data.expectations import sample_hash
 from slimline.compression.data.store import load_split
 from tests.support.data import bad_npz, make_images
 from tests.support.outputs import outputs, set_params
-from tests.support.processes import run_stage
-from tests.support.project import dvc_repro, run
+from tests.support.processes import run, run_stage
+from tests.support.project import dvc_repro
 
 # every case reruns the pipeline over a copy of the session's trained run
 pytestmark = pytest.mark.slow

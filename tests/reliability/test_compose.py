@@ -10,13 +10,13 @@ No secret is committed: `git grep` over the tracked files.
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.support.paths import ROOT
+from tests.support.processes import check, run
 
 COMPOSE_FILES = sorted((ROOT / "docker").glob("compose*.y*ml"))
 CREDENTIAL = re.compile(r"PASSWORD|SECRET|TOKEN|AUTH_STRING|ACCESS_KEY|API_KEY", re.IGNORECASE)
@@ -161,7 +161,7 @@ def committed_values(hits: list[str]) -> list[str]:
 def git_grep(pattern: str, *pathspecs: str, flags: tuple[str, ...] = ()) -> list[str]:
     """Matching lines of the tracked files (binary files skipped)."""
     command = ["git", "grep", "-I", "-n", "-E", *flags, "-e", pattern, "--", *pathspecs]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    result = run(command, ROOT)
     assert result.returncode in (0, 1), result.stderr  # 1: no match
     return result.stdout.splitlines()
 
@@ -169,9 +169,7 @@ def git_grep(pattern: str, *pathspecs: str, flags: tuple[str, ...] = ()) -> list
 def test_no_secret_is_committed():
     found = [hit for pattern in SECRET_PATTERNS for hit in git_grep(pattern)]
     found += committed_values(git_grep(ASSIGNED, *CONFIG_FILES, flags=("-i",)))
-    listed = subprocess.run(
-        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
-    )
+    listed = check(run(["git", "ls-files"], ROOT))
     for name in listed.stdout.split():
         if Path(name).name == ".env" or Path(name).suffix in (".pem", ".key"):
             found.append(f"{name}: a secrets file is tracked")

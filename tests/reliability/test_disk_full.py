@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.outputs import outputs, set_params
+from tests.support.processes import run
 from tests.support.project import dvc_repro
 
 pytestmark = pytest.mark.slow  # reruns a stage over a copy of the session's trained run
@@ -30,8 +30,7 @@ def small_device(folder: Path, room: int) -> Iterator[None]:
     saved = folder.with_name(f"{folder.name}.saved")
     shutil.copytree(folder, saved)
     used = sum(-(-p.stat().st_size // PAGE) * PAGE for p in saved.rglob("*") if p.is_file())
-    mount = ["mount", "-t", "tmpfs", "-o", f"size={used + room}", "tmpfs", str(folder)]
-    result = subprocess.run(mount, capture_output=True, text=True, check=False)
+    result = run(["mount", "-t", "tmpfs", "-o", f"size={used + room}", "tmpfs", folder])
     if result.returncode != 0:
         shutil.rmtree(saved)
         pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
@@ -39,8 +38,8 @@ def small_device(folder: Path, room: int) -> Iterator[None]:
         shutil.copytree(saved, folder, dirs_exist_ok=True)
         yield
     finally:
-        if subprocess.run(["umount", str(folder)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(folder)], check=False)
+        if run(["umount", folder]).returncode != 0:
+            run(["umount", "-l", folder])
         shutil.rmtree(saved)
 
 

@@ -18,7 +18,8 @@ import psutil
 import pytest
 
 from slimline.compression.models.checkpoints import load_checkpoint
-from tests.support.outputs import OUTPUT_DIRS, outputs, set_params, tool_env, visible
+from tests.support.outputs import OUTPUT_DIRS, outputs, set_params, visible
+from tests.support.processes import tool_env
 from tests.support.project import dvc_repro
 from tests.support.waiting import wait_for
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from slimline.core.params.loading import load_params
 from slimline.records.tracking import CLIENT_DEFAULTS, TrackingError, log_pipeline_run
-from tests.support.outputs import STAGES, outputs, tool_env
+from tests.support.cli import SLIMLINE
+from tests.support.outputs import STAGES, outputs
+from tests.support.processes import run, tool_env
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow  # both compare a copy of the session's trained run before and after
@@ -101,13 +101,9 @@ def test_hung_server_fails_after_bounded_retries_naming_the_uri(project, client_
 def test_cli_with_mlflow_down_exits_1_naming_the_uri(project):
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     before = outputs(project)
-    slimline = str(Path(tool_env()["PATH"].split(":")[0]) / "slimline")
     started = time.monotonic()
-    result = subprocess.run(
-        [slimline, "promote", "1", "--params", "params.yaml"], cwd=project,
-        env=tool_env() | {"MLFLOW_TRACKING_URI": dead}, capture_output=True, text=True,
-        timeout=300, check=False,
-    )  # fmt: skip
+    result = run([SLIMLINE, "promote", "1", "--params", "params.yaml"], project,
+                 env=tool_env(MLFLOW_TRACKING_URI=dead), timeout=300)  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith(f"error: MLflow at {dead} is unreachable"), result.stderr
     assert "Traceback" not in result.stderr

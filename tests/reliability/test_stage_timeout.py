@@ -5,7 +5,6 @@ failed stage, and DVC is left usable (no stale lock)."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +12,8 @@ import psutil
 import pytest
 
 from tests.support.cli import runs, slimline
-from tests.support.outputs import outputs, set_params, tool_env, visible
+from tests.support.outputs import outputs, set_params, visible
+from tests.support.processes import run
 
 pytestmark = pytest.mark.slow
 
@@ -57,12 +57,5 @@ def test_a_stage_past_its_timeout_is_killed_and_the_flow_fails_cleanly(project):
     assert children["train_teacher"].info.status == "FAILED"
     assert "slimline.verdict" not in parent.data.tags  # a failed run never reaches the registry
 
-    status = subprocess.run(
-        [sys.executable, "-m", "dvc", "status", "train_teacher"],
-        cwd=project,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    status = run([sys.executable, "-m", "dvc", "status", "train_teacher"], project, timeout=60)
     assert status.returncode == 0 and "Unable to acquire lock" not in status.stderr

@@ -21,10 +21,12 @@ import psutil
 import pytest
 import yaml
 
+from tests.support import processes
 from tests.support.cli import SLIMLINE
+from tests.support.processes import git
 from tests.support.servers import stop
 from tests.support.stack import SETTINGS, Stack, http
-from tests.support.team_project import DATA, dvc, git, put_digits
+from tests.support.team_project import DATA, dvc, put_digits
 from tests.support.waiting import wait_for
 from tests.support.workspace import STAGES
 
@@ -161,13 +163,8 @@ def test_a_deployment_run_executes_on_the_worker_and_is_recorded_in_postgres_and
 
     # the champion, from the registry, through the authenticated server
     name = yaml.safe_load((project / "params.yaml").read_text())["tracking"]["model_name"]
-    load = subprocess.run(
-        [sys.executable, "-c", LOAD_CHAMPION, name],
-        env=stack.client_env(project),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    load = processes.run(
+        [sys.executable, "-c", LOAD_CHAMPION, name], env=stack.client_env(project), timeout=180
     )
     assert load.returncode == 0, load.stderr[-3000:]
     assert json.loads(load.stdout.strip().splitlines()[-1]) == {"shape": [3, 10]}
@@ -242,7 +239,7 @@ def test_dvc_push_then_pull_in_a_fresh_clone_restores_the_model(stack, tmp_path)
     bucket = SETTINGS["s3"]["buckets"]["dvc"]
     assert objects(stack, bucket, SETTINGS["s3"]["dvc_prefix"] + "/")
     clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    git(tmp_path, "clone", "-q", str(project), str(clone))
     dvc(clone, env, "pull", "export")
     model = "dist/model.onnx"
     assert (clone / model).read_bytes() == (project / model).read_bytes()
@@ -254,23 +251,10 @@ def test_a_sweep_runs_its_candidates_on_the_two_dask_workers(stack):
     assert len(workers) == SETTINGS["dask"]["workers"]
     before = versions(stack)
     started = time.monotonic()
-    done = subprocess.run(
-        # candidates that rerun from quantize on: the placement is the point, not the grid
-        [
-            SLIMLINE,
-            "sweep",
-            "-S",
-            "quantize.calibration_samples=16,48",
-            "--dask-address",
-            stack.dask_address,
-        ],
-        cwd=project,
-        env=stack.client_env(project),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    # candidates that rerun from quantize on: the placement is the point, not the grid
+    sweep = [SLIMLINE, "sweep", "-S", "quantize.calibration_samples=16",
+             "-S", "quantize.calibration_samples=48", "--dask-address", stack.dask_address]  # fmt: skip
+    done = processes.run(sweep, project, env=stack.client_env(project), timeout=600)
     print(f"sweep of 2 candidates on the Dask cluster {time.monotonic() - started:.1f} s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = json.loads((project / "reports" / "sweep.json").read_text())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -11,36 +10,30 @@ from pathlib import Path
 
 import psutil
 
+from tests.support.processes import git, run, tool_env
+
 SLIMLINE = str(Path(sys.executable).with_name("slimline"))
 # a developer's own Prefect or MLflow server must not receive the tests' runs
 FOREIGN = ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_URI")
 
 
 def env(**extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if k not in FOREIGN}
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    return base | {"CI": "true", "PATH": path, "COLUMNS": "160"} | extra
+    """`tool_env` without the developer's own servers, and wide enough for the summary table."""
+    base = {k: v for k, v in tool_env().items() if k not in FOREIGN}
+    return base | {"COLUMNS": "160"} | extra
 
 
-def slimline(project: Path, *args: str, timeout: float = 600, **extra: str):
-    return subprocess.run(
-        [SLIMLINE, *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env(**extra),
-        check=False,
-    )
+def slimline(
+    project: Path, *args: str, timeout: float = 600, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`slimline ARGS` in `project` to its end, as a user runs it (`extra`: more environment)."""
+    return run([SLIMLINE, *args], project, env=env(**extra), timeout=timeout)
 
 
 def commit(project: Path) -> None:
     """`dvc exp run` needs a commit to base experiments on."""
-    git = ["git", "-c", "user.name=slimline-tests", "-c", "user.email=tests@localhost"]
-    subprocess.run([*git, "add", "-A"], cwd=project, check=True, capture_output=True)
-    subprocess.run(
-        [*git, "commit", "-qm", "test project"], cwd=project, check=True, capture_output=True
-    )
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "test project")
 
 
 def copy_project(src: Path, dest: Path) -> Path:

@@ -5,8 +5,6 @@ The trained run itself is the session's `pipeline_once` (tests/conftest.py, TRAI
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import yaml
@@ -41,9 +39,3 @@ def set_params(project: Path, **sections: dict) -> None:
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-
-
-def tool_env() -> dict[str, str]:
-    """The environment `tests.project.run` gives its commands: the venv's tools first on PATH."""
-    bin_dir = Path(sys.executable).parent
-    return {**os.environ, "CI": "true", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from tests.support.params import write_params
 from tests.support.paths import ROOT
+from tests.support.processes import git, run
 
 # Small enough that the whole chain runs in well under a minute, big enough to exercise every
 # code path (residual blocks, pruning steps, calibration, the fallback's sensitivity ranking).
@@ -50,16 +50,8 @@ def make_project(dest: Path, **sections) -> Path:
     """Copy the project's pipeline files into a fresh git+DVC workspace at `dest`."""
     copy_pipeline(dest)
     write_params(dest / "params.yaml", **(TINY | sections))
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    git(dest, "init", "-q")
     return dest
-
-
-def run(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run a command in the project with the venv's tools first on PATH, as `make` does."""
-    env = {**os.environ, "CI": "true",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
-                          check=False)  # fmt: skip
 
 
 def dvc_repro(project: Path, *args: str) -> subprocess.CompletedProcess:
@@ -74,10 +66,7 @@ def refused_run(project: Path) -> list[str]:
         return sorted(p.relative_to(project) for p in project.rglob("*") if ".git" not in p.parts)
 
     before = files()
-    result = subprocess.run(
-        [sys.executable, "-m", "slimline.cli", "run"],
-        cwd=project, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    result = run([sys.executable, "-m", "slimline.cli", "run"], project, timeout=300)
     assert result.returncode == 2, result.stderr
     assert files() == before  # nothing ran: no Prefect state, no stage output
     return [line for line in result.stderr.splitlines() if line.startswith("error: ")]

@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from tests.support.paths import ROOT
+from tests.support.processes import check, run
 from tests.support.servers import free_port, start, stop
 from tests.support.waiting import wait_for
 
@@ -193,17 +194,12 @@ class Stack:
         before_worker()  # the project the worker runs needs the bucket
         self.start_worker(project)
 
-    def _as_postgres(self, argv: list[str]) -> list[str]:
+    def _as_postgres(self, argv: list[str | Path]) -> list[str | Path]:
         return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
     def pg_ctl(self, *args: str) -> None:
-        subprocess.run(
-            self._as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.pgdata), *args]),
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        pg_ctl = [PG_BIN / "pg_ctl", "-D", self.pgdata, *args]
+        check(run(self._as_postgres(pg_ctl), timeout=60))
 
     @property
     def pgdata(self) -> Path:
@@ -216,23 +212,9 @@ class Stack:
             self.home.chmod(0o755)
             shutil.chown(folder, "postgres")
             shutil.chown(folder / "socket", "postgres")
-        subprocess.run(
-            self._as_postgres(
-                [
-                    str(PG_BIN / "initdb"),
-                    "-D",
-                    str(self.pgdata),
-                    "-U",
-                    "postgres",
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        initdb = [PG_BIN / "initdb", "-D", self.pgdata, "-U", "postgres", "--auth-local=trust",
+                  "--auth-host=scram-sha-256"]  # fmt: skip
+        check(run(self._as_postgres(initdb), timeout=120))
         self.start_postgres_server()
         c = self.credentials
         sql = [
@@ -246,27 +228,9 @@ class Stack:
             statement = "\n".join(
                 line for line in statement.splitlines() if not line.startswith("--")
             ).strip()
-            subprocess.run(
-                self._as_postgres(
-                    [
-                        str(PG_BIN / "psql"),
-                        "-h",
-                        str(folder / "socket"),
-                        "-p",
-                        str(self.ports["postgres"]),
-                        "-U",
-                        "postgres",
-                        "-v",
-                        "ON_ERROR_STOP=1",
-                        "-c",
-                        statement,
-                    ]
-                ),
-                check=True,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            psql = [PG_BIN / "psql", "-h", folder / "socket", "-p", str(self.ports["postgres"]),
+                    "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-c", statement]  # fmt: skip
+            check(run(self._as_postgres(psql), timeout=60))
 
     def start_postgres_server(self) -> None:
         socket = self.home / "postgres" / "socket"

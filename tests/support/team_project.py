@@ -1,4 +1,4 @@
-"""The project the stack runs, set up as the README's team section says: tiny params, the raw
+"""The project the stack runs, set up as docs/orchestration.md says: tiny params, the raw
 data imported from the stack's bucket (`dvc import-url`), DVC's remote in the same store."""
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import numpy as np
 import yaml
 from sklearn.datasets import load_digits
 
+from tests.support import processes
+from tests.support.processes import git, run
 from tests.support.project import make_project
 from tests.support.stack import SETTINGS, Stack
 
@@ -31,27 +33,10 @@ def put_digits(stack: Stack, n: int) -> str:
 
 
 def dvc(project: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    if check:
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return done
-
-
-def git(project: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=slimline-tests", "-c", "user.email=tests@localhost", *args],
-        cwd=project,
-        check=True,
-        capture_output=True,
-    )
+    """`dvc ARGS` in `project` with the stack's client environment; asserted to succeed unless
+    `check` is false."""
+    done = run([sys.executable, "-m", "dvc", *args], project, env=env, timeout=180)
+    return processes.check(done) if check else done
 
 
 def make_team_project(stack: Stack, project: Path) -> None:

@@ -252,8 +252,8 @@ def test_a_sweep_runs_its_candidates_on_the_two_dask_workers(stack):
     before = versions(stack)
     started = time.monotonic()
     # candidates that rerun from quantize on: the placement is the point, not the grid
-    sweep = [SLIMLINE, "sweep", "-S", "quantize.calibration_samples=16",
-             "-S", "quantize.calibration_samples=48", "--dask-address", stack.dask_address]  # fmt: skip
+    grid = ["-S", "quantize.calibration_samples=16", "-S", "quantize.calibration_samples=48"]
+    sweep = [SLIMLINE, "sweep", *grid, "--dask-address", stack.dask_address]
     done = processes.run(sweep, project, env=stack.client_env(project), timeout=600)
     print(f"sweep of 2 candidates on the Dask cluster {time.monotonic() - started:.1f} s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -1,10 +1,14 @@
-"""The text families: padding never reaches the output, configs rebuild the same model."""
+"""The text families: padding never reaches the output, configs and checkpoints rebuild the
+same model, and the parameter arithmetic counts what torch counts."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from slimline.compression.models.checkpoints import load_checkpoint, save_checkpoint
+from slimline.compression.models.families import count_params, model_config
+from slimline.compression.models.sizing import config_params
 from slimline.compression.models.text_families import TEXT_CLASSES
 
 CONFIGS = {
@@ -67,3 +71,25 @@ def test_attention_splits_by_the_head_count_it_holds():
         attention.heads, attention.head_dim = 2, 16  # same projections, another split
         after = model(_ids())
     assert not torch.allclose(before, after)
+
+
+@pytest.mark.parametrize("family", sorted(CONFIGS))
+def test_a_text_checkpoint_rebuilds_through_the_families_factory(family, tmp_path):
+    # the same path the stages take for every family: model_config -> checkpoint -> rebuild
+    torch.manual_seed(0)
+    model = TEXT_CLASSES[family]((16,), 5, **CONFIGS[family]).eval()
+    config = model_config(model)
+    assert config["family"] == family and config["input_shape"] == [16]
+    assert config["num_classes"] == 5
+    save_checkpoint(tmp_path / "model.pt", model)
+    again = load_checkpoint(tmp_path / "model.pt")
+    assert type(again) is type(model) and model_config(again) == config
+    with torch.no_grad():
+        torch.testing.assert_close(again(_ids()), model(_ids()), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("family", sorted(CONFIGS))
+def test_the_arithmetic_count_is_torchs_count_embeddings_included(family):
+    model = TEXT_CLASSES[family]((16,), 5, **CONFIGS[family])
+    assert config_params(model_config(model)) == count_params(model)
+    assert model.embed.weight.numel() == 100 * CONFIGS[family]["dim"]  # counted in full

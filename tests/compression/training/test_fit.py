@@ -15,7 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slimline.compression.models.families import build_model
+from slimline.compression.data.dataset import Split
+from slimline.compression.models.families import build_from_config, build_model
 from slimline.compression.training.augment import Augment
 from slimline.compression.training.fit import (
     CURVE_COLUMNS,
@@ -249,3 +250,27 @@ def test_per_batch_kd_with_augmentation_learns_from_the_teacher():
     history = fit(student, setup, loss_fn=make_per_batch_kd_loss(teacher, 4.0, 0.7))
     # shifted views of random-noise prototypes are a hard task; chance is 1/3
     assert history.best.val_accuracy >= 0.6
+
+
+def test_fit_trains_a_text_model_on_int32_token_ids():
+    # prepared text splits store int32 ids: they must reach nn.Embedding as int64, never floats
+    seed_everything(0, 1)
+
+    def split(n: int, seed: int) -> Split:
+        r = np.random.default_rng(seed)
+        y = r.integers(0, 3, n)
+        ids = r.integers(10, 60, (n, 12)).astype(np.int32)
+        ids[:, 0] = 2
+        ids[np.arange(n), 1 + r.integers(0, 8, n)] = 4 + y  # one token gives the class away
+        ids[:, 9:] = 0  # padding
+        return Split(ids, y.astype(np.int64), ["a", "b", "c"], np.zeros(1), np.ones(1), 1.0)
+
+    train, val = split(300, 1), split(90, 2)
+    assert train.layout == "text"
+    model = build_from_config({"family": "boe", "input_shape": [12], "num_classes": 3,
+                               "vocab_size": 64, "dim": 16, "hidden": 16})  # fmt: skip
+    setup = Setup(train, val, epochs=6, lr=0.05, batch_size=32, weight_decay=0.0, seed=0)
+    history = fit(model, setup)
+    assert history.best.val_accuracy >= 0.9
+    logits = predict_logits(model, val.x)
+    assert (logits.argmax(1) == val.y).mean() == pytest.approx(history.best.val_accuracy)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 import zipfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import numpy as np
 
-if TYPE_CHECKING:
-    pass
 from slimline.compression.data.dataset import SPLITS, DataError, Labelled, Split
 from slimline.compression.data.normalize import StandardRows
 from slimline.compression.data.rows import StoredRows

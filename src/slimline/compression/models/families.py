@@ -1,4 +1,5 @@
-"""Model families (mlp, cnn, resnet), one factory, and checkpoints that load without pickle.
+"""Model families (mlp, cnn, resnet, and the text families of `text_families`), one factory,
+and checkpoints that load without pickle.
 
 The conv families follow the input: (C, L) signals get Conv1d / BatchNorm1d / MaxPool1d and
 (C, H, W) images their 2-D forms, with global average pooling over L or H, W either way; the
@@ -17,10 +18,11 @@ import torch
 from torch import nn
 
 from slimline.compression.models.sizing import layer_config
+from slimline.compression.models.text_families import TEXT_CLASSES
 from slimline.core.errors import InputError
 from slimline.core.params.models import ModelSpec
 
-FAMILIES = ("mlp", "cnn", "resnet")
+FAMILIES = ("mlp", "cnn", "resnet", *TEXT_CLASSES)
 
 CONVS: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d}
 
@@ -160,7 +162,7 @@ class ResNet(nn.Module):
         }
 
 
-_CLASSES = {"mlp": MLP, "cnn": CNN, "resnet": ResNet}
+_CLASSES: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN, "resnet": ResNet, **TEXT_CLASSES}
 
 
 def build_model(
@@ -181,10 +183,11 @@ def build_model(
 def model_config(model: nn.Module) -> dict[str, Any]:
     """JSON-able description read from the modules (so it stays true after pruning)."""
     family = next((k for k, cls in _CLASSES.items() if type(model) is cls), None)
-    if family is None or not isinstance(model, MLP | CNN | ResNet):
+    if family is None:
         raise TypeError(f"not a slimline model: {type(model).__name__}")
-    base = {"family": family, "input_shape": list(model.input_shape)}
-    return base | {"num_classes": model.fc.out_features} | model.layer_config()
+    # every family keeps its input shape, its classifier `fc` and its `layer_config`
+    base = {"family": family, "input_shape": list(model.input_shape)}  # type: ignore[arg-type]
+    return base | {"num_classes": model.fc.out_features} | model.layer_config()  # type: ignore[operator]
 
 
 def build_from_config(config: dict[str, Any]) -> nn.Module:

@@ -23,6 +23,8 @@ from slimline.core.params.layouts import layout_problem, npz_x_shape, resolve, r
 from slimline.core.params.models import ModelSpec
 from slimline.core.params.schema import Params
 
+# the text families (`text_families`, which imports torch, builds them)
+TEXT_FAMILIES = ("transformer", "textcnn", "boe")
 # (input shape, class count): scikit-learn's 8x8 grey digits, 10 classes
 DIGITS = ((1, 8, 8), 10)
 # image folders: the upper bound of channels (the prepare stage keeps one for all-grey images)
@@ -65,6 +67,8 @@ def config_params(config: dict[str, Any]) -> int:
         for c in config["hidden"]:
             total, c_in = total + c_in * c + c, c  # Linear: weight and bias
         return total + c_in * classes + classes
+    if config["family"] in TEXT_FAMILIES:
+        return _text_params(config, shape[0], classes)
     kernel = 3 ** (len(shape) - 1)  # 3 (signals) or 3x3 (images)
 
     def conv_bn(a: int, b: int, k: int = kernel) -> int:
@@ -83,6 +87,25 @@ def config_params(config: dict[str, Any]) -> int:
             total += conv_bn(c_in, b["out"], 1) if b["shortcut"] else 0
             c_in = b["out"]
     return total + c_in * classes + classes
+
+
+def _text_params(config: dict[str, Any], length: int, classes: int) -> int:
+    """Parameters of a text family's config (`text_families`): embeddings count in full."""
+    dim, family = config["dim"], config["family"]
+    total = config["vocab_size"] * dim
+    if family == "boe":
+        hidden = config["hidden"]
+        return total + dim * hidden + hidden + hidden * classes + classes
+    if family == "textcnn":
+        channels = config["channels"]
+        convs = sum(dim * c * k + c for k, c in zip(config["kernels"], channels, strict=True))
+        return total + convs + sum(channels) * classes + classes
+    total += length * dim + 2 * dim  # positions, the final LayerNorm
+    for layer in config["layers"]:
+        inner, ffn = layer["heads"] * layer["head_dim"], layer["ffn"]
+        attention = 3 * (dim * inner + inner) + inner * dim + dim  # q, k, v, out
+        total += 4 * dim + attention + dim * ffn + ffn + ffn * dim + dim  # 2 LayerNorms, FFN
+    return total + dim * classes + classes
 
 
 def spec_params(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, role: str) -> int:

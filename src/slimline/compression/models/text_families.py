@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-TEXT_FAMILIES = ("transformer", "textcnn", "boe")
+from slimline.compression.models.sizing import TEXT_FAMILIES
+
 POOLINGS = ("cls", "mean")
 
 
@@ -164,8 +165,6 @@ class BagOfEmbeddings(nn.Module):
         }
 
 
-TEXT_CLASSES: dict[str, type[nn.Module]] = {
-    "transformer": Transformer,
-    "textcnn": TextCNN,
-    "boe": BagOfEmbeddings,
-}
+TEXT_CLASSES: dict[str, type[nn.Module]] = dict(
+    zip(TEXT_FAMILIES, (Transformer, TextCNN, BagOfEmbeddings), strict=True)
+)

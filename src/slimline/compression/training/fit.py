@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from slimline.compression.data.dataset import Split
 from slimline.compression.training.device import CPU, Accelerator
-from slimline.compression.training.loader import Batches, EpochOrder, steps_per_epoch
+from slimline.compression.training.loader import Batches, EpochOrder, as_input, steps_per_epoch
 from slimline.compression.training.setup import Setup
 from slimline.core.atomic import write_text
 from slimline.core.kernels import pinnable
@@ -184,7 +184,7 @@ def predict_logits(
     model.eval()
     parts = []
     for i in range(0, len(x), batch_size):
-        batch = torch.as_tensor(np.asarray(x[i : i + batch_size]), dtype=torch.float32)
+        batch = x[i : i + batch_size] if isinstance(x, Tensor) else as_input(x[i : i + batch_size])
         logits = model(acc.batch(batch)).float().cpu().numpy()
         if out is None:
             parts.append(logits)

@@ -33,6 +33,13 @@ PREFETCH = 2
 log = logging.getLogger(__name__)
 
 
+def as_input(x: np.ndarray) -> Tensor:
+    """Rows of a split as the model takes them: token ids as int64 (what `nn.Embedding` and the
+    ONNX `input_ids` take), everything else as float32."""
+    x = np.asarray(x)
+    return torch.from_numpy(x.astype(np.int64 if x.dtype.kind in "iu" else np.float32, copy=False))
+
+
 def epoch_batches(n: int, batch_size: int, gen: torch.Generator) -> list[Tensor]:
     # The order is drawn here, in the training process, from the seeded generator, never by
     # the loader: it is what reproducibility rests on, and the indices are exactly what KD
@@ -86,7 +93,7 @@ class _TrainRows(Dataset):
         rows = np.sort(idx)
         order = torch.from_numpy(np.argsort(np.argsort(idx)))  # back to the sampler's order
         try:
-            x = torch.from_numpy(np.asarray(self.train.x[rows], dtype=np.float32))[order]
+            x = as_input(self.train.x[rows])[order]
         except (OSError, ValueError) as e:  # the file vanished, or shrank, while training
             where = getattr(self.train.x, "path", "the train split")
             return _Unreadable(

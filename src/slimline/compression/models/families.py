@@ -12,7 +12,7 @@ back from the modules themselves (`model_config`)."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -180,14 +180,23 @@ def build_model(
     return build_from_config(config | layer_config(spec, input_shape, field))
 
 
+class _Family(Protocol):
+    """What every family's module holds."""
+
+    input_shape: tuple[int, ...]
+    fc: nn.Linear  # the classifier
+
+    def layer_config(self) -> dict[str, Any]: ...
+
+
 def model_config(model: nn.Module) -> dict[str, Any]:
     """JSON-able description read from the modules (so it stays true after pruning)."""
     family = next((k for k, cls in _CLASSES.items() if type(model) is cls), None)
     if family is None:
         raise TypeError(f"not a slimline model: {type(model).__name__}")
-    # every family keeps its input shape, its classifier `fc` and its `layer_config`
-    base = {"family": family, "input_shape": list(model.input_shape)}  # type: ignore[arg-type]
-    return base | {"num_classes": model.fc.out_features} | model.layer_config()  # type: ignore[operator]
+    m = cast(_Family, model)
+    base = {"family": family, "input_shape": list(m.input_shape)}
+    return base | {"num_classes": m.fc.out_features} | m.layer_config()
 
 
 def build_from_config(config: dict[str, Any]) -> nn.Module:

@@ -42,7 +42,7 @@ from slimline.compression.runtime.calibration import (  # noqa: E402
     range_cache,
     stratified_sample,
 )
-from slimline.compression.runtime.onnx_io import run_logits, session  # noqa: E402
+from slimline.compression.runtime.onnx_io import file_feeds, run_logits, session  # noqa: E402
 from slimline.compression.scores import accuracy, agreement  # noqa: E402
 from slimline.core.cpu import cpu_info, describe  # noqa: E402
 from slimline.core.params.loading import load_params  # noqa: E402
@@ -63,8 +63,9 @@ def build(pre: Path, out: Path, calib_x: np.ndarray, fmt: tuple[str, str, bool],
     if not cache.exists():  # the quantize stage's ranges: the same sample, method and grid
         range_cache(pre, calib_x, CalibrationMethod.MinMax, {}, tmp)
     act, weight, reduce = fmt
+    reader = batch_reader(calib_x, file_feeds(pre))
     quantize_static(
-        str(pre), str(out), batch_reader(calib_x), QuantFormat.QDQ, per_channel=True,
+        str(pre), str(out), reader, QuantFormat.QDQ, per_channel=True,
         activation_type=getattr(QuantType, act), weight_type=getattr(QuantType, weight),
         reduce_range=reduce, calibration_cache_path=str(cache),
     )  # fmt: skip

@@ -42,7 +42,7 @@ from slimline.compression.data.store import load_split
 from slimline.compression.release import latency
 from slimline.compression.release.latency import measure_many
 from slimline.compression.runtime.calibration import batch_reader, stratified_sample
-from slimline.compression.runtime.onnx_io import run_logits
+from slimline.compression.runtime.onnx_io import file_feeds, run_logits
 from slimline.compression.scores import accuracy
 from slimline.core.atomic import write_json, write_text
 from slimline.core.env import quiet_telemetry
@@ -108,7 +108,7 @@ def ort_peers(teacher_onnx: Path, calib_x: np.ndarray, tmp: Path) -> dict[str, P
     quant_pre_process(str(teacher_onnx), str(pre))
     dynamic, static = tmp / "ort_dynamic.onnx", tmp / "ort_static_default.onnx"
     quantize_dynamic(str(pre), str(dynamic))
-    quantize_static(str(pre), str(static), batch_reader(calib_x))
+    quantize_static(str(pre), str(static), batch_reader(calib_x, file_feeds(pre)))
     return {"ort_dynamic": dynamic, "ort_static_default": static}
 
 

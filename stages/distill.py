@@ -27,7 +27,7 @@ def main(params: Params, root: Path) -> str:
     # exit 2 for a student not smaller than the teacher, before anything trains
     teacher = students.offline_teacher(params, root / params.paths.teacher, train)
     setup = stage_setup(params, params.student, train, val)
-    nets = students.networks(params, train.input_shape, train.num_classes)
+    nets = students.networks(params, train)
     with out_of_memory_hint(setup.acc, "student"):
         baseline = students.labels_only(nets, setup, test)
     d = params.distill

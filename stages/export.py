@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from slimline.compression.data.prepare_text import tokenizer_path
 from slimline.compression.data.store import load_split
+from slimline.compression.data.tokenizer import TOKENIZER_FILE
 from slimline.compression.models.onnx_teacher import teacher_logits
 from slimline.compression.release.bundle import model_card, model_metadata, settings
 from slimline.compression.release.objective import FP32, choose, quantized_name
@@ -31,12 +33,17 @@ def main(params: Params, root: Path) -> str:
     dist = root / paths.dist
     metadata = model_metadata(params, root, test)
     teacher = read_json(root / paths.teacher_metrics)
+    # a text model ships with the tokenizer it was trained with
+    text = test.vocab is not None
     targets = [dist / "model.onnx", dist / "model_card.md", dist / "settings.json",
-               root / paths.export_metrics]  # fmt: skip
+               root / paths.export_metrics] + [dist / TOKENIZER_FILE] * text  # fmt: skip
     with (
-        atomic_paths(targets) as (model_tmp, card_tmp, settings_tmp, metrics_tmp),
+        atomic_paths(targets) as tmps,
         tempfile.TemporaryDirectory(prefix="slimline-export-") as tmp,
     ):
+        model_tmp, card_tmp, settings_tmp, metrics_tmp = tmps[:4]
+        if text:
+            shutil.copyfile(tokenizer_path(params, root), tmps[4])
         teacher_size = (root / paths.teacher_onnx).stat().st_size
         # the drop against the teacher is judged on the same test rows: its ONNX file's
         teacher_out = teacher_logits(root / paths.teacher_onnx, teacher, test.x, test.mean,
@@ -61,6 +68,8 @@ def main(params: Params, root: Path) -> str:
             "sha256": hashlib.sha256(model_tmp.read_bytes()).hexdigest(),
             "parity_max_abs_diff": diff,
         } | choice.as_dict() | timed)  # fmt: skip
+    if not text:
+        (dist / TOKENIZER_FILE).unlink(missing_ok=True)  # left by an earlier text run
     return (
         f"export: {dist / 'model.onnx'} = {choice.chosen.name} ({size:,} bytes; "
         f"objective {choice.objective}: {choice.reason})"

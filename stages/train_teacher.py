@@ -30,7 +30,9 @@ def main(params: Params, root: Path) -> str:
             f"{metrics['params']:,} params{said}"
         )
     setup = stage_setup(params, params.teacher, train, val)
-    model = build_model(params.teacher, train.input_shape, train.num_classes)
+    model = build_model(
+        params.teacher, train.input_shape, train.num_classes, "teacher", train.vocab
+    )
     with model_outputs(root, params, "teacher") as out, out_of_memory_hint(setup.acc, "teacher"):
         history = fit(model, setup, callbacks=[CsvCurve(out.curve)], desc="teacher")
         metrics = (

@@ -34,8 +34,11 @@ def test_project_params_are_valid():
         ("prune.ratio=1.0", "prune.ratio: less than 1 (got 1.0)"),
         ("data.test_fraction=0", "data.test_fraction: greater than 0 (got 0)"),
         ("gates.min_accuracy=1.2", "gates.min_accuracy: less than or equal to 1 (got 1.2)"),
-        ("quantize.mode=fast", "quantize.mode: 'static' or 'dynamic' (got 'fast')"),
-        ("teacher.arch=vit", "teacher.arch: 'mlp', 'cnn' or 'resnet' (got 'vit')"),
+        ("quantize.mode=fast", "quantize.mode: 'auto', 'static' or 'dynamic' (got 'fast')"),
+        (
+            "teacher.arch=vit",
+            "teacher.arch: 'mlp', 'cnn', 'resnet', 'transformer', 'textcnn' or 'boe' (got 'vit')",
+        ),
     ],
 )
 def test_out_of_range_values_name_field_and_value(tmp_path, override, expected):
@@ -100,7 +103,8 @@ def test_table_source_needs_a_target_column(tmp_path):
 def test_target_is_an_error_for_other_sources(tmp_path):
     found = problems(tmp_path, ["data.source=npz", "data.path=d.npz", "data.target=label"])
     assert found == [
-        "data.target: only for source 'table'; leave it null for source 'npz' (got 'label')"
+        "data.target: only for sources 'table' and 'text'; leave it null for source 'npz' (got "
+        "'label')"
     ]
     assert problems(tmp_path, ["data.target=label"])[0].startswith("data.target: only for")
 

@@ -42,10 +42,11 @@ def test_types_defaults_and_bounds_read_as_params_yaml_writes_them():
             if line.startswith("| `")}  # fmt: skip
     assert "| float in (0, 1) | `0.15` |" in rows["`data.val_fraction`"]
     assert (
-        "| int in [2, 1024] or null | `null` (mlp 512, cnn 128, resnet 40) |"
-        in rows["`teacher.width`"]
+        "| int in [2, 1024] or null | `null` (mlp 512, cnn 128, resnet 40, transformer 128, "
+        "textcnn 128, boe 128) |" in rows["`teacher.width`"]
     )
-    assert "| `mlp`, `cnn`, `resnet` | required |" in rows["`student.arch`"]
+    families = "`mlp`, `cnn`, `resnet`, `transformer`, `textcnn`, `boe`"
+    assert f"| {families} | required |" in rows["`student.arch`"]
     assert "| bool, strict: `true` or `false` only | `true` |" in rows["`reproducible`"]
     assert "| `8`, `4` | `8` |" in rows["`quantize.bits`"]
     assert "`root/<class>/*.png\\|jpg\\|jpeg`" in rows["`data.source`"]  # a pipe kept in its cell

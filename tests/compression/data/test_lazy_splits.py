@@ -92,7 +92,8 @@ def test_the_calibration_sample_reads_only_its_rows(prepared):
 
 def test_the_calibration_reader_feeds_the_same_batches(prepared):
     train = load_split(prepared, "train")
-    reader = batch_reader(no_whole(load_split(prepared, "train", lazy=True)))
+    lazy = no_whole(load_split(prepared, "train", lazy=True))
+    reader = batch_reader(lazy, lambda b: {"input": np.ascontiguousarray(b, np.float32)})
     got = [b["input"] for b in iter(reader.get_next, None)]
     assert all(b.flags.c_contiguous and b.dtype == np.float32 for b in got)
     np.testing.assert_array_equal(np.concatenate(got), train.x)

@@ -150,13 +150,14 @@ def test_compact_is_lossless_and_smaller(cnn_fp32, digits, tmp_path):
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from slimline.compression.runtime.calibration import batch_reader
+    from slimline.compression.runtime.onnx_io import file_feeds
 
     pre, raw, small = tmp_path / "pre.onnx", tmp_path / "raw.onnx", tmp_path / "small.onnx"
     quant_pre_process(str(cnn_fp32), str(pre))
     quantize_static(
         str(pre),
         str(raw),
-        batch_reader(digits["train"][0][:64]),
+        batch_reader(digits["train"][0][:64], file_feeds(pre)),
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
@@ -333,12 +334,14 @@ def test_compact_is_lossless_on_1d_convs(signal_fp32, tmp_path):
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from slimline.compression.runtime.calibration import batch_reader
+    from slimline.compression.runtime.onnx_io import file_feeds
 
     paths, signals = signal_fp32
     pre, raw, small = tmp_path / "pre.onnx", tmp_path / "raw.onnx", tmp_path / "small.onnx"
     quant_pre_process(str(paths["cnn"]), str(pre))
-    quantize_static(str(pre), str(raw), batch_reader(signals["train"][0][:64]), per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
+    reader = batch_reader(signals["train"][0][:64], file_feeds(pre))
+    quantize_static(str(pre), str(raw), reader, per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8)  # fmt: skip
     onnx.save(compact(onnx.load(str(raw))), str(small))
     x = signals["test"][0]
     np.testing.assert_array_equal(run_logits(session(small), x), run_logits(session(raw), x))

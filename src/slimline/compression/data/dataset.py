@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from slimline.core.errors import InputError
 
-if TYPE_CHECKING:
-    pass
-
-
 SPLITS = ("train", "val", "test")
+
+
+class Vocab(NamedTuple):
+    """What a text model's embedding is sized by: the tokenizer's vocabulary and its pad id."""
+
+    size: int
+    pad_id: int
+
 
 # a prepared x of (N, *input_shape): the layout by len(input_shape)
 LAYOUTS = {1: "tabular", 2: "signal", 3: "image"}
@@ -79,6 +83,7 @@ class Split:
     scale: float
     feature_names: tuple[str, ...] = ()  # table sources: the feature columns, in order
     target: str | None = None  # table sources: the label column
+    vocab: Vocab | None = None  # text: the tokenizer's vocabulary size and pad id
 
     @property
     def num_classes(self) -> int:

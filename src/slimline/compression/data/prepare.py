@@ -29,6 +29,7 @@ from slimline.compression.data.expectations import SampleSummaries, validate, va
 from slimline.compression.data.images import decode_image_folder
 from slimline.compression.data.learnability import probe
 from slimline.compression.data.normalize import StandardRows, pixel_statistics, standardize
+from slimline.compression.data.prepare_text import prepare_text
 from slimline.compression.data.report import data_report, digest_of, output_paths, split_entry
 from slimline.compression.data.sources import load_source
 from slimline.compression.data.split import (
@@ -53,6 +54,8 @@ def prepare(params: Params, root: Path) -> dict:
     """Write the prepared splits and the validation report, all or nothing."""
     if params.data.source == "image-folder":
         return prepare_streamed(params, root)
+    if params.data.source == "text":
+        return prepare_text(params, root)
     return prepare_in_memory(params, root)
 
 

@@ -9,7 +9,7 @@ from typing import IO
 
 import numpy as np
 
-from slimline.compression.data.dataset import SPLITS, DataError, Labelled, Split
+from slimline.compression.data.dataset import SPLITS, DataError, Labelled, Split, Vocab
 from slimline.compression.data.normalize import StandardRows
 from slimline.compression.data.rows import StoredRows
 
@@ -19,14 +19,21 @@ PREPARED_MARKER = "slimline-prepared-split/1"
 
 
 def save_split(
-    path: Path, x: np.ndarray | StandardRows, y: np.ndarray, ds: Labelled, mean, std
+    path: Path,
+    x: np.ndarray | StandardRows,
+    y: np.ndarray,
+    ds: Labelled,
+    mean,
+    std,
+    vocab: Vocab | None = None,
 ) -> None:
     """Write one split as an .npz; the caller makes it atomic (see data.prepare).
 
     Written by hand rather than np.savez, which stamps the current time into the zip: the
     same data must give the same bytes, so DVC sees an unchanged output and skips downstream.
     A `StandardRows` x is streamed into its member block by block (the .npy header, then the
-    rows): the same bytes as the whole array would give.
+    rows): the same bytes as the whole array would give. Token ids keep their tokenizer's
+    `vocab` (size, pad id) beside them.
     """
     arrays = {
         "x": _stored(x) if isinstance(x, np.ndarray) else x,
@@ -40,6 +47,8 @@ def save_split(
     if ds.feature_names:
         arrays["feature_names"] = np.asarray(ds.feature_names, dtype=np.str_)
         arrays["target"] = np.str_(ds.target or "")
+    if vocab is not None:
+        arrays["vocab"] = np.asarray(vocab, np.int64)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
         for name, value in arrays.items():
             array = value if isinstance(value, StandardRows) else np.asarray(value)
@@ -81,6 +90,7 @@ def load_split(prepared: str | Path, name: str, lazy: bool = False) -> Split:
                 scale=float(z["scale"]),
                 feature_names=tuple(str(c) for c in z.get("feature_names", [])),
                 target=str(z["target"]) if "target" in z.files else None,
+                vocab=Vocab(*map(int, z["vocab"])) if "vocab" in z.files else None,
             )
     except FileNotFoundError:
         raise DataError(f"{path}: prepared split not found; run the prepare stage first") from None

@@ -58,8 +58,15 @@ class Texts:
 def load_texts(path: Path, text_column: str, target: str | None) -> Texts:
     """A table (`target` names the label column) or a folder of class folders."""
     if path.is_dir():
+        if target:
+            raise DataError(
+                f"data.target: null for a folder of texts (the class is the folder; got "
+                f"{target!r} for {path})"
+            )
         return _folder(path)
-    return _table(path, text_column, target or "")
+    if not target:
+        raise DataError(f"data.target: the label column of the text file {path} (got None)")
+    return _table(path, text_column, target)
 
 
 def _table(path: Path, text_column: str, target: str) -> Texts:

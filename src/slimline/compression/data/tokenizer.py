@@ -26,6 +26,7 @@ from slimline.compression.data.dataset import DataError
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
+TOKENIZER_FILE = "tokenizer.json"  # its name beside the prepared splits and in the bundle
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")  # ids 0..3 of every vocabulary built here
 # Share of the learned vocabulary given to whole words; the rest goes to `##` word endings,
 # which let an unseen word (`jumping`) still read as known pieces (`jump`, `##ing`).

@@ -17,10 +17,11 @@ from typing import Any, Protocol, cast
 import torch
 from torch import nn
 
+from slimline.compression.data.dataset import Vocab
 from slimline.compression.models.sizing import layer_config
 from slimline.compression.models.text_families import TEXT_CLASSES
 from slimline.core.errors import InputError
-from slimline.core.params.models import ModelSpec
+from slimline.core.params.models import TEXT_ARCHS, ModelSpec
 
 FAMILIES = ("mlp", "cnn", "resnet", *TEXT_CLASSES)
 
@@ -166,18 +167,28 @@ _CLASSES: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN, "resnet": ResNet
 
 
 def build_model(
-    spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, field: str = "model"
+    spec: ModelSpec,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    field: str = "model",
+    vocab: Vocab | None = None,
 ) -> nn.Module:
     """A fresh model of `spec`'s family; `field` ("teacher", "student") names it in errors
-    and picks the role's default for a null width or depth (`sizing.layer_config`)."""
+    and picks the role's default for a null width or depth (`sizing.layer_config`). A text
+    family takes (max_len,) token ids of the tokenizer's `vocab`."""
     input_shape = tuple(int(d) for d in input_shape)
-    if spec.arch != "mlp" and len(input_shape) not in (2, 3):
+    if (spec.arch in TEXT_ARCHS) != (vocab is not None):
+        raise InputError(
+            f"{field}.arch: {', '.join(TEXT_ARCHS)} for text (token ids) data, and only for it "
+            f"(got {spec.arch!r} for {'token ids' if vocab else f'input of shape {input_shape}'})"
+        )
+    if spec.arch not in TEXT_ARCHS and spec.arch != "mlp" and len(input_shape) not in (2, 3):
         raise InputError(
             f"{field}.arch: mlp for tabular input of shape {input_shape}; {spec.arch!r} needs "
             f"(C, L) signals or (C, H, W) images (got {spec.arch!r})"
         )
     config = {"family": spec.arch, "input_shape": list(input_shape), "num_classes": num_classes}
-    return build_from_config(config | layer_config(spec, input_shape, field))
+    return build_from_config(config | layer_config(spec, input_shape, field, vocab))
 
 
 class _Family(Protocol):
@@ -208,6 +219,13 @@ def build_from_config(config: dict[str, Any]) -> nn.Module:
     return _CLASSES[family](**kwargs)
 
 
+def example_batch(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """A batch of one zero sample as `model` takes it: token ids (int64; all padding) for a
+    text family, floats for the rest. What tracing (MACs, pruning's graph) runs the model on."""
+    text = type(model) in TEXT_CLASSES.values()
+    return torch.zeros(1, *input_shape, dtype=torch.long if text else torch.float32)
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -219,6 +237,6 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        macs, _ = tp.utils.count_ops_and_params(model, torch.zeros(1, *input_shape))
+        macs, _ = tp.utils.count_ops_and_params(model, example_batch(model, input_shape))
     model.train(was_training)
     return int(macs)

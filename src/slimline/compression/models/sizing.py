@@ -17,14 +17,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from slimline.compression.data.dataset import Vocab
 from slimline.core.errors import InputError
 from slimline.core.params.inputs import Data
 from slimline.core.params.layouts import layout_problem, npz_x_shape, resolve, resolve_layout
-from slimline.core.params.models import ModelSpec
+from slimline.core.params.models import TEXT_ARCHS, ModelSpec
 from slimline.core.params.schema import Params
 
-# the text families (`text_families`, which imports torch, builds them)
-TEXT_FAMILIES = ("transformer", "textcnn", "boe")
 # (input shape, class count): scikit-learn's 8x8 grey digits, 10 classes
 DIGITS = ((1, 8, 8), 10)
 # image folders: the upper bound of channels (the prepare stage keeps one for all-grey images)
@@ -35,10 +34,17 @@ class SizeError(InputError):
     """A student that is not smaller than its teacher; the message names both counts."""
 
 
-def layer_config(spec: ModelSpec, input_shape: tuple[int, ...], role: str) -> dict[str, Any]:
+def layer_config(
+    spec: ModelSpec, input_shape: tuple[int, ...], role: str, vocab: Vocab | None = None
+) -> dict[str, Any]:
     """Layer plan of a fresh model: widths double per conv layer / per resnet stage; a null
-    width or depth is the family's default for `role` (core.params.MODEL_SIZES)."""
+    width or depth is the family's default for `role` (core.params.MODEL_SIZES). The text
+    families need the tokenizer's `vocab`."""
     width, depth = spec.size(role)
+    if spec.arch in TEXT_ARCHS:
+        if vocab is None:
+            raise ValueError(f"{role}.arch: {spec.arch} needs the tokenizer's vocabulary")
+        return _text_layers(spec.arch, width, depth, vocab)
     if spec.arch == "mlp":
         return {"hidden": [width] * depth}
     if spec.arch == "cnn":
@@ -59,6 +65,17 @@ def layer_config(spec: ModelSpec, input_shape: tuple[int, ...], role: str) -> di
     return {"stem": width, "stages": stages}
 
 
+def _text_layers(arch: str, width: int, depth: int, vocab: Vocab) -> dict[str, Any]:
+    base = {"vocab_size": vocab.size, "dim": width, "pad_id": vocab.pad_id}
+    if arch == "boe":
+        return base | {"hidden": width}
+    if arch == "textcnn":
+        return base | {"kernels": list(range(3, 3 + depth)), "channels": [width] * depth}
+    heads = 4 if width >= 64 and width % 4 == 0 else 2 if width % 2 == 0 else 1
+    layer = {"heads": heads, "head_dim": width // heads, "ffn": 4 * width}
+    return base | {"layers": [dict(layer) for _ in range(depth)], "pooling": "cls"}
+
+
 def config_params(config: dict[str, Any]) -> int:
     """Parameters of the model a full config (`families.model_config`'s form) describes."""
     shape, classes = tuple(config["input_shape"]), int(config["num_classes"])
@@ -67,7 +84,7 @@ def config_params(config: dict[str, Any]) -> int:
         for c in config["hidden"]:
             total, c_in = total + c_in * c + c, c  # Linear: weight and bias
         return total + c_in * classes + classes
-    if config["family"] in TEXT_FAMILIES:
+    if config["family"] in TEXT_ARCHS:
         return _text_params(config, shape[0], classes)
     kernel = 3 ** (len(shape) - 1)  # 3 (signals) or 3x3 (images)
 
@@ -108,10 +125,17 @@ def _text_params(config: dict[str, Any], length: int, classes: int) -> int:
     return total + dim * classes + classes
 
 
-def spec_params(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, role: str) -> int:
-    """Parameters of `build_model(spec, input_shape, num_classes, role)`, without building it."""
+def spec_params(
+    spec: ModelSpec,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    role: str,
+    vocab: Vocab | None = None,
+) -> int:
+    """Parameters of `build_model(spec, input_shape, num_classes, role, vocab)`, without
+    building it."""
     config = {"family": spec.arch, "input_shape": list(input_shape), "num_classes": num_classes}
-    return config_params(config | layer_config(spec, tuple(input_shape), role))
+    return config_params(config | layer_config(spec, tuple(input_shape), role, vocab))
 
 
 def check_sizes(
@@ -119,22 +143,31 @@ def check_sizes(
     input_shape: tuple[int, ...],
     num_classes: int,
     teacher_params: int | None = None,
+    vocab: Vocab | None = None,
 ) -> tuple[int, int] | None:
     """(teacher, student) parameter counts for data of `input_shape` and `num_classes`;
     `SizeError` when the student is not smaller than the teacher. None when a conv family
     meets tabular input: that mismatch has its own message (params, `build_model`). An ONNX
     teacher (`teacher.source: onnx`) counts as `teacher_params`, its weights; None when that
-    is unknown or 0 (a tree ensemble keeps its model in attributes, not weights)."""
+    is unknown or 0 (a tree ensemble keeps its model in attributes, not weights). Text
+    families count the tokenizer's `vocab`; before prepare has made it, `data.vocab_size`, the
+    most it can hold."""
     input_shape = tuple(int(d) for d in input_shape)
+    if vocab is None and params.data.source == "text":
+        vocab = Vocab(params.data.vocab_size, 0)
     imported = params.teacher.source == "onnx"
     specs = {"student": params.student} | ({} if imported else {"teacher": params.teacher})
-    if any(s.arch != "mlp" and len(input_shape) not in (2, 3) for s in specs.values()):
+    text = [s.arch in TEXT_ARCHS for s in specs.values()]
+    if any(text) != (params.data.source == "text") or any(text) != all(text):
+        return None  # a family that cannot take the data: its own message (params)
+    if not any(text) and any(s.arch != "mlp" and len(input_shape) not in (2, 3)
+                             for s in specs.values()):  # fmt: skip
         return None
-    student = spec_params(params.student, input_shape, num_classes, "student")
+    student = spec_params(params.student, input_shape, num_classes, "student", vocab)
     if imported:
         teacher, described = teacher_params or 0, f"ONNX, {params.teacher.path}"
     else:
-        teacher = spec_params(params.teacher, input_shape, num_classes, "teacher")
+        teacher = spec_params(params.teacher, input_shape, num_classes, "teacher", vocab)
         described = _describe(params.teacher, "teacher")
     if not teacher:
         return None
@@ -160,6 +193,8 @@ def source_shape(data: Data, base: Path) -> tuple[tuple[int, ...], int] | None:
             return _npz_shape(path, data.layout)
         if data.source == "table":
             return _table_shape(path, data.target or "")
+        if data.source == "text":
+            return (data.max_len,), _text_classes(path, data.target)
         classes = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
         size = data.image_size
         return ((IMAGE_CHANNELS, size, size), len(classes)) if classes else None
@@ -194,6 +229,17 @@ def _table_shape(path: Path, target: str) -> tuple[tuple[int, ...], int] | None:
         columns = list(pq.read_schema(path).names)
     features = len([c for c in map(str, columns) if c != target and not c.startswith("__index")])
     return ((features,), int(labels.nunique())) if features else None
+
+
+def _text_classes(path: Path, target: str | None) -> int:
+    if path.is_dir():
+        return len([p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")])
+    import pandas as pd
+
+    column = target or ""
+    if path.suffix.lower() == ".csv":
+        return int(pd.read_csv(path, usecols=[column])[column].nunique())
+    return int(pd.read_parquet(path, columns=[column])[column].nunique())
 
 
 def _describe(spec: ModelSpec, role: str) -> str:

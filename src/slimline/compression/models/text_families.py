@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimline.compression.models.sizing import TEXT_FAMILIES
+from slimline.core.params.models import TEXT_ARCHS
 
 POOLINGS = ("cls", "mean")
 
@@ -166,5 +166,5 @@ class BagOfEmbeddings(nn.Module):
 
 
 TEXT_CLASSES: dict[str, type[nn.Module]] = dict(
-    zip(TEXT_FAMILIES, (Transformer, TextCNN, BagOfEmbeddings), strict=True)
+    zip(TEXT_ARCHS, (Transformer, TextCNN, BagOfEmbeddings), strict=True)
 )

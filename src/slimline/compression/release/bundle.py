@@ -26,6 +26,9 @@ def model_metadata(params: Params, root: Path, test: Split) -> dict[str, str]:
         if test.feature_names
         else {}
     )
+    # a text model reads raw texts from a table's column (dist/tokenizer.json tokenizes them)
+    if test.vocab is not None:
+        table = {"text_column": params.data.text, "target": params.data.target or ""}
     return {
         "class_names": json.dumps(test.class_names),
         "input_shape": json.dumps(list(test.input_shape)),

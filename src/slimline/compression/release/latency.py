@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from slimline.compression.models.onnx_teacher import TeacherFeed
+from slimline.compression.runtime.onnx_io import feeds as model_feeds
 from slimline.compression.runtime.onnx_io import session
 from slimline.core.atomic import atomic_path
 from slimline.core.units import KB_LABEL, kilobytes
@@ -37,28 +38,28 @@ def measure_many(
     """latency_ms_b1_p50 / _p95 (batch 1) and throughput_b64 (images/s at x_batch) of each
     variant, interleaved call by call. A variant in `feeds` (an imported ONNX teacher) is
     called as it asks: raw values, its own shape and names, a fixed batch padded."""
-    one = np.ascontiguousarray(x_one[:1], dtype=np.float32)  # (1, ...)
-    batch = np.ascontiguousarray(x_batch, dtype=np.float32)  # (B, ...)
+    one, batch = np.asarray(x_one[:1]), np.asarray(x_batch)  # (1, ...), (B, ...)
     calls = {}
     for name, path in paths.items():
         sess = session(path, threads)
         feed = (feeds or {}).get(name)
-        if feed is None:
-            feed_name, out = sess.get_inputs()[0].name, [sess.get_outputs()[0].name]
-            inputs = {"one": [one], "batch": [batch]}
+        if feed is None:  # the inputs made before the clock starts: floats, or ids and mask
+            make, out = model_feeds(sess), [sess.get_outputs()[0].name]
+            inputs = {"one": [make(one)], "batch": [make(batch)]}
         else:
-            feed_name, out = feed.interface.input_name, [feed.interface.output_name]
+            name_in, out = feed.interface.input_name, [feed.interface.output_name]
             inputs = {
-                k: [c for c, _ in feed.batches(x)] for k, x in (("one", one), ("batch", batch))
+                k: [{name_in: c} for c, _ in feed.batches(x)]
+                for k, x in (("one", one), ("batch", batch))
             }
-        calls[name] = (sess, feed_name, out, inputs)
+        calls[name] = (sess, out, inputs)
     names = list(calls)
 
     def timed(name: str, which: str) -> int:
-        sess, feed_name, out, inputs = calls[name]
+        sess, out, inputs = calls[name]
         start = time.perf_counter_ns()
         for x in inputs[which]:
-            sess.run(out, {feed_name: x})
+            sess.run(out, x)
         return time.perf_counter_ns() - start
 
     for _ in range(warmup):  # thread pools, allocator arenas, caches

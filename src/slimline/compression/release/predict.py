@@ -14,6 +14,8 @@ from slimline.compression.data.dataset import layout_of
 from slimline.compression.data.images import IMAGE_SUFFIXES
 from slimline.compression.data.normalize import channel_shape
 from slimline.compression.data.sources import TABLE_SUFFIXES, read_table, table_features
+from slimline.compression.data.tokenizer import TOKENIZER_FILE
+from slimline.compression.release.text_inputs import text_inputs
 from slimline.compression.runtime.int8_target import warning
 from slimline.compression.runtime.onnx_io import read_metadata, run_logits, session
 from slimline.core.cpu import cpu_info
@@ -30,7 +32,8 @@ class Preprocessing:
     scale: float
     class_names: list[str]
     feature_names: tuple[str, ...] = ()  # a model trained on a table: its feature columns
-    target: str | None = None  # ... and its label column
+    target: str | None = None  # ... and its label column (of a text table too)
+    text_column: str | None = None  # a text model: the column its texts are read from
 
     @classmethod
     def from_model(cls, path: Path) -> Preprocessing:
@@ -45,6 +48,7 @@ class Preprocessing:
                 json.loads(meta["class_names"]),
                 tuple(json.loads(meta.get("feature_names", "[]"))),
                 meta.get("target") or None,
+                meta.get("text_column"),
             )
         except (KeyError, ValueError, TypeError) as e:
             raise InputError(
@@ -171,8 +175,14 @@ class Predictions:
 
 
 def predict(model: Path, file: Path) -> Predictions:
+    """Classify `file` with the ONNX `model`: images, an .npz, a table; for a text model, a
+    table's text column or a .txt file of one text per line, tokenized with the
+    tokenizer.json beside the model."""
     pre = Preprocessing.from_model(model)
-    x, y = load_inputs(file, pre)
+    if pre.text_column is not None:
+        x, y = text_inputs(file, model.parent / TOKENIZER_FILE, pre)
+    else:
+        x, y = load_inputs(file, pre)
     logits = run_logits(session(model), x)  # (N, K)
     z = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs = z / z.sum(axis=1, keepdims=True)

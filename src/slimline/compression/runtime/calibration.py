@@ -5,10 +5,13 @@ Used by static quantization, its sensitivity ranking and the peer quantizers of 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from slimline.compression.runtime.onnx_io import file_feeds
 
 BATCH = 64  # samples per calibration batch
 
@@ -43,16 +46,15 @@ def stratified_sample(
     return x[idx], y[idx]
 
 
-def batch_reader(x: np.ndarray, name: str = "input") -> Any:
-    """A fresh CalibrationDataReader over x in batches: ORT readers cannot rewind."""
+def batch_reader(x: np.ndarray, feed: Callable[[np.ndarray], dict[str, np.ndarray]]) -> Any:
+    """A fresh CalibrationDataReader over x in batches, each made into the model's inputs by
+    `feed` (`onnx_io.file_feeds`: floats, or token ids and their mask): ORT readers cannot
+    rewind."""
     from onnxruntime.quantization import CalibrationDataReader
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
-            self._it = (
-                {name: np.ascontiguousarray(x[i : i + BATCH], dtype=np.float32)}
-                for i in range(0, len(x), BATCH)
-            )
+            self._it = (feed(x[i : i + BATCH]) for i in range(0, len(x), BATCH))
 
         def get_next(self) -> dict | None:
             return next(self._it, None)
@@ -70,7 +72,7 @@ def range_cache(model: Path, x: np.ndarray, method: Any, options: dict, tmp: Pat
     ops = sorted(set(QDQRegistry) | set(QLinearOpsRegistry))  # what quantize_static calibrates
     calibrator = create_calibrator(model, ops, str(tmp / "augmented.onnx"), method,
                                    extra_options=options)  # fmt: skip
-    calibrator.collect_data(batch_reader(x))
+    calibrator.collect_data(batch_reader(x, file_feeds(model)))
     cache = tmp / "calibration.json"
     save_tensors_data(round_ranges(calibrator.compute_data()), cache)
     return cache

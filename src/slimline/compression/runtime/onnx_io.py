@@ -193,9 +193,33 @@ def feeds(sess: Any) -> Any:
     """The function that turns a batch of x into the session's inputs: float32 features, or
     int64 token ids with their attention mask (`ids != pad_id`)."""
     names = [i.name for i in sess.get_inputs()]
+    return _feed(names, sess.get_modelmeta().custom_metadata_map)
+
+
+def is_text_file(path: str | Path) -> bool:
+    """Whether the ONNX file at `path` takes token ids (`TEXT_INPUTS`)."""
+    return tuple(_input_names(_header(path))) == TEXT_INPUTS
+
+
+def _header(path: str | Path) -> Any:
+    return load(path, external_data=False)
+
+
+def _input_names(model: Any) -> list[str]:
+    initializers = {t.name for t in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in initializers]
+
+
+def file_feeds(path: str | Path) -> Any:
+    """`feeds` for the model in the ONNX file at `path`, without a session (the readers of
+    onnxruntime's calibration and debugging tools run their own)."""
+    model = _header(path)
+    return _feed(_input_names(model), {p.key: p.value for p in model.metadata_props})
+
+
+def _feed(names: list[str], meta: dict[str, str]) -> Any:
     if tuple(names) != TEXT_INPUTS:
         return lambda x: {names[0]: np.ascontiguousarray(x, dtype=np.float32)}
-    meta = sess.get_modelmeta().custom_metadata_map
     if PAD_KEY not in meta:  # a guess would silently mask the wrong tokens
         raise OnnxError(f"a text model without {PAD_KEY!r} in its metadata (export_onnx sets it)")
     pad = int(meta[PAD_KEY])
@@ -229,14 +253,15 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in load(path).metadata_props}
 
 
-def load(path: str | Path) -> Any:
-    """onnx.load with OnnxError naming the file."""
+def load(path: str | Path, external_data: bool = True) -> Any:
+    """onnx.load with OnnxError naming the file (`external_data`: False reads the graph and
+    metadata alone)."""
     import onnx
 
     path = Path(path)
     if not path.is_file():
         raise OnnxError(f"{path}: ONNX file not found")
     try:
-        return onnx.load(str(path))
+        return onnx.load(str(path), load_external_data=external_data)
     except Exception as e:
         raise OnnxError(f"{path}: not a valid ONNX model ({type(e).__name__}: {e})") from None

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from slimline.compression.runtime.calibration import batch_reader
+from slimline.compression.runtime.onnx_io import file_feeds
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
@@ -36,7 +37,7 @@ def activation_ranking(fp32_path: Path, qdq_path: Path, x: np.ndarray, tmp: Path
     for key, path in (("fp32", fp32_path), ("qdq", qdq_path)):
         debug = tmp / f"debug_{key}.onnx"
         dbg.modify_model_output_intermediate_tensors(str(path), str(debug))
-        acts[key] = dbg.collect_activations(str(debug), batch_reader(x))
+        acts[key] = dbg.collect_activations(str(debug), batch_reader(x, file_feeds(path)))
     matched = dbg.create_activation_matching(acts["qdq"], acts["fp32"])
     matched = {t: m for t, m in matched.items() if "float" in m}
     errors = dbg.compute_activation_error(matched)  # {tensor: {"qdq_err", "xmodel_err"}} dB

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from slimline.compression.data.dataset import Split
-from slimline.compression.models.families import count_macs, count_params
+from slimline.compression.models.families import count_macs, count_params, example_batch
+from slimline.compression.models.text_families import SelfAttention
 from slimline.compression.training.fit import Callback, LossFn, fit, loss_and_accuracy
 from slimline.compression.training.loader import Batches
 from slimline.compression.training.setup import Setup
@@ -43,15 +44,35 @@ def _make_pruner(model: nn.Module, input_shape: tuple[int, ...], prune: Prune):
         importance = tp.importance.MagnitudeImportance(p=2)
     # tracing runs a forward: in eval mode it leaves BatchNorm statistics alone
     model.eval()
+    # attention loses whole heads (each head's q, k, v rows together), never a head's
+    # dimensions: `SelfAttention.heads` is then set from what is left (`_recount_heads`)
+    heads = {
+        proj: a.heads for a in _attentions(model) for proj in (a.q, a.k, a.v)
+    }  # fmt: skip
     return tp.pruner.BasePruner(
         model,
-        torch.zeros(1, *input_shape),  # (1, *input_shape)
+        example_batch(model, input_shape),
         importance=importance,
         pruning_ratio=prune.ratio,
         iterative_steps=prune.steps,
         round_to=prune.round_to,
         ignored_layers=[model.fc],
+        num_heads=heads,
+        prune_num_heads=bool(heads),
+        prune_head_dims=False,
+        head_pruning_ratio=prune.ratio if heads else 0.0,
     )
+
+
+def _attentions(model: nn.Module) -> list[SelfAttention]:
+    return [m for m in model.modules() if isinstance(m, SelfAttention)]
+
+
+def _recount_heads(model: nn.Module) -> None:
+    """torch-pruning removes heads' projections but cannot know the module's head count; an
+    attention left with the old count would split its rows wrong and silently score lower."""
+    for a in _attentions(model):
+        a.heads = a.q.out_features // a.head_dim
 
 
 def _accumulate_gradients(
@@ -121,6 +142,7 @@ def _run_steps(
         if prune.importance == "taylor":
             _accumulate_gradients(model, train, loss_fn, setup.batch_size, step_setup.seed)
         pruner.step()
+        _recount_heads(model)
         model.zero_grad(set_to_none=True)  # stale (pre-pruning) gradient shapes must not linger
         pruned_acc = loss_and_accuracy(model, val)[1]
         fit(

@@ -57,12 +57,15 @@ class Networks:
     peer: NewModel
 
 
-def networks(params: Params, shape: tuple[int, ...], classes: int) -> Networks:
+def networks(params: Params, train: Split) -> Networks:
+    shape, classes, vocab = train.input_shape, train.num_classes, train.vocab
+
     def new_student() -> nn.Module:
         seed_everything(params.seed, params.threads, params.reproducible)
-        return build_model(params.student, shape, classes)
+        return build_model(params.student, shape, classes, "student", vocab)
 
-    return Networks(new_student, partial(build_model, params.teacher, shape, classes, "teacher"))
+    peer = partial(build_model, params.teacher, shape, classes, "teacher", vocab)
+    return Networks(new_student, peer)
 
 
 def offline_teacher(params: Params, path: Path, train: Split) -> nn.Module | None:
@@ -70,12 +73,12 @@ def offline_teacher(params: Params, path: Path, train: Split) -> nn.Module | Non
     read it), after the size check: `SizeError` (exit 2) before anything trains when the
     student is not smaller than the teacher (an imported teacher's size is known once loaded)."""
     shape, classes = train.input_shape, train.num_classes
-    check_sizes(params, shape, classes)
+    check_sizes(params, shape, classes, vocab=train.vocab)
     if params.distill.mode != "offline":
         return None
     teacher = load_teacher(path)
     if isinstance(teacher, OnnxTeacher):
-        check_sizes(params, shape, classes, teacher.param_count)
+        check_sizes(params, shape, classes, teacher.param_count, train.vocab)
     return teacher
 
 

@@ -153,15 +153,17 @@ class Paths(Section):
 
 class Data(Section):
     """Checked together: `val_fraction + test_fraction` below 0.9; `path` for every source
-    but digits; `target` for `table` only, and required there; `layout` auto or image for
-    digits and image folders, auto or tabular for tables; and, when params load, the shape of
-    an npz's `x` against `layout`."""
+    but digits; `target` for `table` and `text` only, and required for a table; `tokenizer`
+    for `text` only; `layout` auto or image for digits and image folders, auto or tabular for
+    tables, auto for text; and, when params load, the shape of an npz's `x` against `layout`."""
 
-    source: Literal["digits", "npz", "image-folder", "table"] = Field(
+    source: Literal["digits", "npz", "image-folder", "table", "text"] = Field(
         default="digits",
         description="Where the samples come from: scikit-learn's bundled 8x8 `digits` (nothing "
         "downloaded), an `npz` file (`x`, `y`, optional `class_names`), an `image-folder` "
-        "(`root/<class>/*.png|jpg|jpeg`) or a CSV / Parquet `table`.",
+        "(`root/<class>/*.png|jpg|jpeg`), a CSV / Parquet `table`, or `text`: a CSV / Parquet "
+        "file with a `data.text` column and a `data.target` column, or a folder "
+        "`root/<class>/*.txt` (docs/data.md).",
     )
     path: str | None = Field(
         default=None,
@@ -170,8 +172,27 @@ class Data(Section):
     )
     target: str | None = Field(
         default=None,
-        description="`table` only (and required there): the label column; every other column is a "
-        "numeric feature.",
+        description="The label column of a `table` (required; every other column is a numeric "
+        "feature) or of a `text` file (required there; null for a text folder).",
+    )
+    text: str = Field(
+        default="text",
+        description="`text` files: the column that holds the texts.",
+    )
+    vocab_size: Annotated[int, Field(ge=100, le=262_144)] = Field(
+        default=8000,
+        description="`text`: at most this many tokens in the WordPiece vocabulary prepare makes "
+        "from the train split (specials and every character included).",
+    )
+    max_len: Annotated[int, Field(ge=4, le=4096)] = Field(
+        default=64,
+        description="`text`: token ids per text, [CLS] and [SEP] included; longer texts are cut "
+        "(the data report counts them), shorter ones padded.",
+    )
+    tokenizer: str | None = Field(
+        default=None,
+        description="`text`: a `tokenizer.json` of your own (a `tokenizers` file with a [PAD] "
+        "token) used instead of the one prepare trains from the train split; null trains one.",
     )
     val_fraction: Fraction = Field(
         default=0.15,
@@ -220,10 +241,20 @@ class Data(Section):
             problems.append(
                 f"data.target: the table's label column, for source 'table' (got {self.target!r})"
             )
-        if self.source != "table" and self.target is not None:
+        if self.source not in ("table", "text") and self.target is not None:
             problems.append(
-                f"data.target: only for source 'table'; leave it null for source {self.source!r} "
-                f"(got {self.target!r})"
+                f"data.target: only for sources 'table' and 'text'; leave it null for source "
+                f"{self.source!r} (got {self.target!r})"
+            )
+        if self.source != "text" and self.tokenizer is not None:
+            problems.append(
+                f"data.tokenizer: only for source 'text'; leave it null for source "
+                f"{self.source!r} (got {self.tokenizer!r})"
+            )
+        if self.source == "text" and (self.layout != "auto" or self.augment != "none"):
+            problems.append(
+                "data.layout: auto and data.augment: none for source 'text' (got "
+                f"{self.layout!r}, {self.augment!r})"
             )
         fixed = {"digits": "image", "image-folder": "image", "table": "tabular"}.get(self.source)
         if fixed and self.layout not in ("auto", fixed):

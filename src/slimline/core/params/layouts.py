@@ -28,7 +28,10 @@ def resolve_layout(layout: str, ndim: int) -> str:
 
 
 def input_layout(data: Data, base: Path) -> str | None:
-    """How the source's x is read (tabular, signal, image), or None when unreadable here."""
+    """How the source's x is read (tabular, signal, image; token ids for `text`), or None when
+    unreadable here."""
+    if data.source == "text":
+        return "text"
     ndim = input_ndim(data, base)
     return None if ndim is None else resolve_layout(data.layout, ndim)
 

@@ -14,6 +14,7 @@ from slimline.core.atomic import atomic_path
 from slimline.core.errors import InputError
 from slimline.core.params.inputs import Data
 from slimline.core.params.layouts import input_layout, layout_problem, npz_x_shape, resolve
+from slimline.core.params.models import TEXT_ARCHS
 from slimline.core.params.overrides import apply_override
 from slimline.core.params.schema import Params
 
@@ -107,7 +108,8 @@ def _suggest(loc: tuple) -> str:
 
 def _data_shape_problems(raw: dict, base: Path) -> list[str]:
     """x must have a shape `data.layout` reads (LAYOUT_SHAPES); conv families need signals or
-    images: tabular (N, F) data can only feed an mlp.
+    images: tabular (N, F) data can only feed an mlp; text feeds the text families alone, and
+    they nothing else.
 
     Takes the params as a dict, so that it also runs when other fields are invalid."""
     try:
@@ -123,12 +125,27 @@ def _data_shape_problems(raw: dict, base: Path) -> list[str]:
             f"data.augment: none for {layout} data (crops and flips are for images; "
             f"got {data.augment!r})"
         ]
-    if layout != "tabular":
-        return []
     sections = {role: raw.get(role) for role in ("teacher", "student")}
     archs = {role: s.get("arch") if isinstance(s, dict) else None for role, s in sections.items()}
-    return [
-        f"{role}.arch: mlp for tabular (N, F) data in {data.path} (got {arch!r})"
+    if isinstance(sections["teacher"], dict) and sections["teacher"].get("source") == "onnx":
+        del archs["teacher"]  # an imported teacher's arch is not used
+    # a missing or unknown arch is reported on its own
+    if layout == "text":
+        return [
+            f"{role}.arch: {', '.join(TEXT_ARCHS)} for text (token ids) data (got {arch!r})"
+            for role, arch in archs.items()
+            if arch in ("mlp", "cnn", "resnet")
+        ]
+    wrong = [
+        f"{role}.arch: {arch!r} reads token ids; it needs data.source: text (got "
+        f"data.source {data.source!r})"
         for role, arch in archs.items()
-        if arch in ("cnn", "resnet")  # a missing or unknown arch is reported on its own
+        if arch in TEXT_ARCHS
     ]
+    if layout == "tabular":
+        wrong += [
+            f"{role}.arch: mlp for tabular (N, F) data in {data.path} (got {arch!r})"
+            for role, arch in archs.items()
+            if arch in ("cnn", "resnet")
+        ]
+    return wrong

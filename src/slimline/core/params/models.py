@@ -12,31 +12,39 @@ from slimline.core.params.section import Probability, Section
 # its own scale, so that switching `arch` alone (mlp for tables) still gives a real teacher and
 # a student of at most a tenth of it. resnet / cnn are the digits run's sizes (1,086,370 and
 # 94,186 parameters); an mlp teacher is 512 x 3 (~0.5M + 512 per feature), its student 32 x 2.
+# Text families (width: embedding size; depth: blocks, conv kernels) are dominated by their
+# embedding table (vocab x width), so the student's width is what keeps it under a tenth.
 MODEL_SIZES: dict[str, dict[str, tuple[int, int]]] = {
-    "teacher": {"mlp": (512, 3), "cnn": (128, 3), "resnet": (40, 2)},
-    "student": {"mlp": (32, 2), "cnn": (32, 3), "resnet": (16, 1)},
-}
+    "teacher": {"mlp": (512, 3), "cnn": (128, 3), "resnet": (40, 2),
+                "transformer": (128, 2), "textcnn": (128, 3), "boe": (128, 1)},
+    "student": {"mlp": (32, 2), "cnn": (32, 3), "resnet": (16, 1),
+                "transformer": (16, 1), "textcnn": (12, 2), "boe": (12, 1)},
+}  # fmt: skip
+TEXT_ARCHS = ("transformer", "textcnn", "boe")
 
 
 class ModelSpec(Section):
     """One network and how it is trained, for the teacher and the student alike. Tabular
     (N, F) data needs `arch: mlp`."""
 
-    arch: Literal["mlp", "cnn", "resnet"] = Field(
+    arch: Literal["mlp", "cnn", "resnet", "transformer", "textcnn", "boe"] = Field(
         description="Model family: `mlp` (tabular data needs it), `cnn` or `resnet` (2-D for "
-        "images, 1-D for signals).",
+        "images, 1-D for signals); for text, `transformer` (pre-norm, [CLS] pooling), `textcnn` "
+        "or `boe` (a bag of embeddings).",
     )
     # a null width / depth is filled in by `Params` from MODEL_SIZES
     width: Annotated[int, Field(ge=2, le=1024)] | None = Field(
         default=None,
         description="mlp: hidden units; cnn: channels of the first conv (doubled per layer); "
-        "resnet: channels of the first stage (doubled per stage). null: the family's default for "
-        "the role.",
+        "resnet: channels of the first stage (doubled per stage); text families: the embedding "
+        "size (transformer: 4 heads from 64 on, else 2; FFN 4x; textcnn: channels per kernel; "
+        "boe: hidden units). null: the family's default for the role.",
     )
     depth: Annotated[int, Field(ge=1, le=8)] | None = Field(
         default=None,
         description="mlp: hidden layers; cnn: conv layers; resnet: residual blocks per stage (3 "
-        "stages). null: the family's default for the role.",
+        "stages); transformer: blocks; textcnn: kernel sizes (3, 4, 5, ...); boe: 1. null: the "
+        "family's default for the role.",
     )
     epochs: Annotated[int, Field(ge=1, le=1000)] = Field(
         description="Training epochs; the best epoch by validation accuracy is kept.",
@@ -51,6 +59,12 @@ class ModelSpec(Section):
         default=1e-4,
         description="AdamW weight decay (not applied to biases and norm layers).",
     )
+
+    @model_validator(mode="after")
+    def _boe_depth(self) -> ModelSpec:
+        if self.arch == "boe" and self.depth not in (None, 1):
+            raise ValueError(f"depth: 1 or null for arch boe (got {self.depth})")
+        return self
 
     def size(self, role: str) -> tuple[int, int]:
         """(width, depth), a null one being the family's default for `role` (teacher or
@@ -88,9 +102,10 @@ class TeacherSpec(ModelSpec):
         description="`source: onnx`: what the ONNX teacher reads, slimline's `prepared` "
         "(standardized) samples or the `raw` values.",
     )
-    arch: Literal["mlp", "cnn", "resnet"] = Field(
+    arch: Literal["mlp", "cnn", "resnet", "transformer", "textcnn", "boe"] = Field(
         default="resnet",
-        description="The teacher's family (`source: train`): `mlp`, `cnn` or `resnet`.",
+        description="The teacher's family (`source: train`): `mlp`, `cnn` or `resnet`; for text "
+        "`transformer`, `textcnn` or `boe`.",
     )
     epochs: Annotated[int, Field(ge=1, le=1000)] = Field(
         default=15,

@@ -15,10 +15,12 @@ class Quantize(Section):
     `bits: 4` needs `student.arch: mlp`; `qat: always` needs `mode: static` and `bits: 8`
     (the quantize stage stops with exit 2 otherwise)."""
 
-    mode: Literal["static", "dynamic"] = Field(
-        default="static",
-        description="`static`: onnxruntime QDQ with calibrated activation ranges; `dynamic`: "
-        "activations quantized at run time, no calibration.",
+    mode: Literal["auto", "static", "dynamic"] = Field(
+        default="auto",
+        description="`static`: onnxruntime QDQ with calibrated activation ranges (for a text "
+        "model only its MatMul, Gemm and embedding Gather); `dynamic`: weights INT8, "
+        "activations quantized at run time, no calibration; `auto`: dynamic for text (smaller "
+        "and faster there, docs/quantization.md), static for the rest.",
     )
     calibration_samples: Annotated[int, Field(ge=0, le=100_000)] = Field(
         default=256,
@@ -61,9 +63,15 @@ class Quantize(Section):
         "8-bit weights the model then needs wherever it runs).",
     )
 
+    def resolved(self, text: bool) -> Quantize:
+        """This section with `mode: auto` made dynamic for a `text` model, static otherwise."""
+        if self.mode != "auto":
+            return self
+        return self.model_copy(update={"mode": "dynamic" if text else "static"})
+
     @model_validator(mode="after")
     def _rules(self) -> Quantize:
-        if self.mode == "static" and self.calibration_samples < 1:
+        if self.mode != "dynamic" and self.calibration_samples < 1:
             raise ValueError(
                 "quantize.calibration_samples: static quantization needs calibration_samples "
                 f"> 0; or set mode: dynamic (got {self.calibration_samples})"

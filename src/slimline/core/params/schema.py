@@ -108,11 +108,13 @@ class Params(Section):
     @model_validator(mode="after")
     def _sizes(self) -> Params:
         # a null width / depth is the family's default for the role: resolved here, once, so
-        # that every reader (the stages, MLflow's params, settings.json) sees the numbers used
+        # that every reader (the stages, MLflow's params, settings.json) sees the numbers used;
         for role in MODEL_SIZES:
             spec = getattr(self, role)
             if spec.width is None or spec.depth is None:
                 object.__setattr__(self, role, spec.sized(role))
+        # and `quantize.mode: auto` by the data, likewise
+        object.__setattr__(self, "quantize", self.quantize.resolved(self.data.source == "text"))
         return self
 
     @model_validator(mode="after")

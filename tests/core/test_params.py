@@ -132,6 +132,30 @@ def test_paths_cannot_name_the_project_root_or_its_own_files(tmp_path):
     assert "not the project root or one of its files and source folders" in found[0]
 
 
+def test_text_takes_the_text_families_and_they_nothing_else(tmp_path):
+    text = ["data.source=text", "data.path=t.csv", "data.target=label"]
+    assert problems(tmp_path, text) == [
+        "teacher.arch: transformer, textcnn, boe for text (token ids) data (got 'resnet')",
+        "student.arch: transformer, textcnn, boe for text (token ids) data (got 'cnn')",
+    ]
+    assert problems(tmp_path, ["student.arch=boe"]) == [
+        "student.arch: 'boe' reads token ids; it needs data.source: text (got data.source 'digits')"
+    ]
+    assert problems(tmp_path, [*text, "teacher.arch=boe", "student.arch=boe", "data.layout=image"])
+    assert problems(tmp_path, ["data.tokenizer=t.json"])[0].startswith("data.tokenizer: only for")
+
+
+def test_quantize_mode_auto_is_dynamic_for_text_and_static_otherwise(tmp_path):
+    path = make_params(tmp_path / "p.yaml")
+    assert load_params(path).quantize.mode == "static"
+    text = ["data.source=text", "data.path=t.csv", "data.target=label", "teacher.arch=transformer",
+            "student.arch=boe"]  # fmt: skip
+    params = load_params(path, text)
+    assert params.quantize.mode == "dynamic"
+    assert (params.student.width, params.student.depth) == (12, 1)  # sized for the family
+    assert load_params(path, [*text, "quantize.mode=static"]).quantize.mode == "static"
+
+
 def test_data_shape_rule_is_reported_with_other_problems(tmp_path):
     np.savez(tmp_path / "tab.npz", x=np.zeros((30, 5), np.float32), y=np.arange(30) % 3)
     found = problems(tmp_path, ["data.source=npz", "data.path=tab.npz", "teacher.lr=-1"])

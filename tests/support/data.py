@@ -112,3 +112,41 @@ def bad_npz(path: Path, kind: str) -> None:
     elif kind == "inf":
         x[7, 0, 1, 1] = np.inf
         np.savez(path, x=x, y=y)
+
+
+TEXT_TOPICS = {
+    "sport": ["match", "goal", "team", "coach", "league", "score", "player", "stadium"],
+    "food": ["recipe", "bread", "cheese", "soup", "oven", "spicy", "dinner", "kitchen"],
+    "travel": ["train", "flight", "hotel", "beach", "ticket", "island", "passport", "map"],
+}
+TEXT_FILLER = ["the", "a", "we", "really", "today", "with", "about", "new", "old", "some",
+               "good", "after", "before", "my", "their", "was", "is", "and", "very"]  # fmt: skip
+
+
+def make_texts(n: int, seed: int = 0, topics: dict[str, list[str]] = TEXT_TOPICS):
+    """(texts, labels): n distinct short sentences, each naming two or three words of its
+    topic among filler words, so a bag of words learns it; labels are the topic names."""
+    rng = np.random.default_rng(seed)
+    names = sorted(topics)
+    texts: list[str] = []
+    labels: list[str] = []
+    seen: set[str] = set()
+    while len(texts) < n:
+        label = names[len(texts) % len(names)]
+        words = list(rng.choice(TEXT_FILLER, rng.integers(4, 9)))
+        words += list(rng.choice(topics[label], rng.integers(2, 4), replace=False))
+        text = " ".join(rng.permutation(words)).capitalize() + "."
+        if text.lower() not in seen:
+            seen.add(text.lower())
+            texts.append(text)
+            labels.append(label)
+    return texts, labels
+
+
+def write_texts(path: Path, texts: list[str], labels: list[str]) -> Path:
+    """A CSV with columns `text` and `label`."""
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+    return path

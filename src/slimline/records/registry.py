@@ -220,15 +220,17 @@ def _register(client, root: Path, params: Params, run_id: str, figures: dict) ->
     from mlflow.models import infer_signature
 
     from slimline.compression.data.store import load_split
-    from slimline.compression.runtime.onnx_io import load, session
+    from slimline.compression.runtime.onnx_io import feeds, load, session
 
     path = root / params.paths.dist / "model.onnx"
     example = load_split(root / params.paths.prepared, "test", lazy=True).x[:2]
     # checked before it is loaded (onnx.checker; external data must stay inside dist/): a
     # corrupt or tampered file fails with OnnxError naming it, before anything is registered
-    signature = infer_signature(
-        example, {"logits": session(path).run(["logits"], {"input": example})[0]}
-    )
+    sess = session(path)
+    fed = feeds(sess)(example)  # one float input, or a text model's ids and mask
+    logits = {"logits": sess.run(["logits"], fed)[0]}
+    # a single input stays an unnamed tensor, as MLflow's ONNX flavor feeds it
+    signature = infer_signature(next(iter(fed.values())) if len(fed) == 1 else fed, logits)
     model = load(path)
     run_tags = client.get_run(run_id).data.tags
     export, _ = read_stage(root, params, "export")

@@ -43,6 +43,8 @@ def test_text_is_compressed_tracked_gated_promoted_and_answers_raw_text(tmp_path
     assert (project / "dist/tokenizer.json").read_bytes() == (
         project / "data/prepared/tokenizer.json"
     ).read_bytes()
+    card = (project / "dist/model_card.md").read_text()
+    assert "A 3-class text classifier" in card and "`tokenizer.json` beside the model" in card
     listed = slimline(project, "models", "--json")
     assert listed.returncode == 0, listed.stderr
     versions = json.loads(listed.stdout)["versions"]

@@ -14,7 +14,7 @@ from slimline.core.atomic import read_json
 from slimline.core.params.schema import Params
 
 # the model card's words for each layout (Split.layout)
-KINDS = {"tabular": "tabular-feature", "signal": "signal", "image": "image"}
+KINDS = {"tabular": "tabular-feature", "signal": "signal", "image": "image", "text": "text"}
 SHAPES = {"tabular": "(F,)", "signal": "(C, L)", "image": "(C, H, W)"}
 
 
@@ -89,10 +89,35 @@ def _final_phrase(quant: dict, choice: Choice) -> str:
             f"block sizes {quant.get('block_sizes')}, activations float; nodes kept in FP32: "
             f"{kept})"
         )
+    how = (
+        "weights INT8, activations quantized at run time"
+        if quant["mode"] == "dynamic"
+        else f"{quant.get('calibration_method')} calibration on "
+        f"{quant.get('calibration_samples')} samples"
+    )
     return (
-        f"quantized to INT8 with onnxruntime ({quant['mode']}, "
-        f"{quant.get('calibration_method')} calibration on {quant.get('calibration_samples')} "
-        f"samples; nodes kept in FP32: {kept}){_target_phrase(quant)}"
+        f"quantized to INT8 with onnxruntime ({quant['mode']}, {how}; nodes kept in FP32: "
+        f"{kept}){_target_phrase(quant)}"
+    )
+
+
+def _input_lines(test: Split, num_classes: int) -> str:
+    """The card's lines on what the model takes and how raw inputs become it."""
+    if test.vocab is not None:
+        return (
+            f"- Inputs `input_ids` and `attention_mask`: int64 `(batch, tokens)`, up to "
+            f"{test.input_shape[0]} tokens; output `logits` `(batch, {num_classes})`.\n"
+            f"- Preprocessing: `tokenizer.json` beside the model (WordPiece, {test.vocab.size:,} "
+            f"tokens, `[CLS] text [SEP]`, cut at {test.input_shape[0]}); the mask is 1 for a "
+            f"token and 0 for padding (pad id {test.vocab.pad_id}, in the ONNX metadata)."
+        )
+    per = "per-feature" if test.layout == "tabular" else "per-channel"
+    return (
+        f"- Input `input`: float32 `(batch, {', '.join(map(str, test.input_shape))})`, layout\n"
+        f"  `{test.layout}` {SHAPES.get(test.layout, '')}; output `logits` "
+        f"`(batch, {num_classes})`.\n"
+        f"- Preprocessing: `(raw / scale - mean) / std` with scale {test.scale:g} and the\n"
+        f"  {per} mean and std in the ONNX metadata (`normalization`)."
     )
 
 
@@ -224,11 +249,7 @@ A {len(test.class_names)}-class {KINDS.get(test.layout, "input")} classifier: a
 {params.prune.ratio}, {params.prune.importance} importance, {params.prune.steps} steps) and
 {_final_phrase(quant, choice)}.
 
-- Input `input`: float32 `(batch, {", ".join(map(str, test.input_shape))})`, layout
-  `{test.layout}` {SHAPES.get(test.layout, "")}; output `logits` `(batch, {len(test.class_names)})`.
-- Preprocessing: `(raw / scale - mean) / std` with scale {test.scale:g} and the
-  {"per-feature" if test.layout == "tabular" else "per-channel"} mean and std in the ONNX
-  metadata (`normalization`).
+{_input_lines(test, len(test.class_names))}
 - Classes: {", ".join(test.class_names)}.
 - Trained {_training_phrase(student)}.
 - Student kept: {_kept_phrase(student)}.

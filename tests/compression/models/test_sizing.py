@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from slimline.compression.data.dataset import Vocab
 from slimline.compression.models.families import build_model, count_params, model_config
 from slimline.compression.models.sizing import (
     SizeError,
@@ -147,3 +148,17 @@ def test_slimline_run_refuses_a_big_student_before_any_stage(tmp_path):
     for role in ("teacher", "student"):
         assert f"{spec_params(getattr(params, role), DIGITS, 10, role):,}" in errors[0]
     assert yaml.safe_load((project / "params.yaml").read_text())["student"]["width"] == 64
+
+
+@pytest.mark.parametrize("arch", ["transformer", "textcnn", "boe"])
+def test_text_families_count_their_embeddings_and_the_defaults_stay_under_a_tenth(arch):
+    vocab = Vocab(8000, 0)  # the default data.vocab_size
+    teacher = spec_params(spec(arch), (64,), 6, "teacher", vocab)
+    student = spec_params(spec(arch), (64,), 6, "student", vocab)
+    assert student * 10 <= teacher
+    for role in ("teacher", "student"):
+        model = build_model(spec(arch), (64,), 6, role, vocab)
+        assert spec_params(spec(arch), (64,), 6, role, vocab) == count_params(model)
+        assert model.embed.weight.shape[0] == 8000
+    with pytest.raises(InputError, match="for text \\(token ids\\) data, and only for it"):
+        build_model(spec(arch), (64,), 6, "student")  # no vocabulary: not text data

@@ -20,6 +20,7 @@ from torch import nn
 from slimline.compression.data.dataset import Vocab
 from slimline.compression.models.sizing import layer_config
 from slimline.compression.models.text_families import TEXT_CLASSES
+from slimline.compression.runtime.onnx_io import is_text
 from slimline.core.errors import InputError
 from slimline.core.params.models import TEXT_ARCHS, ModelSpec
 
@@ -222,8 +223,7 @@ def build_from_config(config: dict[str, Any]) -> nn.Module:
 def example_batch(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
     """A batch of one zero sample as `model` takes it: token ids (int64; all padding) for a
     text family, floats for the rest. What tracing (MACs, pruning's graph) runs the model on."""
-    text = type(model) in TEXT_CLASSES.values()
-    return torch.zeros(1, *input_shape, dtype=torch.long if text else torch.float32)
+    return torch.zeros(1, *input_shape, dtype=torch.long if is_text(model) else torch.float32)
 
 
 def count_params(model: nn.Module) -> int:

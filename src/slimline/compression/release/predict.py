@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +61,19 @@ class Preprocessing:
     def layout(self) -> str:
         """tabular (F,), signal (C, L) or image (C, H, W), read from the input shape."""
         return layout_of(self.input_shape)
+
+    def labels(self, file: Path, frame: Any) -> np.ndarray:
+        """The class index of each row's value in the table's target column (features or
+        texts alike); values that are not the model's classes are refused, naming them."""
+        index = {name: k for k, name in enumerate(self.class_names)}
+        values = [str(v) for v in frame[self.target].tolist()]
+        unknown = sorted({v for v in values if v not in index})
+        if unknown:
+            raise InputError(
+                f"{file}: target column {self.target!r} holds values that are not the model's "
+                f"classes: {unknown[:5]} (classes: {self.class_names})"
+            )
+        return np.asarray([index[v] for v in values], np.int64)
 
     def standardize(self, x: np.ndarray) -> np.ndarray:
         """x (N, *input_shape) already in [0, 1] (raw / scale) -> the model's input: per
@@ -137,15 +151,7 @@ def _table(file: Path, pre: Preprocessing) -> tuple[np.ndarray, np.ndarray | Non
     x = pre.standardize(x / np.float32(pre.scale))
     if not has_target:
         return x, None
-    index = {name: k for k, name in enumerate(pre.class_names)}
-    labels = [str(v) for v in frame[target].tolist()]
-    unknown = sorted({v for v in labels if v not in index})
-    if unknown:
-        raise InputError(
-            f"{file}: target column {target!r} holds values that are not the model's classes: "
-            f"{unknown[:5]} (classes: {pre.class_names})"
-        )
-    return x, np.asarray([index[v] for v in labels], np.int64)
+    return x, pre.labels(file, frame)
 
 
 def _image(file: Path, input_shape: tuple[int, ...]) -> np.ndarray:

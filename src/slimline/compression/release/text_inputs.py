@@ -54,12 +54,4 @@ def _read(file: Path, pre: Preprocessing) -> tuple[list[str], np.ndarray | None]
     texts = ["" if v is None or v != v else str(v) for v in frame[column].tolist()]
     if pre.target is None or pre.target not in frame.columns:
         return texts, None
-    index = {name: k for k, name in enumerate(pre.class_names)}
-    values = [str(v) for v in frame[pre.target].tolist()]
-    unknown = sorted({v for v in values if v not in index})
-    if unknown:
-        raise InputError(
-            f"{file}: target column {pre.target!r} holds values that are not the model's "
-            f"classes: {unknown[:5]} (classes: {pre.class_names})"
-        )
-    return texts, np.asarray([index[v] for v in values], np.int64)
+    return texts, pre.labels(file, frame)

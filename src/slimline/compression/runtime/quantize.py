@@ -305,6 +305,7 @@ class _Builder:
         self.method = getattr(CalibrationMethod, METHODS[q.calibration_method])
         with _step("pre-processing"):
             quant_pre_process(str(fp32_path), str(self.pre))
+        self.feed = file_feeds(self.pre)  # how every round's calibration reader feeds it
         self.cache = None
         if q.mode == "static":  # calibrated once: every round reuses the ranges
             options = CALIBRATOR_OPTIONS.get(q.calibration_method, {})
@@ -331,7 +332,7 @@ class _Builder:
             common["op_types_to_quantize"] = list(TEXT_STATIC_OPS)
         with _step(f"{self.q.mode} quantization"):
             if self.q.mode == "static":
-                reader = batch_reader(self.calib_x, file_feeds(self.pre))
+                reader = batch_reader(self.calib_x, self.feed)
                 quantize_static(
                     str(self.pre), str(raw), reader, QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8,

@@ -46,8 +46,7 @@ def main(params: Params, root: Path) -> str:
             shutil.copyfile(tokenizer_path(params, root), tmps[4])
         teacher_size = (root / paths.teacher_onnx).stat().st_size
         # the drop against the teacher is judged on the same test rows: its ONNX file's
-        teacher_out = teacher_logits(root / paths.teacher_onnx, teacher, test.x, test.mean,
-                                     test.std, test.scale)  # fmt: skip
+        teacher_out = teacher_logits(root / paths.teacher_onnx, teacher, test)
         choice, shipped = choose(sources, Path(tmp), metadata, test, params,
                                  teacher_out=teacher_out,
                                  teacher_size_bytes=teacher_size)  # fmt: skip

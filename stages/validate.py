@@ -30,8 +30,8 @@ def main(params: Params, root: Path) -> str:
     final = root / paths.dist / "model.onnx"
     logits = run_logits(session(final), test.x)
     fp32_logits = run_logits(session(root / paths.pruned_onnx), test.x)
-    teacher = teacher_logits(root / paths.teacher_onnx, read_json(root / paths.teacher_metrics),
-                             test.x, test.mean, test.std, test.scale)  # fmt: skip
+    teacher_metrics = read_json(root / paths.teacher_metrics)
+    teacher = teacher_logits(root / paths.teacher_onnx, teacher_metrics, test)
     evidence = Evidence.of(predictions(logits), predictions(teacher), predictions(fp32_logits),
                            test.y)  # fmt: skip
     gates = model_gates(

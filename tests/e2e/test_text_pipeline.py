@@ -1,7 +1,8 @@
 """Text through the real chain with `slimline run`: a CSV of sentences (written here) is
 tokenized, a transformer teacher distils a bag-of-embeddings student, which is pruned,
 quantized (dynamic INT8 by default for text), exported with its tokenizer, gated, registered
-in MLflow as champion; then `slimline predict` answers raw text with the bundled tokenizer."""
+in MLflow as champion; then `slimline predict` answers raw text with the bundled tokenizer.
+A BERT-shaped ONNX teacher with its own tokenizer.json teaches the same way."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from tests.support.cli import slimline
 from tests.support.data import make_texts, write_texts
 from tests.support.project import make_project
+from tests.support.text import bert_like_teacher
 
 pytestmark = pytest.mark.slow
 
@@ -59,3 +61,30 @@ def test_text_is_compressed_tracked_gated_promoted_and_answers_raw_text(tmp_path
     said = slimline(project, "predict", "dist/model.onnx", "data/raw/texts.csv", "--json")
     assert said.returncode == 0, said.stderr
     assert json.loads(said.stdout)["accuracy"] >= 0.85
+
+
+def test_an_onnx_text_teacher_with_its_own_tokenizer_teaches_through_the_chain(tmp_path):
+    project = make_project(tmp_path / "project", **TEXT | {
+        "teacher": {"source": "onnx", "path": "data/pretrained/teacher.onnx",
+                    "tokenizer": "data/pretrained/tokenizer.json"},
+        "student": TEXT["student"] | {"width": 4},
+    })  # fmt: skip
+    texts, labels = make_texts(480)
+    write_texts(project / "data/raw/texts.csv", texts, labels)
+    bert_like_teacher(project / "data/pretrained", texts[:300], labels[:300], dim=64, max_len=24)
+    done = slimline(project, "run", timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    teacher = json.loads((project / "metrics/teacher.json").read_text())
+    assert teacher["source"] == "onnx" and teacher["accuracy"] >= 0.9
+    assert teacher["interface"]["mask_name"] == "attention_mask"
+    assert teacher["interface"]["type_ids_name"] == "token_type_ids"
+    student = json.loads((project / "metrics/student.json").read_text())
+    assert student["teacher_accuracy"] == teacher["accuracy"]  # it read its own ids
+    gates = json.loads((project / "reports/gates.json").read_text())
+    assert gates["passed"], gates
+    bench = json.loads((project / "reports/benchmark.json").read_text())
+    rows = {v["name"]: v for v in bench["variants"]}
+    assert rows["teacher_fp32"]["accuracy"] == teacher["accuracy"]
+    assert all("latency_ms_b1_p50_16tok" in v for v in rows.values())
+    listed = json.loads(slimline(project, "models", "--json").stdout)["versions"]
+    assert len(listed) == 1 and "champion" in listed[0]["aliases"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from slimline.compression.data.store import load_split
-from slimline.compression.data.tokenizer import load_tokenizer
+from slimline.compression.data.tokenizer import load_tokenizer, save_tokenizer, train_wordpiece
 from tests.support.data import make_texts, write_texts
 from tests.support.params import write_params
 from tests.support.processes import run_stage
@@ -104,3 +104,26 @@ def test_a_missing_text_column_is_named(tmp_path):
     done = run_stage("prepare", text_project(tmp_path, texts, labels, text="body"))
     assert done.returncode == 2
     assert "no data.text column 'body'" in done.stderr
+
+
+def test_an_imported_teachers_own_ids_are_stored_beside_the_students(tmp_path):
+    texts, labels = make_texts(300)
+    write_texts(tmp_path / "data/texts.csv", texts, labels)
+    teacher_tok = train_wordpiece(texts[:50], 120)  # another vocabulary than the student's
+    save_tokenizer(teacher_tok, tmp_path / "teacher_tokenizer.json")
+    teacher = {"source": "onnx", "path": "t.onnx", "tokenizer": "teacher_tokenizer.json"}
+    params = write_params(tmp_path / "params.yaml", data=TEXT, teacher=teacher,
+                          student=ARCHS["student"])  # fmt: skip
+    done = run_stage("prepare", params)
+    assert done.returncode == 0, done.stderr
+    test = load_split(tmp_path / "data/prepared", "test", lazy=True)
+    student_tok = load_tokenizer(tmp_path / "data/prepared/tokenizer.json", "tokenizer")
+    assert test.teacher_vocab == (teacher_tok.get_vocab_size(), 0)
+    assert test.vocab == (student_tok.get_vocab_size(), 0) != test.teacher_vocab
+    # the same texts, row for row: decoded from either, the words agree
+    own = np.asarray(test.for_teacher().x)
+    for row in (0, len(own) - 1):
+        theirs = teacher_tok.decode(own[row].tolist())
+        assert theirs == student_tok.decode(np.asarray(test.x[row]).tolist())
+    report = json.loads((tmp_path / "reports/data_validation.json").read_text())
+    assert report["teacher_tokenizer"]["vocab_size"] == teacher_tok.get_vocab_size()

@@ -44,7 +44,10 @@ def test_quantize_stage_refuses_bits_4_for_a_conv_student(tmp_path):
     result = run_stage("quantize", params)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    assert "quantize.bits: 4 needs student.arch mlp (got student.arch 'cnn')" in result.stderr
+    assert (
+        "quantize.bits: 4 needs student.arch mlp / transformer / boe (got student.arch 'cnn')"
+        in result.stderr
+    )
     assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
 
 

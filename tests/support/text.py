@@ -7,6 +7,8 @@ import functools
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 from tests.support.data import make_texts
 
@@ -56,3 +58,84 @@ def exported_transformer(folder: Path) -> Path:
     path = folder / "transformer.onnx"
     export_onnx(trained_transformer(), (MAX_LEN,), path)
     return path
+
+
+def bert_like_teacher(
+    folder: Path,
+    texts: list[str],
+    labels: list[str],
+    vocab_size: int = 130,
+    dim: int = 32,
+    max_len: int = MAX_LEN,
+):
+    """A pretrained text teacher as a user brings one from Hugging Face: an ONNX classifier
+    over int64 `input_ids`, `attention_mask` and `token_type_ids` (word, position and type
+    embeddings, a pooler), with its own `tokenizer.json` whose ids are not the student's
+    (a smaller vocabulary than `text_splits`'). Trained here on `texts`; returns the two
+    files' paths."""
+    from slimline.compression.data.tokenizer import encode, pad_id, save_tokenizer, train_wordpiece
+
+    tok = _reordered(train_wordpiece(texts, vocab_size))
+    ids, _ = encode(tok, texts, max_len)
+    names = sorted(set(labels))
+    y = torch.tensor([names.index(v) for v in labels])
+    torch.manual_seed(0)
+    model = BertLike(tok.get_vocab_size(), len(names), dim, max_len)
+    x = torch.from_numpy(ids.astype(np.int64))
+    mask = (x != pad_id(tok, "tokenizer")).long()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(40):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x, mask, torch.zeros_like(x)), y)
+        loss.backward()
+        opt.step()
+    model.eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx_path, tok_path = folder / "teacher.onnx", folder / "tokenizer.json"
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", min=2, max=max_len)
+    axes = {0: batch, 1: seq}
+    torch.onnx.export(
+        model, (x[:2], mask[:2], torch.zeros_like(x[:2])), str(onnx_path), dynamo=True,
+        external_data=False, input_names=["input_ids", "attention_mask", "token_type_ids"],
+        dynamic_shapes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes},
+    )  # fmt: skip
+    save_tokenizer(tok, tok_path)
+    return onnx_path, tok_path
+
+
+def _reordered(tok):
+    """The same tokenizer with its learned tokens' ids reversed (the special tokens keep
+    theirs): a vocabulary ordered otherwise than slimline's, as every outside one is."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    from slimline.compression.data.tokenizer import SPECIALS
+
+    spec = json.loads(tok.to_str())
+    tokens = sorted(spec["model"]["vocab"], key=spec["model"]["vocab"].get)
+    learned = [t for t in tokens if t not in SPECIALS][::-1]
+    spec["model"]["vocab"] = {t: i for i, t in enumerate([*SPECIALS, *learned])}
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+class BertLike(nn.Module):
+    """Hugging Face's three inputs; word, position and type embeddings, one feed-forward
+    block, mean pooling over the mask, a tanh pooler."""
+
+    def __init__(self, vocab: int, classes: int, dim: int = 32, max_len: int = MAX_LEN):
+        super().__init__()
+        self.word, self.segment = nn.Embedding(vocab, dim), nn.Embedding(2, dim)
+        self.position = nn.Embedding(max_len, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.pooler, self.classifier = nn.Linear(dim, dim), nn.Linear(dim, classes)
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        embedded = self.word(input_ids) + self.position(positions) + self.segment(token_type_ids)
+        h = self.norm(embedded)
+        h = h + self.ffn(h)
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return self.classifier(torch.tanh(self.pooler(pooled)))

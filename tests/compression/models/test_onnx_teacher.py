@@ -132,7 +132,7 @@ def test_a_scikit_learn_model_on_raw_flat_pixels_is_fed_raw_values(digits, tmp_p
     kept = tmp_path / "teacher.onnx"
     kept.write_bytes(onnx_bytes)
     metrics = {"source": "onnx", "interface": interface.as_dict()}
-    gated = teacher_logits(kept, metrics, test.x, *stats(test))
+    gated = teacher_logits(kept, metrics, test)
     np.testing.assert_allclose(gated, logits, atol=1e-5)
 
     # read as prepared values, the same model is a poor teacher: the mode matters
@@ -218,7 +218,9 @@ def test_unusable_teachers_are_refused_naming_the_file_and_what_was_expected(dig
     assert "[?, 32]" in message and "[batch, 1, 8, 8] or [batch, 64]" in message
 
     integers = save(identity_model(["n", 64], TensorProto.INT64), tmp_path / "int.onnx")
-    assert "float32 or float64" in refused(integers, train)
+    assert "token ids: a text teacher" in refused(integers, train)
+    halves = save(identity_model(["n", 64], TensorProto.FLOAT16), tmp_path / "half.onnx")
+    assert "float32 or float64" in refused(halves, train)
 
 
 def test_an_output_that_is_not_one_score_per_class_is_refused(digits, tmp_path):

@@ -127,3 +127,15 @@ def test_int4_final_row_is_named_with_its_bits_and_compared_with_int8(tmp_path):
     assert versus["speedup_b1"] == versus["throughput_ratio"] == 1.0
     tradeoff_plot(INT4_VARIANTS, tmp_path / "tradeoff.png")
     assert (tmp_path / "tradeoff.png").read_bytes()[:8] == PNG
+
+
+def test_a_text_model_is_also_timed_at_the_shorter_token_lengths_it_takes(tmp_path):
+    from tests.support.text import MAX_LEN, exported_transformer, text_splits
+
+    path = exported_transformer(tmp_path)
+    test = text_splits()[2]
+    result = measure_many({"text": path}, test.x[:1], test.x[:8], threads=1, warmup=2, runs=10,
+                          throughput_runs=3, token_lengths=(8, MAX_LEN, 2 * MAX_LEN))  # fmt: skip
+    # at MAX_LEN, the model's own length, it is latency_ms_b1_p50; longer is not a text it takes
+    assert set(result["text"]) == KEYS | {"latency_ms_b1_p50_8tok"}
+    assert result["text"]["latency_ms_b1_p50_8tok"] > 0

@@ -175,7 +175,7 @@ def test_params_refuse_bits_4_for_conv_students(tmp_path, arch):
         load_params(path, ["quantize.bits=4"])
     (problem,) = info.value.problems
     assert problem.startswith(
-        f"quantize.bits: 4 needs student.arch mlp (got student.arch '{arch}')"
+        f"quantize.bits: 4 needs student.arch mlp / transformer / boe (got student.arch '{arch}')"
     )
     assert "MatMulNBits" in problem and "no 4-bit Conv kernel" in problem
 

@@ -54,3 +54,24 @@ def test_static_text_quantizes_only_linear_layers_and_the_embedding(fp32, tmp_pa
         accuracy(run_logits(session(tmp_path / "int8.onnx"), test.x), test.y)
         == (report["int8_accuracy"])
     )
+
+
+def test_bits_4_packs_the_linear_layers_and_the_embedding_tables(fp32, tmp_path):
+    # a bound of 3 val samples: one or two flipped answers of 60 must not unpack a node here
+    report = _quantize(fp32, tmp_path / "int4.onnx", bits=4, max_accuracy_drop=0.05)
+    assert report["excluded_nodes"] == []
+    graph = onnx.load(str(tmp_path / "int4.onnx")).graph
+    ops = [n.op_type for n in graph.node]
+    assert "MatMulNBits" in ops and "GatherBlockQuantized" in ops  # weights and the tables
+    floats = [
+        i
+        for i in graph.initializer
+        if i.data_type == onnx.TensorProto.FLOAT
+        and len(i.dims) == 2
+        and i.dims[0] == text_splits()[0].vocab.size
+        and i.dims[1] > 1
+    ]  # fmt: skip (the tables' per-block scales stay float)
+    assert not floats, "the embedding table stayed FP32"
+    int8 = _quantize(fp32, tmp_path / "int8.onnx")
+    assert report["int8_size_bytes"] < int8["int8_size_bytes"] < report["fp32_size_bytes"]
+    assert report["int8_accuracy"] >= report["fp32_accuracy"] - 0.02

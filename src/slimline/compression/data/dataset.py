@@ -3,6 +3,7 @@ bad input raises."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -84,6 +85,18 @@ class Split:
     feature_names: tuple[str, ...] = ()  # table sources: the feature columns, in order
     target: str | None = None  # table sources: the label column
     vocab: Vocab | None = None  # text: the tokenizer's vocabulary size and pad id
+    # text with an imported ONNX teacher: each sample's ids from the teacher's own tokenizer
+    teacher_x: np.ndarray | None = None
+    teacher_vocab: Vocab | None = None
+
+    def for_teacher(self) -> Split:
+        """The split as the teacher reads it: the teacher's own token ids where prepare made
+        them (`teacher.tokenizer`), else this split."""
+        if self.teacher_x is None:
+            return self
+        return dataclasses.replace(
+            self, x=self.teacher_x, vocab=self.teacher_vocab, teacher_x=None, teacher_vocab=None
+        )
 
     @property
     def num_classes(self) -> int:

@@ -4,13 +4,16 @@ tokenizer (trained on the train split, or the user's) -> token ids -> validate -
 The splits hold `x` as (N, data.max_len) int32 token ids padded with the tokenizer's padding
 id (the attention mask is `x != pad`), with the vocabulary size and pad id beside them. The
 tokenizer is written with them as `<prepared>/tokenizer.json`, so that every later stage, and
-the bundle, tokenizes as training did.
+the bundle, tokenizes as training did. An imported ONNX teacher reads the same texts through
+its own tokenizer (`teacher.tokenizer`): those ids are stored beside as `teacher_x`, so the
+student's vocabulary need not be the teacher's (offline KD pairs logits per text, not per id).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +36,9 @@ from slimline.compression.data.tokenizer import (
 from slimline.core.atomic import atomic_paths
 from slimline.core.params.layouts import resolve
 from slimline.core.params.schema import Params
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 
 def tokenizer_path(params: Params, root: Path) -> Path:
@@ -62,11 +68,15 @@ def prepare_text(params: Params, root: Path) -> dict:
     else:
         tok = train_wordpiece((ds.texts[i] for i in index["train"]), data.vocab_size)
     vocab = Vocab(tok.get_vocab_size(), pad_id(tok, f"data.tokenizer: {data.tokenizer}"))
+    teacher = _teacher_tokenizer(params, root)
     keys = ds.keys
-    parts = {}
+    parts, teacher_ids = {}, {}
     for name, rows in index.items():
-        ids, cut = encode(tok, [ds.texts[i] for i in rows], data.max_len)
+        texts = [ds.texts[i] for i in rows]
+        ids, cut = encode(tok, texts, data.max_len)
         parts[name] = (ids, ds.y[rows], keys[rows], cut)
+        if teacher is not None:
+            teacher_ids[name] = (encode(teacher[0], texts, data.max_len)[0], teacher[1])
     # 4. validate (fail closed), then the labels must say something about the words
     num_classes = len(ds.class_names)
     special = len(tok.encode("").ids)  # what an empty text still holds ([CLS] [SEP])
@@ -84,11 +94,27 @@ def prepare_text(params: Params, root: Path) -> dict:
         "max_len": data.max_len,
         "texts_cut": {name: int(p[3].sum()) for name, p in parts.items()},
     }
+    if teacher is not None:
+        report["teacher_tokenizer"] = {
+            "source": params.teacher.tokenizer,
+            "vocab_size": teacher[1].size,
+            "pad_id": teacher[1].pad_id,
+        }
     targets = [*output_paths(params, root), tokenizer_path(params, root)]
     none = np.zeros(1, np.float32)  # token ids are not standardized: mean 0, std 1
     with atomic_paths(targets) as tmps:
         for tmp, name in zip(tmps, SPLITS, strict=False):
-            save_split(tmp, parts[name][0], parts[name][1], ds, none, none + 1, vocab)
+            save_split(tmp, parts[name][0], parts[name][1], ds, none, none + 1, vocab,
+                       teacher_ids.get(name))  # fmt: skip
         tmps[3].write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         save_tokenizer(tok, tmps[4])
     return report
+
+
+def _teacher_tokenizer(params: Params, root: Path) -> tuple[Tokenizer, Vocab] | None:
+    """An imported text teacher's own tokenizer and its vocabulary, if there is one."""
+    if params.teacher.source != "onnx" or not params.teacher.tokenizer:
+        return None
+    path = resolve(params.teacher.tokenizer, root)
+    tok = load_tokenizer(path, "teacher.tokenizer")
+    return tok, Vocab(tok.get_vocab_size(), pad_id(tok, f"teacher.tokenizer: {path}"))

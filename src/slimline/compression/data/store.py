@@ -26,6 +26,7 @@ def save_split(
     mean,
     std,
     vocab: Vocab | None = None,
+    teacher: tuple[np.ndarray, Vocab] | None = None,
 ) -> None:
     """Write one split as an .npz; the caller makes it atomic (see data.prepare).
 
@@ -49,6 +50,9 @@ def save_split(
         arrays["target"] = np.str_(ds.target or "")
     if vocab is not None:
         arrays["vocab"] = np.asarray(vocab, np.int64)
+    if teacher is not None:
+        arrays["teacher_x"] = _stored(teacher[0])
+        arrays["teacher_vocab"] = np.asarray(teacher[1], np.int64)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
         for name, value in arrays.items():
             array = value if isinstance(value, StandardRows) else np.asarray(value)
@@ -90,12 +94,24 @@ def load_split(prepared: str | Path, name: str, lazy: bool = False) -> Split:
                 scale=float(z["scale"]),
                 feature_names=tuple(str(c) for c in z.get("feature_names", [])),
                 target=str(z["target"]) if "target" in z.files else None,
-                vocab=Vocab(*map(int, z["vocab"])) if "vocab" in z.files else None,
+                vocab=_vocab(z, "vocab"),
+                teacher_x=_teacher_x(z, path, lazy),
+                teacher_vocab=_vocab(z, "teacher_vocab"),
             )
     except FileNotFoundError:
         raise DataError(f"{path}: prepared split not found; run the prepare stage first") from None
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as e:
         raise DataError(f"{path}: unreadable prepared split ({e}); rerun prepare") from None
+
+
+def _vocab(z: np.lib.npyio.NpzFile, key: str) -> Vocab | None:
+    return Vocab(*map(int, z[key])) if key in z.files else None
+
+
+def _teacher_x(z: np.lib.npyio.NpzFile, path: Path, lazy: bool) -> np.ndarray | None:
+    if "teacher_x" not in z.files:
+        return None
+    return StoredRows(path, "teacher_x") if lazy else z["teacher_x"]  # type: ignore[return-value]
 
 
 def load_splits(prepared: str | Path, lazy: bool = False) -> tuple[Split, Split, Split]:

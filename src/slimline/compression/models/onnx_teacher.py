@@ -7,6 +7,10 @@ output, the per-sample shape it takes (the data's, or the same values flattened)
 reads the prepared (standardized) values or the raw ones (`teacher.input`), whether it returns
 probabilities (turned into log-probabilities, which softmax maps back to the same distribution)
 and whether its batch axis is fixed (then it is fed padded batches of exactly that size).
+A text teacher (a BERT-like export) takes int64 `input_ids`, and may take `attention_mask`
+(made from the ids: `ids != pad`) and `token_type_ids` (fed zeros); it reads the ids of its own
+tokenizer (`teacher.tokenizer`, `Split.for_teacher`), and every id of that vocabulary must fit
+its embedding.
 
 Nothing here imports torch, so `slimline run` checks an ONNX teacher before Prefect starts
 without paying for it; `models.teacher` makes the file a torch module.
@@ -22,9 +26,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from slimline.compression.data.dataset import Split, Vocab
 from slimline.compression.runtime.onnx_io import OnnxError, run_logits, session
 
 FLOAT_TYPES = {1: "float32", 11: "float64"}  # onnx TensorProto element types we can feed
+INT_TYPES = {7: "int64", 6: "int32"}  # ... and for token ids
+# a text teacher's inputs besides the ids, by what their names hold (Hugging Face's names)
+MASK_NAMES, TYPE_NAMES = ("attention_mask", "mask"), ("token_type_ids", "segment")
 PROBABILITY_TOLERANCE = 1e-3  # rows within this of summing to 1 are probabilities
 LOG_FLOOR = 1e-7  # log(0) would be -inf: a probability of 0 becomes log(1e-7)
 
@@ -37,14 +45,21 @@ class TeacherError(OnnxError):
 class TeacherInterface:
     """How to call one ONNX teacher on prepared samples (all JSON-able)."""
 
-    input_name: str
-    input_dtype: str  # float32 | float64
+    input_name: str  # the samples, or a text teacher's token ids
+    input_dtype: str  # float32 | float64 | int64 | int32 (token ids)
     sample_shape: tuple[int, ...]  # what one sample is reshaped to (the data's, or flat)
     fixed_batch: int | None  # the batch size the file insists on; None: any
     output_name: str
     output: Literal["logits", "probabilities"]
     input_mode: Literal["prepared", "raw"]
     params: int  # elements of the file's initializers (its weights)
+    mask_name: str | None = None  # text: the attention mask input, if it has one
+    type_ids_name: str | None = None  # text: the token type (segment) input, fed zeros
+    pad_id: int | None = None  # text: the id that pads its tokenizer's sequences
+
+    @property
+    def text(self) -> bool:
+        return self.input_dtype in INT_TYPES.values()
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"sample_shape": list(self.sample_shape)}
@@ -79,30 +94,43 @@ class TeacherFeed:
     std: np.ndarray
     scale: float
 
-    def batches(self, x: np.ndarray, batch_size: int = 512) -> list[tuple[np.ndarray, int]]:
-        """(the file's input, rows of it that are real samples) for prepared x (N, ...)."""
+    def batches(
+        self, x: np.ndarray, batch_size: int = 512
+    ) -> list[tuple[dict[str, np.ndarray], int]]:
+        """(the file's inputs, rows of them that are real samples) for prepared x (N, ...)."""
         it = self.interface
-        if it.input_mode == "raw":  # undo prepare's `(raw / scale - mean) / std`
+        if it.input_mode == "raw" and not it.text:  # undo prepare's `(raw / scale - mean) / std`
             shape = (1, -1) + (1,) * (x.ndim - 2)
             x = (x * self.std.reshape(shape) + self.mean.reshape(shape)) * self.scale
-        x = np.ascontiguousarray(x.reshape(len(x), *it.sample_shape), dtype=it.input_dtype)
+        if not it.text:  # token ids stay (N, length): a shorter sequence is still text
+            x = x.reshape(len(x), *it.sample_shape)
+        x = np.ascontiguousarray(x, dtype=it.input_dtype)
         step = it.fixed_batch or batch_size
+        filler = it.pad_id or 0
         out = []
         for i in range(0, len(x), step):
             chunk = x[i : i + step]
             n = len(chunk)
             if it.fixed_batch and n < step:
-                pad = np.zeros((step - n, *chunk.shape[1:]), dtype=chunk.dtype)
+                pad = np.full((step - n, *chunk.shape[1:]), filler, dtype=chunk.dtype)
                 chunk = np.concatenate([chunk, pad])
-            out.append((chunk, n))
+            out.append((self._inputs(chunk), n))
         return out
+
+    def _inputs(self, chunk: np.ndarray) -> dict[str, np.ndarray]:
+        it = self.interface
+        feeds = {it.input_name: chunk}
+        if it.mask_name:
+            feeds[it.mask_name] = (chunk != it.pad_id).astype(chunk.dtype)
+        if it.type_ids_name:
+            feeds[it.type_ids_name] = np.zeros_like(chunk)
+        return feeds
 
     def logits(self, sess: Any, x: np.ndarray) -> np.ndarray:
         """Logits (N, K) of prepared x (N, ...) from the teacher's session."""
         it = self.interface
         outs = [
-            np.asarray(sess.run([it.output_name], {it.input_name: chunk})[0])[:n]
-            for chunk, n in self.batches(x)
+            np.asarray(sess.run([it.output_name], feeds)[0])[:n] for feeds, n in self.batches(x)
         ]
         raw = np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, 0), np.float32)
         return to_logits(raw) if it.output == "probabilities" else raw
@@ -116,18 +144,14 @@ def feed_logits(feed: TeacherFeed, sess: Any, x: np.ndarray) -> np.ndarray:
     return np.concatenate(parts) if parts else feed.logits(sess, x[:0])
 
 
-def teacher_logits(
-    path: Path,
-    metrics: dict[str, Any],
-    x: np.ndarray,
-    mean: np.ndarray,
-    std: np.ndarray,
-    scale: float,
-) -> np.ndarray:
-    """The teacher FP32 ONNX file's logits for prepared x (a split's, with its mean, std and
-    scale), called as `teacher_feed` says."""
-    feed = teacher_feed(metrics, mean, std, scale)
-    return run_logits(session(path), x) if feed is None else feed_logits(feed, session(path), x)
+def teacher_logits(path: Path, metrics: dict[str, Any], split: Split) -> np.ndarray:
+    """The teacher FP32 ONNX file's logits for a prepared split (as the teacher reads it:
+    `Split.for_teacher`), called as `teacher_feed` says."""
+    split = split.for_teacher()
+    feed = teacher_feed(metrics, split.mean, split.std, split.scale)
+    if feed is None:
+        return run_logits(session(path), split.x)
+    return feed_logits(feed, session(path), split.x)
 
 
 def teacher_feed(
@@ -161,29 +185,28 @@ def inspect_teacher(
     num_classes: int,
     input_mode: Literal["prepared", "raw"],
     stats: tuple[np.ndarray, np.ndarray, float],
+    vocab: Vocab | None = None,
 ) -> tuple[TeacherInterface, bytes]:
-    """Check `path` against prepared samples `probe` (n, ...) of `num_classes` classes; how
-    to call it and the model as one self-contained file (weights an exporter kept in external
-    data files inlined). `TeacherError` (exit 2) names the file and what was expected."""
-    import onnx
-
+    """Check `path` against prepared samples `probe` (n, ...) of `num_classes` classes (for
+    text: token ids of the teacher's tokenizer, whose `vocab` they are); how to call it and
+    the model as one self-contained file (weights an exporter kept in external data files
+    inlined). `TeacherError` (exit 2) names the file and what was expected."""
     proto = load_checked(path)
     graph = proto.graph
     initializers = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        names = ", ".join(repr(i.name) for i in inputs) or "none"
-        raise TeacherError(
-            f"{path}: a classifier with one input (a batch of samples) expected; it has "
-            f"{len(inputs)} ({names})"
-        )
-    (given,) = inputs
-    elem = given.type.tensor_type.elem_type
-    if not given.type.HasField("tensor_type") or elem not in FLOAT_TYPES:
-        kind = onnx.TensorProto.DataType.Name(elem) if given.type.HasField("tensor_type") else "?"
-        raise TeacherError(
-            f"{path}: input {given.name!r} must be a float32 or float64 tensor (got {kind})"
-        )
+    if vocab is None:
+        given, extra = _sample_input(path, inputs), {}
+        dtype = FLOAT_TYPES[given.type.tensor_type.elem_type]
+    else:
+        given, extra = _text_inputs(path, inputs)
+        dtype = INT_TYPES[given.type.tensor_type.elem_type]
+        extra["pad_id"] = vocab.pad_id
+        _check_embedding(path, graph, given.name, vocab)
+        # one more row holding the vocabulary's last id: every id the tokenizer makes must run
+        last = np.full((1, *probe.shape[1:]), vocab.pad_id, probe.dtype)
+        last[0, : min(2, last.shape[1])] = vocab.size - 1
+        probe = np.concatenate([probe, last])
     dims = [
         d.dim_value if d.HasField("dim_value") else None for d in given.type.tensor_type.shape.dim
     ]
@@ -192,9 +215,9 @@ def inspect_teacher(
     fixed = dims[0] if dims and dims[0] else None
     params = weight_count(proto)
     interface = TeacherInterface(
-        input_name=given.name, input_dtype=FLOAT_TYPES[elem], sample_shape=sample_shape,
+        input_name=given.name, input_dtype=dtype, sample_shape=sample_shape,
         fixed_batch=fixed, output_name=_output_name(path, graph), output="logits",
-        input_mode=input_mode, params=params,
+        input_mode=input_mode, params=params, **extra,
     )  # fmt: skip
     out = _run_probe(path, proto, TeacherFeed(interface, *stats), probe)
     if out.ndim != 2 or out.shape[1] != num_classes:
@@ -208,6 +231,84 @@ def inspect_teacher(
     if looks_like_probabilities(out):
         interface = dataclasses.replace(interface, output="probabilities")
     return interface, proto.SerializeToString()
+
+
+def _sample_input(path: Path, inputs: list[Any]) -> Any:
+    """The one float input of a classifier over samples."""
+    ids = [i.name for i in inputs if _kind(i) in INT_TYPES.values()]
+    if ids:
+        raise TeacherError(
+            f"{path}: input {ids[0]!r} takes integers (token ids: a text teacher, for "
+            "data.source text with teacher.tokenizer); this data's samples are float tensors"
+        )
+    if len(inputs) != 1:
+        names = ", ".join(repr(i.name) for i in inputs) or "none"
+        raise TeacherError(
+            f"{path}: a classifier with one input (a batch of samples) expected; it has "
+            f"{len(inputs)} ({names})"
+        )
+    (given,) = inputs
+    kind = _kind(given)
+    if kind not in FLOAT_TYPES.values():
+        raise TeacherError(
+            f"{path}: input {given.name!r} must be a float32 or float64 tensor (got {kind})"
+        )
+    return given
+
+
+def _text_inputs(path: Path, inputs: list[Any]) -> tuple[Any, dict[str, Any]]:
+    """A text teacher's ids input, and the names of its mask and token type inputs."""
+    roles: dict[str, Any] = {}
+    for given in inputs:
+        name = given.name.lower()
+        role = (
+            "mask_name" if any(k in name for k in MASK_NAMES)
+            else "type_ids_name" if any(k in name for k in TYPE_NAMES)
+            else "ids"
+        )  # fmt: skip
+        if role in roles:
+            names = ", ".join(repr(i.name) for i in inputs)
+            raise TeacherError(
+                f"{path}: a text classifier takes input_ids, and optionally attention_mask and "
+                f"token_type_ids; its inputs ({names}) hold two of one kind"
+            )
+        if _kind(given) not in INT_TYPES.values():
+            raise TeacherError(
+                f"{path}: input {given.name!r} must be an int64 or int32 tensor of token ids "
+                f"for text data (got {_kind(given)})"
+            )
+        roles[role] = given
+    if "ids" not in roles:
+        names = ", ".join(repr(i.name) for i in inputs) or "none"
+        raise TeacherError(f"{path}: no input_ids input among its inputs ({names})")
+    ids = roles.pop("ids")
+    return ids, {role: given.name for role, given in roles.items()}
+
+
+def _kind(given: Any) -> str:
+    import onnx
+
+    if not given.type.HasField("tensor_type"):
+        return "not a tensor"
+    elem = given.type.tensor_type.elem_type
+    return FLOAT_TYPES.get(elem) or INT_TYPES.get(elem) or onnx.TensorProto.DataType.Name(elem)
+
+
+def _check_embedding(path: Path, graph: Any, ids: str, vocab: Vocab) -> None:
+    """Every id of the tokenizer must have a row in the embedding the ids index (a Gather of
+    an initializer by the ids, maybe after a Cast), where the graph shows it."""
+    sources = {ids}
+    sources |= {n.output[0] for n in graph.node if n.op_type == "Cast" and n.input[0] == ids}
+    tables = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Gather" and node.input[1] in sources and node.input[0] in tables:
+            rows = int(tables[node.input[0]].dims[0])
+            if vocab.size > rows:
+                raise TeacherError(
+                    f"{path}: its embedding {node.input[0]!r} has {rows} rows, but "
+                    f"teacher.tokenizer has {vocab.size} tokens: not the tokenizer this model "
+                    "was trained with"
+                )
 
 
 def weight_count(proto: Any) -> int:

@@ -30,6 +30,8 @@ FORMAT = "slimline-onnx-teacher/1"
 class OnnxTeacher(nn.Module):
     """An ONNX teacher as a torch module: prepared samples in, logits out (no gradients)."""
 
+    imported = True  # reads the data as its own tokenizer made it (`Split.for_teacher`)
+
     def __init__(self, onnx_bytes: bytes, feed: TeacherFeed):
         super().__init__()
         self.onnx_bytes, self.feed = onnx_bytes, feed

@@ -36,6 +36,9 @@ from slimline.core.params.schema import Params
 
 INT8 = "pruned_int8_static"  # with quantize.bits 4: the INT8 model it is compared with
 Variants = dict[str, tuple[Path, int]]  # name -> (ONNX file, parameter count)
+# text: batch-1 latency also at these lengths (a short query; the default max_len), where
+# below the data's max_len (at max_len it is latency_ms_b1_p50 itself)
+TOKEN_LENGTHS = (16, 64)
 
 
 @dataclass
@@ -74,6 +77,8 @@ class Benchmark:
         if self.cpu_warning:
             head += f"\n\n**Warning:** {self.cpu_warning}"
         more = "" if self.int4 is None else self.int4[1]
+        if self.params.data.source == "text":
+            more += _token_table(self.variants, self.params.data.max_len)
         return f"{title}\n\n{head}\n\n{markdown_table(self.variants)}{more}"
 
     def summary(self) -> str:
@@ -150,15 +155,17 @@ def _comparison_variants(
 def _measure(
     params: Params, test: Split, models: Variants, feeds: dict[str, TeacherFeed]
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """Each variant's row (accuracy, size, params, latencies, throughput) and test logits."""
+    """Each variant's row (accuracy, size, params, latencies, throughput) and test logits.
+    An imported text teacher reads its own tokenizer's ids of the same texts."""
     b = params.benchmark
+    own = {"teacher_fp32": test.for_teacher().x} if test.teacher_x is not None else {}
     timings = measure_many(
         {name: path for name, (path, _) in models.items()}, test.x[:1],
         test.x[: b.throughput_batch], threads=b.threads, warmup=b.warmup, runs=b.runs,
-        throughput_runs=b.throughput_runs, feeds=feeds,
+        throughput_runs=b.throughput_runs, feeds=feeds, own_x=own, token_lengths=TOKEN_LENGTHS,
     )  # fmt: skip
     logits = {
-        name: feed_logits(feeds[name], session(path), test.x) if name in feeds
+        name: feed_logits(feeds[name], session(path), own.get(name, test.x)) if name in feeds
         else run_logits(session(path), test.x)
         for name, (path, _) in models.items()
     }  # fmt: skip
@@ -168,6 +175,27 @@ def _measure(
         for name, (path, n_params) in models.items()
     ]  # fmt: skip
     return variants, logits
+
+
+def _token_table(variants: list[dict[str, Any]], max_len: int) -> str:
+    """Batch-1 p50 of each variant at each measured sequence length, and the speed-up over
+    the teacher at that length (n/a: a model whose graph takes no such length)."""
+    lengths = sorted({n for n in TOKEN_LENGTHS if n < max_len} | {max_len})
+
+    def p50(v: dict[str, Any], n: int) -> float | None:
+        return v["latency_ms_b1_p50"] if n == max_len else v.get(f"latency_ms_b1_p50_{n}tok")
+
+    teacher = next(v for v in variants if v["name"] == "teacher_fp32")
+    head = "| variant | " + " | ".join(f"{n} tokens: p50 (ms), speed-up" for n in lengths) + " |"
+    rows = [head, "|" + " --- |" * (len(lengths) + 1)]
+    for v in variants:
+        cells = []
+        for n in lengths:
+            ms, ref = p50(v, n), p50(teacher, n)
+            cells.append("n/a" if ms is None else
+                         f"{ms:.4f}" + ("" if ref is None else f", {ref / ms:.2f}x"))  # fmt: skip
+        rows.append(f"| {v['name']} | " + " | ".join(cells) + " |")
+    return "\n## Batch 1 by sequence length (text)\n\n" + "\n".join(rows) + "\n"
 
 
 def _int4_comparison(variants: list[dict], mode: str) -> tuple[dict, str]:

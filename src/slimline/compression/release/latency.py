@@ -34,24 +34,30 @@ def measure_many(
     runs: int,
     throughput_runs: int,
     feeds: Mapping[str, TeacherFeed] | None = None,
+    own_x: Mapping[str, np.ndarray] | None = None,
+    token_lengths: Sequence[int] = (),
 ) -> dict[str, dict[str, float]]:
     """latency_ms_b1_p50 / _p95 (batch 1) and throughput_b64 (images/s at x_batch) of each
     variant, interleaved call by call. A variant in `feeds` (an imported ONNX teacher) is
-    called as it asks: raw values, its own shape and names, a fixed batch padded."""
-    one, batch = np.asarray(x_one[:1]), np.asarray(x_batch)  # (1, ...), (B, ...)
+    called as it asks: raw values, its own shape and names, a fixed batch padded; one in
+    `own_x` reads those samples instead (a text teacher's own token ids). For token ids, also
+    `latency_ms_b1_p50_<n>tok`: batch 1 cut to each of `token_lengths` shorter than x (at
+    x's own length that is latency_ms_b1_p50); a model that takes no such length has none."""
     calls = {}
     for name, path in paths.items():
         sess = session(path, threads)
+        x = (own_x or {}).get(name)
+        one, batch = (x_one[:1], x_batch) if x is None else (x[:1], x[: len(x_batch)])
+        one, batch = np.asarray(one), np.asarray(batch)  # (1, ...), (B, ...)
         feed = (feeds or {}).get(name)
-        if feed is None:  # the inputs made before the clock starts: floats, or ids and mask
-            make, out = model_feeds(sess), [sess.get_outputs()[0].name]
-            inputs = {"one": [make(one)], "batch": [make(batch)]}
-        else:
-            name_in, out = feed.interface.input_name, [feed.interface.output_name]
-            inputs = {
-                k: [{name_in: c} for c, _ in feed.batches(x)]
-                for k, x in (("one", one), ("batch", batch))
-            }
+        out = [feed.interface.output_name if feed else sess.get_outputs()[0].name]
+        calls_of = _caller(sess, feed)
+        inputs = {"one": calls_of(one), "batch": calls_of(batch)}
+        if one.dtype.kind in "iu":
+            for n in (n for n in token_lengths if n < one.shape[1]):
+                cut = calls_of(np.ascontiguousarray(one[:, :n]))
+                if _runs(sess, out, cut):
+                    inputs[f"{n}tok"] = cut
         calls[name] = (sess, out, inputs)
     names = list(calls)
 
@@ -66,22 +72,50 @@ def measure_many(
         for name in names:
             timed(name, "one")
             timed(name, "batch")
-    latency: dict[str, list[int]] = {name: [] for name in names}
+    latency: dict[str, dict[str, list[int]]] = {
+        name: {k: [] for k in calls[name][2] if k != "batch"} for name in names
+    }
     busy = dict.fromkeys(names, 0)
     for i in range(max(runs, throughput_runs)):
         for name in names[i % len(names) :] + names[: i % len(names)]:
             if i < runs:
-                latency[name].append(timed(name, "one"))
+                for which, times in latency[name].items():
+                    times.append(timed(name, which))
             if i < throughput_runs:
                 busy[name] += timed(name, "batch")
+    batch_rows = len(x_batch)
     return {
         name: {
-            "latency_ms_b1_p50": float(np.percentile(latency[name], 50)) / 1e6,
-            "latency_ms_b1_p95": float(np.percentile(latency[name], 95)) / 1e6,
-            "throughput_b64": len(batch) * throughput_runs / (busy[name] / 1e9),
+            "latency_ms_b1_p50": float(np.percentile(latency[name]["one"], 50)) / 1e6,
+            "latency_ms_b1_p95": float(np.percentile(latency[name]["one"], 95)) / 1e6,
+            "throughput_b64": batch_rows * throughput_runs / (busy[name] / 1e9),
+        }
+        | {
+            f"latency_ms_b1_p50_{which}": float(np.percentile(times, 50)) / 1e6
+            for which, times in latency[name].items()
+            if which != "one"
         }
         for name in names
     }
+
+
+def _caller(sess: Any, feed: TeacherFeed | None) -> Any:
+    """rows -> the session calls that run them, made before the clock starts: floats, or ids
+    and mask; an imported teacher's as its feed asks (a fixed batch: several calls)."""
+    if feed is None:
+        make = model_feeds(sess)
+        return lambda rows: [make(rows)]
+    return lambda rows: [inputs for inputs, _ in feed.batches(rows)]
+
+
+def _runs(sess: Any, out: list[str], calls: list[dict[str, np.ndarray]]) -> bool:
+    """Whether the session takes these inputs (a sequence length its graph allows)."""
+    try:
+        for inputs in calls:
+            sess.run(out, inputs)
+    except Exception:  # onnxruntime's errors have no common type: this length cannot run
+        return False
+    return True
 
 
 def tradeoff_plot(variants: Sequence[Mapping[str, Any]], path: str | Path) -> None:

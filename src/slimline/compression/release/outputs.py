@@ -79,9 +79,11 @@ def import_teacher(
     from slimline.compression.models.teacher import OnnxTeacher, save_teacher
     from slimline.compression.training.fit import loss_and_accuracy
 
+    train, test = train.for_teacher(), test.for_teacher()  # text: its own tokenizer's ids
     stats = (train.mean, train.std, train.scale)
     probe = train.x[:PROBE_SAMPLES]
-    interface, data = inspect_teacher(source, probe, train.num_classes, params.teacher.input, stats)
+    interface, data = inspect_teacher(source, probe, train.num_classes, params.teacher.input,
+                                      stats, train.vocab)  # fmt: skip
     out.onnx.write_bytes(data)  # one file, weights inside: its size is the teacher's size
     feed = TeacherFeed(interface, *stats)
     save_teacher(out.checkpoint, data, feed)

@@ -1,8 +1,11 @@
-"""Block-wise INT4 weight-only quantization of an MLP with onnxruntime's MatMulNBits.
+"""Block-wise INT4 weight-only quantization with onnxruntime's MatMulNBits and
+GatherBlockQuantized: an MLP, and a text model's linear layers and embedding tables.
 
 as_matmul (Gemm -> MatMul + Add) -> MatMulNBitsQuantizer, one block size per node -> compact
-Only MatMul weights are packed (4 bits, a float scale and a 4-bit zero point per block of
-K); activations stay float (docs/quantization.md, "4-bit weights": why nothing else is quantized).
+MatMul weights are packed (4 bits, a float scale and a 4-bit zero point per block of K), and
+so is each embedding table a Gather reads by token ids (blocks along the embedding width,
+GatherBlockQuantized): in a text model the table is most of the file. Activations stay float
+(docs/quantization.md, "4-bit weights": why nothing else is quantized).
 `quantize.quantize` drives the rounds and the accuracy-aware fallback (nodes kept in FP32)
 with the builder here, as it does for INT8.
 """
@@ -32,6 +35,8 @@ SYMMETRIC = False
 # 8x slower at batch 64 and no faster at batch 1 on these small layers (AVX-512 VNNI EPYC).
 ACCURACY_LEVEL = 0
 WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+# which axis of each packed op's weight the blocks run along: MatMul's K, a table's width
+QUANT_AXES = (("MatMul", 0), ("Gather", 1))
 QUANTIZER_LOG = "onnxruntime.quantization.matmul_nbits_quantizer"
 
 
@@ -85,6 +90,9 @@ def as_matmul(proto: Any, source: str | Path) -> dict[str, tuple[str, np.ndarray
         elif node.op_type == "MatMul" and w is not None and len(w.dims) == 2:
             nodes.append(node)
             weights[node.name] = (node.input[1], numpy_helper.to_array(w))
+        elif node.op_type == "Gather" and _table(node, attrs, inits):
+            nodes.append(node)  # blocks along the width: as a (K=width, N=rows) weight
+            weights[node.name] = (node.input[0], numpy_helper.to_array(inits[node.input[0]]).T)
         else:
             if node.op_type in WEIGHT_OPS and (w is not None or node.op_type.startswith("Conv")):
                 unpacked[node.op_type] += 1
@@ -104,6 +112,16 @@ def as_matmul(proto: Any, source: str | Path) -> dict[str, tuple[str, np.ndarray
     del graph.initializer[:]
     graph.initializer.extend(kept)
     return weights
+
+
+def _table(node: Any, attrs: dict, inits: dict) -> bool:
+    """An embedding: a constant 2-D table read by row (axis 0) at indices computed in the
+    graph, whose width GatherBlockQuantized's blocks divide."""
+    table = inits.get(node.input[0])
+    return (
+        table is not None and len(table.dims) == 2 and attrs.get("axis", 0) == 0
+        and node.input[1] not in inits and table.dims[1] % block_size(table.dims[1]) == 0
+    )  # fmt: skip
 
 
 def _plain_gemm(attrs: dict, w: Any, node: Any, inits: dict) -> bool:
@@ -156,7 +174,8 @@ class Int4Builder:
         for size in sorted(set(self.block_sizes(excluded).values())):
             config = DefaultWeightOnlyQuantConfig(
                 block_size=size, is_symmetric=SYMMETRIC, accuracy_level=ACCURACY_LEVEL,
-                quant_format=QuantFormat.QOperator, op_types_to_quantize=("MatMul",), bits=4,
+                quant_format=QuantFormat.QOperator, op_types_to_quantize=("MatMul", "Gather"),
+                quant_axes=QUANT_AXES, bits=4,
             )  # fmt: skip
             others = [n for n, b in self.blocks.items() if b != size]
             quantizer = MatMulNBitsQuantizer(

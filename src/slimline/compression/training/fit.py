@@ -165,8 +165,15 @@ def distill_loss(teacher: nn.Module, setup: Setup, distill: Distill) -> LossFn:
     # memory: (N, K) logits grow with the data
     with tempfile.TemporaryFile() as f:
         cache = np.memmap(f, np.float32, "w+", shape=(len(train.y), train.num_classes))
-    predict_logits(acc.prepare(teacher), train.x, acc=acc, out=cache)
+    predict_logits(acc.prepare(teacher), as_read_by(teacher, train).x, acc=acc, out=cache)
     return make_kd_loss(cache, distill.temperature, distill.alpha)
+
+
+def as_read_by(teacher: nn.Module, split: Split) -> Split:
+    """The split as `teacher` reads it: an imported text teacher (`OnnxTeacher.imported`)
+    reads its own tokenizer's ids; a teacher trained here, or a student generation teaching
+    the next, the student's."""
+    return split.for_teacher() if getattr(teacher, "imported", False) else split
 
 
 @torch.no_grad()

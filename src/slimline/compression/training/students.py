@@ -38,6 +38,7 @@ from slimline.compression.training.distillation import (
 from slimline.compression.training.fit import (
     Callback,
     History,
+    as_read_by,
     fit,
     predict_logits,
     seed_everything,
@@ -151,7 +152,8 @@ def taught_figures(
     """Of what taught the distilled student (the teacher, the online peer, generation n-1):
     its test accuracy and the shipped student's agreement with it; and the mode's own figures.
     Call it after the student is exported: scoring moves the networks onto `acc`."""
-    taught = predict_logits(acc.prepare(result.teacher), test.x, acc=acc)
+    teacher = result.teacher
+    taught = predict_logits(acc.prepare(teacher), as_read_by(teacher, test).x, acc=acc)
     return {
         "teacher_accuracy": accuracy(taught, test.y),
         "teacher_agreement": agreement(shipment.student.logits, taught),

@@ -102,6 +102,13 @@ class TeacherSpec(ModelSpec):
         description="`source: onnx`: what the ONNX teacher reads, slimline's `prepared` "
         "(standardized) samples or the `raw` values.",
     )
+    tokenizer: str | None = Field(
+        default=None,
+        description="`source: onnx` on text data (required there): the `tokenizer.json` the "
+        "teacher was trained with. Prepare tokenizes every text with it too, so the teacher "
+        "reads its own ids while the student reads `data.tokenizer`'s (or the vocabulary "
+        "trained on the train split).",
+    )
     arch: Literal["mlp", "cnn", "resnet", "transformer", "textcnn", "boe"] = Field(
         default="resnet",
         description="The teacher's family (`source: train`): `mlp`, `cnn` or `resnet`; for text "
@@ -124,6 +131,11 @@ class TeacherSpec(ModelSpec):
     def _rules(self) -> TeacherSpec:
         if self.source == "onnx" and not self.path.endswith(".onnx"):
             raise ValueError(f"teacher.path: an .onnx file for source 'onnx' (got {self.path!r})")
+        if self.source == "train" and self.tokenizer is not None:
+            raise ValueError(
+                "teacher.tokenizer: only for source 'onnx'; a trained teacher reads the "
+                f"student's tokens (got {self.tokenizer!r})"
+            )
         if self.source == "train" and self.input != "prepared":
             raise ValueError(
                 "teacher.input: only for source 'onnx'; a trained teacher reads the prepared "

@@ -12,7 +12,7 @@ from slimline.core.params.section import Probability, Section
 
 class Quantize(Section):
     """Checked together: `mode: static` needs `calibration_samples` > 0;
-    `bits: 4` needs `student.arch: mlp`; `qat: always` needs `mode: static` and `bits: 8`
+    `bits: 4` needs `student.arch` mlp, transformer or boe; `qat: always` needs `mode: static` and `bits: 8`
     (the quantize stage stops with exit 2 otherwise)."""
 
     mode: Literal["auto", "static", "dynamic"] = Field(
@@ -47,7 +47,8 @@ class Quantize(Section):
     bits: Literal[8, 4] = Field(
         default=8,
         description="8: INT8 as `mode` says; 4: block-wise 4-bit weights (onnxruntime "
-        "MatMulNBits), activations float, `student.arch: mlp` only.",
+        "MatMulNBits; embedding tables GatherBlockQuantized), activations float; for "
+        "`student.arch` mlp, transformer or boe.",
     )
     qat: Literal["auto", "never", "always"] = Field(
         default="auto",

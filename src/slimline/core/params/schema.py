@@ -17,6 +17,10 @@ from slimline.core.params.release import Benchmark, Export, Gates, Quantize, Tra
 from slimline.core.params.section import Section
 
 
+# student families whose weights are all MatMul / Linear layers and embedding tables
+INT4_ARCHS = ("mlp", "transformer", "boe")
+
+
 class Params(Section):
     """The whole of params.yaml, validated at once: unknown keys and out-of-range values are
     errors, all reported together as `section.field: what was expected (got X)`, with the
@@ -118,17 +122,35 @@ class Params(Section):
         return self
 
     @model_validator(mode="after")
-    def _int4_needs_mlp(self) -> Params:
+    def _int4_needs_matmuls(self) -> Params:
         # checked against onnxruntime 1.32: its 4-bit CPU kernels are MatMulNBits (MatMul
-        # weights) and GatherBlockQuantized; a QInt4 QDQ conv net loads but runs every Conv as
-        # DequantizeLinear -> FP32 Conv, 3x slower than INT8 (docs/quantization.md, "4-bit weights")
-        if self.quantize.bits == 4 and self.student.arch != "mlp":
+        # weights) and GatherBlockQuantized (embedding tables); a QInt4 QDQ conv net loads but
+        # runs every Conv as DequantizeLinear -> FP32 Conv, 3x slower than INT8
+        # (docs/quantization.md, "4-bit weights")
+        if self.quantize.bits == 4 and self.student.arch not in INT4_ARCHS:
             raise ValueError(
-                f"quantize.bits: 4 needs student.arch mlp (got student.arch "
+                f"quantize.bits: 4 needs student.arch {' / '.join(INT4_ARCHS)} (got student.arch "
                 f"{self.student.arch!r}): onnxruntime packs 4-bit weights only into MatMulNBits "
-                "(MatMul / Linear layers); it has no 4-bit Conv kernel, so a conv net's weights "
-                "would stay FP32 or run dequantized, slower than INT8. Use quantize.bits: 8, "
-                "or student.arch: mlp"
+                "(MatMul / Linear layers) and GatherBlockQuantized (embeddings); it has no 4-bit "
+                "Conv kernel, so a conv net's weights would stay FP32 or run dequantized, slower "
+                "than INT8. Use quantize.bits: 8, or one of those student families"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _text_teacher_has_its_tokenizer(self) -> Params:
+        # an imported text teacher knows its own vocabulary only: ids from another tokenizer
+        # would run without error and teach noise
+        text, onnx = self.data.source == "text", self.teacher.source == "onnx"
+        if text and onnx and self.teacher.tokenizer is None:
+            raise ValueError(
+                "teacher.tokenizer: the tokenizer.json the ONNX teacher was trained with, for "
+                "text data (got None); the student may share it (data.tokenizer: the same file)"
+            )
+        if not text and self.teacher.tokenizer is not None:
+            raise ValueError(
+                f"teacher.tokenizer: only for data.source text (got data.source "
+                f"{self.data.source!r})"
             )
         return self
 

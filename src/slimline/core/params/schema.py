@@ -16,7 +16,6 @@ from slimline.core.params.models import MODEL_SIZES, Distill, ModelSpec, Prune, 
 from slimline.core.params.release import Benchmark, Export, Gates, Quantize, Tracking
 from slimline.core.params.section import Section
 
-
 # student families whose weights are all MatMul / Linear layers and embedding tables
 INT4_ARCHS = ("mlp", "transformer", "boe")
 

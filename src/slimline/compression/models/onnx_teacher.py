@@ -195,8 +195,9 @@ def inspect_teacher(
     graph = proto.graph
     initializers = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
+    extra: dict[str, Any] = {}  # a text teacher's mask, token types and pad id
     if vocab is None:
-        given, extra = _sample_input(path, inputs), {}
+        given = _sample_input(path, inputs)
         dtype = FLOAT_TYPES[given.type.tensor_type.elem_type]
     else:
         given, extra = _text_inputs(path, inputs)

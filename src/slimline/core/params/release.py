@@ -12,8 +12,8 @@ from slimline.core.params.section import Probability, Section
 
 class Quantize(Section):
     """Checked together: `mode: static` needs `calibration_samples` > 0;
-    `bits: 4` needs `student.arch` mlp, transformer or boe; `qat: always` needs `mode: static` and `bits: 8`
-    (the quantize stage stops with exit 2 otherwise)."""
+    `bits: 4` needs `student.arch` mlp, transformer or boe; `qat: always` needs `mode: static`
+    and `bits: 8` (the quantize stage stops with exit 2 otherwise)."""
 
     mode: Literal["auto", "static", "dynamic"] = Field(
         default="auto",

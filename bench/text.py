@@ -12,7 +12,14 @@ Each data set runs the real chain (`dvc repro`) in a fresh temp copy of the proj
 bench/results/text.{md,json}: accuracy, size and batch-1 latency at 16 and 64 tokens of the
 teacher, the student, the pruned student and the shipped model, their ratios to the teacher,
 and the distill stage's gain over the same student trained from labels alone, for `--seeds`
-seeds.
+seeds. Two more figures per data set:
+
+- `final INT4`: the pruned student with `quantize.bits: 4` (MatMulNBits for the linear layers,
+  GatherBlockQuantized for the embedding tables), built from the same pruned.onnx;
+- an imported ONNX teacher: the trained teacher's ONNX file and tokenizer.json given back as
+  `teacher.source: onnx` with `teacher.tokenizer`, and the chain rerun twice, the student
+  sharing the teacher's tokenizer (`data.tokenizer`: the same file) and with a smaller
+  vocabulary of its own (`data.vocab_size: OWN_VOCAB`, trained on the train split).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from slimline.core.env import quiet_telemetry
 
 RESULTS = ROOT / "bench" / "results"
 LENGTHS = (16, 64)  # tokens a text takes at batch 1
+OWN_VOCAB = 2000  # the imported teacher's student with a vocabulary of its own
 TEXT = {
     "data": {"source": "text", "path": "data/raw/texts.csv", "target": "label", "max_len": 64},
     "teacher": {"arch": "transformer", "width": None, "depth": None, "epochs": 8},
@@ -82,21 +90,77 @@ def run(project: Path, frame: pd.DataFrame) -> None:
     timed([sys.executable, "-m", "dvc", "repro"], project)
 
 
-def latencies(project: Path) -> dict[str, dict[int, float]]:
-    """Batch-1 p50 (ms) of each model at each of LENGTHS tokens, interleaved call by call."""
+MODELS = {"teacher": "models/onnx/teacher.onnx", "student": "models/onnx/student.onnx",
+          "pruned": "models/onnx/pruned.onnx", "final": "dist/model.onnx"}  # fmt: skip
+
+
+def latencies(project: Path, models: dict[str, Path]) -> dict[str, dict[int, float]]:
+    """Batch-1 p50 (ms) of each model at each of LENGTHS tokens, interleaved call by call.
+    Every model here reads the student's ids (the trained teacher shares its tokenizer)."""
     test = load_split(project / "data/prepared", "test")
-    models = {"teacher": "models/onnx/teacher.onnx", "student": "models/onnx/student.onnx",
-              "pruned": "models/onnx/pruned.onnx", "final": "dist/model.onnx"}  # fmt: skip
     out: dict[str, dict[int, float]] = {name: {} for name in models}
     for length in LENGTHS:
         # a real text of at least `length` tokens where there is one, cut to it
         lengths = (test.x != test.vocab.pad_id).sum(axis=1)
         row = test.x[[int(np.argmax(lengths >= min(length, lengths.max())))], :length]
-        times = measure_many({n: project / p for n, p in models.items()}, row, row, threads=1,
-                             warmup=50, runs=500, throughput_runs=1)  # fmt: skip
+        times = measure_many(models, row, row, threads=1, warmup=50, runs=500,
+                             throughput_runs=1)  # fmt: skip
         for name in models:
             out[name][length] = times[name]["latency_ms_b1_p50"]
     return out
+
+
+def int4(project: Path, out: Path) -> dict:
+    """The pruned student with 4-bit weights (quantize.bits 4), its test accuracy and size."""
+    from slimline.compression.data.store import load_splits
+    from slimline.compression.runtime.quantize import quantize
+    from slimline.core.params.loading import load_params
+
+    params = load_params(project / "params.yaml")
+    _, val, test = load_splits(project / "data/prepared")
+    q = params.quantize.model_copy(update={"bits": 4})
+    report = quantize(project / "models/onnx/pruned.onnx", out, calib_x=test.x[:0], val_x=val.x,
+                      val_y=val.y, test_x=test.x, test_y=test.y, q=q)  # fmt: skip
+    return {"accuracy": report["int8_accuracy"], "size_bytes": out.stat().st_size,
+            "excluded_nodes": report["excluded_nodes"]}  # fmt: skip
+
+
+def imported(project: Path, student_vocab: str) -> dict:
+    """The chain rerun with the trained teacher given back as an ONNX file with its
+    tokenizer; the student shares that tokenizer (`shared`) or trains its own (`own`)."""
+    copy = project.parent / f"imported-{student_vocab}"
+    shutil.copytree(project, copy, symlinks=True)
+    pretrained = copy / "data/pretrained"
+    pretrained.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(project / "models/onnx/teacher.onnx", pretrained / "teacher.onnx")
+    shutil.copy2(project / "data/prepared/tokenizer.json", pretrained / "tokenizer.json")
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    params["teacher"].update({"source": "onnx", "path": "data/pretrained/teacher.onnx",
+                              "tokenizer": "data/pretrained/tokenizer.json"})  # fmt: skip
+    if student_vocab == "shared":
+        params["data"]["tokenizer"] = "data/pretrained/tokenizer.json"
+    else:
+        params["data"]["vocab_size"] = OWN_VOCAB
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    timed([sys.executable, "-m", "dvc", "repro"], copy)
+    bench = {v["name"]: v for v in json.loads((copy / "reports/benchmark.json").read_text())
+             ["variants"]}  # fmt: skip
+    student = json.loads((copy / "metrics/student.json").read_text())
+    return {
+        "student_vocab": student_vocab,
+        "vocab_size": load_split(copy / "data/prepared", "test").vocab.size,
+        "teacher": bench["teacher_fp32"]["accuracy"],
+        "student": bench["student_fp32"]["accuracy"],
+        "student_params": bench["student_fp32"]["params"],
+        "final": bench["final_int8"]["accuracy"],
+        "final_size_bytes": bench["final_int8"]["size_bytes"],
+        "teacher_size_bytes": bench["teacher_fp32"]["size_bytes"],
+        "speedup_64": bench["teacher_fp32"]["latency_ms_b1_p50"]
+        / bench["final_int8"]["latency_ms_b1_p50"],
+        "speedup_16": bench["teacher_fp32"]["latency_ms_b1_p50_16tok"]
+        / bench["final_int8"]["latency_ms_b1_p50_16tok"],
+        "kd_gain": student["kd_gain"],
+    }
 
 
 def kd_gains(project: Path, seeds: int) -> list[float]:
@@ -124,7 +188,12 @@ def measure(name: str, frame: pd.DataFrame, seeds: int) -> dict:
         bench = {v["name"]: v for v in load("reports/benchmark.json")["variants"]}
         names = {"teacher": "teacher_fp32", "student": "student_fp32", "pruned": "pruned_fp32",
                  "final": "final_int8"}  # fmt: skip
-        times = latencies(project)
+        int4_path = Path(tmp) / "final_int4.onnx"
+        int4_row = int4(project, int4_path)
+        models = {n: project / p for n, p in MODELS.items()} | {"final INT4": int4_path}
+        times = latencies(project, models)
+        bench["final INT4"] = int4_row | {"params": bench["final_int8"]["params"]}
+        names["final INT4"] = "final INT4"
         rows = {
             k: {"accuracy": bench[v]["accuracy"], "size_bytes": bench[v]["size_bytes"],
                 "params": bench[v]["params"]}
@@ -142,6 +211,7 @@ def measure(name: str, frame: pd.DataFrame, seeds: int) -> dict:
             "quantize_mode": load("metrics/quantize.json")["mode"],
             "models": rows,
             "kd_gain": kd_gains(project, seeds),
+            "imported": [imported(project, vocab) for vocab in ("shared", "own")],
         }
 
 
@@ -167,6 +237,19 @@ def table(results: list[dict]) -> str:
         spread = statistics.stdev(gains) if len(gains) > 1 else 0.0
         lines.append(f"| {r['data']} | {', '.join(f'{g:+.2f}' for g in gains)} | "
                      f"{statistics.mean(gains):+.2f} | {spread:.2f} |")  # fmt: skip
+    lines += ["", "Imported ONNX teacher (the trained one given back with its tokenizer.json):", "",
+              "| data | student's tokenizer | vocab | student params | teacher | student | final "
+              "| % of teacher | smaller | faster at 16 / 64 tok | KD gain |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for r in results:
+        for m in r["imported"]:
+            lines.append(
+                f"| {r['data']} | {m['student_vocab']} | {m['vocab_size']:,} | "
+                f"{m['student_params']:,} | {m['teacher']:.4f} | {m['student']:.4f} | "
+                f"{m['final']:.4f} | {100 * m['final'] / m['teacher']:.1f} | "
+                f"{m['teacher_size_bytes'] / m['final_size_bytes']:.1f}x | "
+                f"{m['speedup_16']:.1f}x / {m['speedup_64']:.1f}x | {100 * m['kd_gain']:+.2f} |"
+            )
     return "\n".join(lines)
 
 

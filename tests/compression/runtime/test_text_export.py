@@ -10,6 +10,8 @@ import torch
 from slimline.compression.models.text_families import TEXT_CLASSES
 from slimline.compression.runtime.onnx_io import (
     TEXT_INPUTS,
+    ParityError,
+    add_metadata,
     check_parity,
     export_onnx,
     read_metadata,
@@ -52,3 +54,17 @@ def test_a_text_model_exports_with_token_inputs_and_matches_torch_at_every_lengt
     # the padding never counts: a row padded further scores as it did
     row = run_logits(sess, ids[:1, :16])
     torch.testing.assert_close(run_logits(sess, ids[:1]), row, atol=1e-5, rtol=0)
+
+
+def test_parity_refuses_a_file_that_takes_one_sequence_length_only(tmp_path):
+    torch.manual_seed(0)
+    model = TEXT_CLASSES["boe"]((32,), 4, **CONFIGS["boe"]).eval()
+    path = tmp_path / "fixed.onnx"
+    ids = torch.from_numpy(_ids(2).astype(np.int64))
+    batch = torch.export.Dim("batch")
+    torch.onnx.export(model, (ids, (ids != 1).long()), str(path), dynamo=True,
+                      input_names=list(TEXT_INPUTS), output_names=["logits"],
+                      dynamic_shapes=({0: batch}, {0: batch}))  # fmt: skip
+    add_metadata(path, path, {"pad_id": "1"})
+    with pytest.raises(ParityError, match="cannot run it at 8 tokens"):
+        check_parity(model, path, _ids(), atol=1e-5)

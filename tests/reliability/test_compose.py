@@ -144,7 +144,10 @@ CONFIG_FILES = ["*.yaml", "*.yml", "*.toml", "*.ini", "*.cfg", "*.json", "*.env"
                 ":(exclude)bench/results/*"]  # fmt: skip
 # a credential key given a value in a config file: `password: x`, `DB_PASSWORD=x`, ...
 ASSIGNED = r"(password|passwd|secret|token)[A-Za-z_]*['\"]?[[:space:]]*[:=]"
-VALUE = re.compile(r"(?i)(?:password|passwd|secret|token)[a-z_]*['\"]?\s*[:=]\s*['\"]?([^\s'\"]*)")
+# (a `tokenizer:` is a file of words, not a credential)
+VALUE = re.compile(
+    r"(?i)(?:password|passwd|secret|token(?!iz))[a-z_]*['\"]?\s*[:=]\s*['\"]?([^\s'\"]*)"
+)
 # not a secret: empty, from the environment (${VAR...}), or a placeholder (.env.example)
 PLACEHOLDER = re.compile(r"(?i)^(|\$.*|<.*|change-?me.*|example.*|your[-_].*|x{3,}|\*+)$")
 
@@ -174,3 +177,10 @@ def test_no_secret_is_committed():
         if Path(name).name == ".env" or Path(name).suffix in (".pem", ".key"):
             found.append(f"{name}: a secrets file is tracked")
     assert found == []
+
+
+def test_the_secret_scan_flags_credentials_not_tokenizers():
+    hits = ["a.yaml:3:  api_token: abc123", "b.env:1:DB_PASSWORD=hunter2",
+            "params.yaml:64:  tokenizer: data/pretrained/tokenizer.json",
+            "c.yaml:2:  password: ${DB_PASSWORD}"]  # fmt: skip
+    assert committed_values(hits) == hits[:2]

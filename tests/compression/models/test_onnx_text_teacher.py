@@ -137,6 +137,9 @@ def test_params_ask_for_the_teachers_tokenizer_on_text_and_only_there(tmp_path):
     teacher = {"source": "onnx", "path": "t.onnx"}
     with pytest.raises(InputError, match="teacher.tokenizer: the tokenizer.json the ONNX"):
         load_params(write_params(tmp_path / "a.yaml", data=data, teacher=teacher, **archs))
+    with pytest.raises(InputError, match="teacher.input: prepared for text data"):
+        raw = teacher | {"tokenizer": "t.json", "input": "raw"}
+        load_params(write_params(tmp_path / "r.yaml", data=data, teacher=raw, **archs))
     with pytest.raises(InputError, match="teacher.tokenizer: only for data.source text"):
         load_params(write_params(tmp_path / "b.yaml", teacher=teacher | {"tokenizer": "t.json"}))
     with pytest.raises(InputError, match="teacher.tokenizer: only for source 'onnx'"):

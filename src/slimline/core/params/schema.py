@@ -146,6 +146,11 @@ class Params(Section):
                 "teacher.tokenizer: the tokenizer.json the ONNX teacher was trained with, for "
                 "text data (got None); the student may share it (data.tokenizer: the same file)"
             )
+        if text and onnx and self.teacher.input != "prepared":
+            raise ValueError(
+                "teacher.input: prepared for text data (got 'raw'): token ids are read as "
+                "they are, never standardized"
+            )
         if not text and self.teacher.tokenizer is not None:
             raise ValueError(
                 f"teacher.tokenizer: only for data.source text (got data.source "

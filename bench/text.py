@@ -17,10 +17,9 @@ seeds. Two more figures per data set:
 - `final INT4`: the pruned student with `quantize.bits: 4` (MatMulNBits for the linear layers,
   GatherBlockQuantized for the embedding tables), built from the same pruned.onnx;
 - on TREC-6, an imported ONNX teacher: the trained teacher's ONNX file and tokenizer.json
-  given back as `teacher.source: onnx` with `teacher.tokenizer`, and the chain rerun three
-  times: the student sharing the teacher's tokenizer (`data.tokenizer`: the same file), with a
-  smaller vocabulary of its own (`data.vocab_size: OWN_VOCAB`, trained on the train split),
-  and with that vocabulary and the width its saved embeddings buy (`WIDER`).
+  given back as `teacher.source: onnx` with `teacher.tokenizer`, and the chain rerun twice:
+  the student sharing the teacher's tokens (`data.student_vocab: shared`) and with its own
+  smaller vocabulary (`own`, the default).
 """
 
 from __future__ import annotations
@@ -46,9 +45,7 @@ from slimline.core.env import quiet_telemetry
 
 RESULTS = ROOT / "bench" / "results"
 LENGTHS = (16, 64)  # tokens a text takes at batch 1
-OWN_VOCAB = 2000  # the imported teacher's student with a vocabulary of its own
-WIDER = 48  # ... and that student widened to about the shared one's parameters
-IMPORTED = ("shared", "own", "own-wider")
+IMPORTED = ("shared", "own")  # data.student_vocab with the imported teacher
 TEXT = {
     "data": {"source": "text", "path": "data/raw/texts.csv", "target": "label", "max_len": 64},
     "teacher": {"arch": "transformer", "width": None, "depth": None, "epochs": 8},
@@ -99,7 +96,8 @@ MODELS = {"teacher": "models/onnx/teacher.onnx", "student": "models/onnx/student
 
 def latencies(project: Path, models: dict[str, Path]) -> dict[str, dict[int, float]]:
     """Batch-1 p50 (ms) of each model at each of LENGTHS tokens, interleaved call by call.
-    Every model here reads the student's ids (the trained teacher shares its tokenizer)."""
+    Every model reads the student's ids of one text: valid ids in the teacher's larger
+    vocabulary too, and the time of a length does not depend on which ids fill it."""
     test = load_split(project / "data/prepared", "test")
     out: dict[str, dict[int, float]] = {name: {} for name in models}
     for length in LENGTHS:
@@ -130,23 +128,17 @@ def int4(project: Path, out: Path) -> dict:
 
 def imported(project: Path, student_vocab: str) -> dict:
     """The chain rerun with the trained teacher given back as an ONNX file with its
-    tokenizer; the student shares that tokenizer (`shared`) or trains its own (`own`,
-    `own-wider`)."""
+    tokenizer; the student reads its tokens (`shared`) or a vocabulary of its own (`own`)."""
     copy = project.parent / f"imported-{student_vocab}"
     shutil.copytree(project, copy, symlinks=True)
     pretrained = copy / "data/pretrained"
     pretrained.mkdir(parents=True, exist_ok=True)
     shutil.copy2(project / "models/onnx/teacher.onnx", pretrained / "teacher.onnx")
-    shutil.copy2(project / "data/prepared/tokenizer.json", pretrained / "tokenizer.json")
+    shutil.copy2(project / "data/prepared/teacher_tokenizer.json", pretrained / "tokenizer.json")
     params = yaml.safe_load((copy / "params.yaml").read_text())
     params["teacher"].update({"source": "onnx", "path": "data/pretrained/teacher.onnx",
                               "tokenizer": "data/pretrained/tokenizer.json"})  # fmt: skip
-    if student_vocab == "shared":
-        params["data"]["tokenizer"] = "data/pretrained/tokenizer.json"
-    else:
-        params["data"]["vocab_size"] = OWN_VOCAB
-    if student_vocab == "own-wider":
-        params["student"]["width"] = WIDER
+    params["data"]["student_vocab"] = student_vocab
     (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     timed([sys.executable, "-m", "dvc", "repro"], copy)
     bench = {v["name"]: v for v in json.loads((copy / "reports/benchmark.json").read_text())

@@ -29,6 +29,8 @@ def main(params: Params, root: Path) -> str:
             f"{params.teacher.input} input), test accuracy {metrics['accuracy']:.4f}, "
             f"{metrics['params']:,} params{said}"
         )
+    # text: the teacher's own tokens, where the student has a vocabulary of its own
+    train, val, test = (split.for_teacher() for split in (train, val, test))
     setup = stage_setup(params, params.teacher, train, val)
     model = build_model(
         params.teacher, train.input_shape, train.num_classes, "teacher", train.vocab

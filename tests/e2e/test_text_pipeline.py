@@ -18,8 +18,9 @@ from tests.support.text import bert_like_teacher
 pytestmark = pytest.mark.slow
 
 TEXT = {
+    # the student's own vocabulary is smaller than the teacher's: two tokenizations
     "data": {"source": "text", "path": "data/raw/texts.csv", "target": "label",
-             "vocab_size": 300, "max_len": 24},
+             "vocab_size": 300, "student_vocab_size": 100, "max_len": 24},
     "teacher": {"arch": "transformer", "width": 32, "depth": 1, "epochs": 6, "batch_size": 32,
                 "lr": 0.005},
     "student": {"arch": "boe", "width": 8, "depth": 1, "epochs": 8, "batch_size": 32,
@@ -38,6 +39,14 @@ def test_text_is_compressed_tracked_gated_promoted_and_answers_raw_text(tmp_path
     assert quantized["mode"] == "dynamic"  # quantize.mode auto, for text
     teacher = json.loads((project / "metrics/teacher.json").read_text())
     assert teacher["accuracy"] >= 0.9
+    report = json.loads((project / "reports/data_validation.json").read_text())
+    assert report["tokenizer"]["vocab_size"] <= 100 < report["teacher_tokenizer"]["vocab_size"]
+    # the teacher reads its own tokens wherever it runs: trained, distilling, benchmarked
+    student = json.loads((project / "metrics/student.json").read_text())
+    assert student["teacher_accuracy"] == teacher["accuracy"]
+    bench = json.loads((project / "reports/benchmark.json").read_text())
+    rows = {v["name"]: v for v in bench["variants"]}
+    assert rows["teacher_fp32"]["accuracy"] == teacher["accuracy"]
     gates = json.loads((project / "reports/gates.json").read_text())
     assert gates["passed"], gates
     final = next(g["value"] for g in gates["gates"] if g["name"] == "min_accuracy")

@@ -127,3 +127,26 @@ def test_an_imported_teachers_own_ids_are_stored_beside_the_students(tmp_path):
         assert theirs == student_tok.decode(np.asarray(test.x[row]).tolist())
     report = json.loads((tmp_path / "reports/data_validation.json").read_text())
     assert report["teacher_tokenizer"]["vocab_size"] == teacher_tok.get_vocab_size()
+
+
+@pytest.mark.parametrize("student_vocab", ["own", "shared"])
+def test_the_student_reads_a_smaller_vocabulary_of_its_own_unless_shared(tmp_path, student_vocab):
+    texts, labels = make_texts(300)
+    params = text_project(tmp_path, texts, labels, student_vocab=student_vocab,
+                          student_vocab_size=100)  # fmt: skip
+    done = run_stage("prepare", params)
+    assert done.returncode == 0, done.stderr
+    train = load_split(tmp_path / "data/prepared", "train")
+    shipped = load_tokenizer(tmp_path / "data/prepared/tokenizer.json", "tokenizer")
+    assert train.vocab.size == shipped.get_vocab_size()  # the student's: the one dist ships
+    teacher_tokenizer = tmp_path / "data/prepared/teacher_tokenizer.json"
+    if student_vocab == "shared":
+        assert train.teacher_x is None and train.vocab.size > 100
+        assert not teacher_tokenizer.exists()
+        return
+    teacher_tok = load_tokenizer(teacher_tokenizer, "tokenizer")
+    assert teacher_tok.get_vocab_size() == train.teacher_vocab.size
+    assert train.vocab.size <= 100 < train.teacher_vocab.size <= 200
+    assert train.teacher_x.shape == train.x.shape and not np.array_equal(train.teacher_x, train.x)
+    report = json.loads((tmp_path / "reports/data_validation.json").read_text())
+    assert report["teacher_tokenizer"]["vocab_size"] == train.teacher_vocab.size

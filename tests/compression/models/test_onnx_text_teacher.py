@@ -140,6 +140,10 @@ def test_params_ask_for_the_teachers_tokenizer_on_text_and_only_there(tmp_path):
     with pytest.raises(InputError, match="teacher.input: prepared for text data"):
         raw = teacher | {"tokenizer": "t.json", "input": "raw"}
         load_params(write_params(tmp_path / "r.yaml", data=data, teacher=raw, **archs))
+    with pytest.raises(InputError, match="data.tokenizer: null with an imported teacher"):
+        both = teacher | {"tokenizer": "t.json"}
+        load_params(write_params(tmp_path / "d.yaml", data=data | {"tokenizer": "s.json"},
+                                 teacher=both, **archs))  # fmt: skip
     with pytest.raises(InputError, match="teacher.tokenizer: only for data.source text"):
         load_params(write_params(tmp_path / "b.yaml", teacher=teacher | {"tokenizer": "t.json"}))
     with pytest.raises(InputError, match="teacher.tokenizer: only for source 'onnx'"):

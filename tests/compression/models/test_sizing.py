@@ -152,13 +152,14 @@ def test_slimline_run_refuses_a_big_student_before_any_stage(tmp_path):
 
 @pytest.mark.parametrize("arch", ["transformer", "textcnn", "boe"])
 def test_text_families_count_their_embeddings_and_the_defaults_stay_under_a_tenth(arch):
-    vocab = Vocab(8000, 0)  # the default data.vocab_size
-    teacher = spec_params(spec(arch), (64,), 6, "teacher", vocab)
-    student = spec_params(spec(arch), (64,), 6, "student", vocab)
+    # the default data.vocab_size for the teacher, data.student_vocab_size for the student
+    vocabs = {"teacher": Vocab(8000, 0), "student": Vocab(2000, 0)}
+    teacher = spec_params(spec(arch), (64,), 6, "teacher", vocabs["teacher"])
+    student = spec_params(spec(arch), (64,), 6, "student", vocabs["student"])
     assert student * 10 <= teacher
-    for role in ("teacher", "student"):
+    for role, vocab in vocabs.items():
         model = build_model(spec(arch), (64,), 6, role, vocab)
         assert spec_params(spec(arch), (64,), 6, role, vocab) == count_params(model)
-        assert model.embed.weight.shape[0] == 8000
+        assert model.embed.weight.shape[0] == vocab.size
     with pytest.raises(InputError, match="for text \\(token ids\\) data, and only for it"):
         build_model(spec(arch), (64,), 6, "student")  # no vocabulary: not text data

@@ -4,9 +4,11 @@ tokenizer (trained on the train split, or the user's) -> token ids -> validate -
 The splits hold `x` as (N, data.max_len) int32 token ids padded with the tokenizer's padding
 id (the attention mask is `x != pad`), with the vocabulary size and pad id beside them. The
 tokenizer is written with them as `<prepared>/tokenizer.json`, so that every later stage, and
-the bundle, tokenizes as training did. An imported ONNX teacher reads the same texts through
-its own tokenizer (`teacher.tokenizer`): those ids are stored beside as `teacher_x`, so the
-student's vocabulary need not be the teacher's (offline KD pairs logits per text, not per id).
+the bundle, tokenizes as training did. The teacher reads the same texts through its own
+tokenizer (an imported one's `teacher.tokenizer`, or the larger vocabulary a teacher trained
+here gets while the student has a smaller one of its own, `data.student_vocab: own`): those
+ids are stored beside as `teacher_x`, so the student's vocabulary need not be the teacher's
+(offline KD pairs logits per text, not per id).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 
+# beside tokenizer.json (the student's, which dist ships) when the teacher reads other tokens
+TEACHER_TOKENIZER_FILE = "teacher_tokenizer.json"
+
+
 def tokenizer_path(params: Params, root: Path) -> Path:
     """Where prepare writes the tokenizer the models are trained with."""
     return root / params.paths.prepared / TOKENIZER_FILE
@@ -62,13 +68,13 @@ def prepare_text(params: Params, root: Path) -> dict:
     index = split_indices(ds, data, params.seed)
     check_split_counts({n: (None, ds.y[i]) for n, i in index.items()}, ds, where,
                        data.min_per_class)  # fmt: skip
-    # 3. the tokenizer sees the train split only: val and test stay unseen text
-    if data.tokenizer:
-        tok = load_tokenizer(resolve(data.tokenizer, root), "data.tokenizer")
-    else:
-        tok = train_wordpiece((ds.texts[i] for i in index["train"]), data.vocab_size)
-    vocab = Vocab(tok.get_vocab_size(), pad_id(tok, f"data.tokenizer: {data.tokenizer}"))
-    teacher = _teacher_tokenizer(params, root)
+    # 3. the tokenizers see the train split only: val and test stay unseen text
+    teacher_tok, tok = _tokenizers(params, root, [ds.texts[i] for i in index["train"]])
+    vocab = Vocab(tok.get_vocab_size(), pad_id(tok, "the student's tokenizer"))
+    teacher = None
+    if teacher_tok is not tok:
+        size = teacher_tok.get_vocab_size()
+        teacher = teacher_tok, Vocab(size, pad_id(teacher_tok, "the teacher's tokenizer"))
     keys = ds.keys
     parts, teacher_ids = {}, {}
     for name, rows in index.items():
@@ -96,11 +102,12 @@ def prepare_text(params: Params, root: Path) -> dict:
     }
     if teacher is not None:
         report["teacher_tokenizer"] = {
-            "source": params.teacher.tokenizer,
+            "source": params.teacher.tokenizer or data.tokenizer or "trained on the train split",
             "vocab_size": teacher[1].size,
             "pad_id": teacher[1].pad_id,
         }
-    targets = [*output_paths(params, root), tokenizer_path(params, root)]
+    own = tokenizer_path(params, root).with_name(TEACHER_TOKENIZER_FILE)
+    targets = [*output_paths(params, root), tokenizer_path(params, root)] + [own] * bool(teacher)
     none = np.zeros(1, np.float32)  # token ids are not standardized: mean 0, std 1
     with atomic_paths(targets) as tmps:
         for tmp, name in zip(tmps, SPLITS, strict=False):
@@ -108,13 +115,25 @@ def prepare_text(params: Params, root: Path) -> dict:
                        teacher_ids.get(name))  # fmt: skip
         tmps[3].write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         save_tokenizer(tok, tmps[4])
+        if teacher is not None:
+            save_tokenizer(teacher[0], tmps[5])
+    if teacher is None:
+        own.unlink(missing_ok=True)  # a previous run's: these splits hold one tokenization
     return report
 
 
-def _teacher_tokenizer(params: Params, root: Path) -> tuple[Tokenizer, Vocab] | None:
-    """An imported text teacher's own tokenizer and its vocabulary, if there is one."""
-    if params.teacher.source != "onnx" or not params.teacher.tokenizer:
-        return None
-    path = resolve(params.teacher.tokenizer, root)
-    tok = load_tokenizer(path, "teacher.tokenizer")
-    return tok, Vocab(tok.get_vocab_size(), pad_id(tok, f"teacher.tokenizer: {path}"))
+def _tokenizers(params: Params, root: Path, train: list[str]) -> tuple[Tokenizer, Tokenizer]:
+    """(the teacher's tokenizer, the student's), one object when they are one. The teacher
+    reads `teacher.tokenizer` (imported), `data.tokenizer` or a WordPiece of `data.vocab_size`;
+    the student the teacher's (`student_vocab: shared`) or a smaller WordPiece of its own."""
+    data, imported = params.data, params.teacher.tokenizer
+    if imported or data.tokenizer:
+        field = "teacher.tokenizer" if imported else "data.tokenizer"
+        teacher = load_tokenizer(resolve(imported or data.tokenizer or "", root), field)
+    else:
+        teacher = train_wordpiece(train, data.vocab_size)
+    if data.student_vocab == "shared":
+        return teacher, teacher
+    student = train_wordpiece(train, min(data.student_vocab_size, data.vocab_size))
+    # a corpus too small to fill either vocabulary gives the two the same tokens: one tokenizer
+    return (student, student) if student.to_str() == teacher.to_str() else (teacher, student)

@@ -144,17 +144,21 @@ def check_sizes(
     num_classes: int,
     teacher_params: int | None = None,
     vocab: Vocab | None = None,
+    teacher_vocab: Vocab | None = None,
 ) -> tuple[int, int] | None:
     """(teacher, student) parameter counts for data of `input_shape` and `num_classes`;
     `SizeError` when the student is not smaller than the teacher. None when a conv family
     meets tabular input: that mismatch has its own message (params, `build_model`). An ONNX
     teacher (`teacher.source: onnx`) counts as `teacher_params`, its weights; None when that
     is unknown or 0 (a tree ensemble keeps its model in attributes, not weights). Text
-    families count the tokenizer's `vocab`; before prepare has made it, `data.vocab_size`, the
-    most it can hold."""
+    families count their tokenizer's vocabulary: the student's `vocab`, the teacher's
+    `teacher_vocab` (None: the same); before prepare has made them, the most each can hold."""
     input_shape = tuple(int(d) for d in input_shape)
-    if vocab is None and params.data.source == "text":
-        vocab = Vocab(params.data.vocab_size, 0)
+    data = params.data
+    if vocab is None and data.source == "text":
+        own = data.student_vocab == "own"
+        teacher_vocab = Vocab(data.vocab_size, 0)
+        vocab = Vocab(min(data.student_vocab_size, data.vocab_size), 0) if own else teacher_vocab
     imported = params.teacher.source == "onnx"
     specs = {"student": params.student} | ({} if imported else {"teacher": params.teacher})
     text = [s.arch in TEXT_ARCHS for s in specs.values()]
@@ -167,7 +171,8 @@ def check_sizes(
     if imported:
         teacher, described = teacher_params or 0, f"ONNX, {params.teacher.path}"
     else:
-        teacher = spec_params(params.teacher, input_shape, num_classes, "teacher", vocab)
+        teacher = spec_params(params.teacher, input_shape, num_classes, "teacher",
+                              teacher_vocab or vocab)  # fmt: skip
         described = _describe(params.teacher, "teacher")
     if not teacher:
         return None

@@ -30,7 +30,7 @@ FORMAT = "slimline-onnx-teacher/1"
 class OnnxTeacher(nn.Module):
     """An ONNX teacher as a torch module: prepared samples in, logits out (no gradients)."""
 
-    imported = True  # reads the data as its own tokenizer made it (`Split.for_teacher`)
+    reads_teacher_ids = True  # the data as its own tokenizer made it (`Split.for_teacher`)
 
     def __init__(self, onnx_bytes: bytes, feed: TeacherFeed):
         super().__init__()
@@ -65,7 +65,9 @@ def load_teacher(path: str | Path) -> nn.Module:
     path = Path(path)
     payload = read_payload(path)
     if payload.get("format") != FORMAT:
-        return model_from_payload(path, payload)
+        model = model_from_payload(path, payload)
+        object.__setattr__(model, "reads_teacher_ids", True)  # trained on them (for_teacher)
+        return model
     try:
         feed = TeacherFeed(
             TeacherInterface.from_dict(json.loads(payload["interface"])),

@@ -156,7 +156,7 @@ def _measure(
     params: Params, test: Split, models: Variants, feeds: dict[str, TeacherFeed]
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """Each variant's row (accuracy, size, params, latencies, throughput) and test logits.
-    An imported text teacher reads its own tokenizer's ids of the same texts."""
+    A text teacher with a tokenizer of its own reads its own ids of the same texts."""
     b = params.benchmark
     own = {"teacher_fp32": test.for_teacher().x} if test.teacher_x is not None else {}
     timings = measure_many(
@@ -166,7 +166,7 @@ def _measure(
     )  # fmt: skip
     logits = {
         name: feed_logits(feeds[name], session(path), own.get(name, test.x)) if name in feeds
-        else run_logits(session(path), test.x)
+        else run_logits(session(path), own.get(name, test.x))
         for name, (path, _) in models.items()
     }  # fmt: skip
     variants = [

@@ -170,10 +170,10 @@ def distill_loss(teacher: nn.Module, setup: Setup, distill: Distill) -> LossFn:
 
 
 def as_read_by(teacher: nn.Module, split: Split) -> Split:
-    """The split as `teacher` reads it: an imported text teacher (`OnnxTeacher.imported`)
-    reads its own tokenizer's ids; a teacher trained here, or a student generation teaching
-    the next, the student's."""
-    return split.for_teacher() if getattr(teacher, "imported", False) else split
+    """The split as `teacher` reads it: the teacher checkpoint (`load_teacher`, trained here or
+    imported) its own tokenizer's ids where they differ from the student's; an online peer or
+    a student generation teaching the next, the student's."""
+    return split.for_teacher() if getattr(teacher, "reads_teacher_ids", False) else split
 
 
 @torch.no_grad()

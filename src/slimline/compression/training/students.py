@@ -74,7 +74,7 @@ def offline_teacher(params: Params, path: Path, train: Split) -> nn.Module | Non
     read it), after the size check: `SizeError` (exit 2) before anything trains when the
     student is not smaller than the teacher (an imported teacher's size is known once loaded)."""
     shape, classes = train.input_shape, train.num_classes
-    check_sizes(params, shape, classes, vocab=train.vocab)
+    check_sizes(params, shape, classes, vocab=train.vocab, teacher_vocab=train.teacher_vocab)
     if params.distill.mode != "offline":
         return None
     teacher = load_teacher(path)

@@ -194,6 +194,18 @@ class Data(Section):
         description="`text`: a `tokenizer.json` of your own (a `tokenizers` file with a [PAD] "
         "token) used instead of the one prepare trains from the train split; null trains one.",
     )
+    student_vocab: Literal["own", "shared"] = Field(
+        default="own",
+        description="`text`: `own`: the student reads a smaller WordPiece vocabulary of its own "
+        "(`student_vocab_size`, made from the train split) while the teacher reads its own "
+        "tokens; offline KD pairs their logits per text, and the embeddings the student saves "
+        "buy it width (docs/data.md); `shared`: the student reads the teacher's tokens.",
+    )
+    student_vocab_size: Annotated[int, Field(ge=100, le=262_144)] = Field(
+        default=2000,
+        description="`text`, `student_vocab: own`: at most this many tokens (and never more than "
+        "`vocab_size`) in the student's vocabulary.",
+    )
     val_fraction: Fraction = Field(
         default=0.15,
         description="Share of the samples in the validation split (stratified; val + test below "

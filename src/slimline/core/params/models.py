@@ -18,7 +18,7 @@ MODEL_SIZES: dict[str, dict[str, tuple[int, int]]] = {
     "teacher": {"mlp": (512, 3), "cnn": (128, 3), "resnet": (40, 2),
                 "transformer": (128, 2), "textcnn": (128, 3), "boe": (128, 1)},
     "student": {"mlp": (32, 2), "cnn": (32, 3), "resnet": (16, 1),
-                "transformer": (16, 1), "textcnn": (12, 2), "boe": (12, 1)},
+                "transformer": (48, 1), "textcnn": (12, 2), "boe": (12, 1)},
 }  # fmt: skip
 TEXT_ARCHS = ("transformer", "textcnn", "boe")
 

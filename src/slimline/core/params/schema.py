@@ -151,6 +151,13 @@ class Params(Section):
                 "teacher.input: prepared for text data (got 'raw'): token ids are read as "
                 "they are, never standardized"
             )
+        if text and onnx and self.data.tokenizer is not None:
+            raise ValueError(
+                "data.tokenizer: null with an imported teacher (got "
+                f"{self.data.tokenizer!r}): the teacher's tokens come from teacher.tokenizer, "
+                "and the student reads them (data.student_vocab: shared) or a vocabulary of "
+                "its own (own)"
+            )
         if not text and self.teacher.tokenizer is not None:
             raise ValueError(
                 f"teacher.tokenizer: only for data.source text (got data.source "

@@ -7,13 +7,8 @@ import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    pass
-
 
 # Rows of float32 x handled at a time when a data set is streamed (about this many bytes),
 # and at most this many images decoded per batch: memory stays flat however many samples.

@@ -192,7 +192,8 @@ class Data(Section):
     tokenizer: str | None = Field(
         default=None,
         description="`text`: a `tokenizer.json` of your own (a `tokenizers` file with a [PAD] "
-        "token) used instead of the one prepare trains from the train split; null trains one.",
+        "token) for the teacher trained here (and the student, with `student_vocab: shared`), "
+        "instead of the vocabulary prepare makes from the train split; null makes one.",
     )
     student_vocab: Literal["own", "shared"] = Field(
         default="own",

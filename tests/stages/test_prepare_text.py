@@ -150,3 +150,4 @@ def test_the_student_reads_a_smaller_vocabulary_of_its_own_unless_shared(tmp_pat
     assert train.teacher_x.shape == train.x.shape and not np.array_equal(train.teacher_x, train.x)
     report = json.loads((tmp_path / "reports/data_validation.json").read_text())
     assert report["teacher_tokenizer"]["vocab_size"] == train.teacher_vocab.size
+    assert report["tokenizer"]["source"].startswith("trained on the train split")

@@ -9,7 +9,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 from onnx import TensorProto, helper
 
 from slimline.compression.data.dataset import Vocab
@@ -86,10 +85,19 @@ def test_shorter_sequences_and_padding_leave_its_answers_alone(bert):
     np.testing.assert_allclose(short, full, atol=1e-5)
 
 
-def test_a_trained_teacher_and_a_student_generation_read_the_students_ids(bert):
-    _, _, _, train, _ = bert
-    trained_here = torch.nn.Linear(2, 2)
-    assert as_read_by(trained_here, train) is train
+def test_only_the_teacher_checkpoint_reads_the_teachers_ids(bert, tmp_path):
+    from slimline.compression.models.checkpoints import save_checkpoint
+    from slimline.compression.models.text_families import TEXT_CLASSES
+
+    _, _, vocab, train, _ = bert
+    # an online peer or a student generation teaching the next: a module as built
+    generation = TEXT_CLASSES["boe"]((MAX_LEN,), 3, vocab_size=vocab.size, dim=8, hidden=8,
+                                     pad_id=vocab.pad_id)  # fmt: skip
+    assert as_read_by(generation, train) is train
+    # the same network saved as the teacher and loaded as one reads the teacher's ids
+    save_checkpoint(tmp_path / "teacher.pt", generation)
+    loaded = load_teacher(tmp_path / "teacher.pt")
+    assert np.array_equal(as_read_by(loaded, train).x, train.teacher_x)
 
 
 def test_a_tokenizer_bigger_than_the_embedding_is_refused(bert):

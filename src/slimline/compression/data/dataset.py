@@ -85,13 +85,14 @@ class Split:
     feature_names: tuple[str, ...] = ()  # table sources: the feature columns, in order
     target: str | None = None  # table sources: the label column
     vocab: Vocab | None = None  # text: the tokenizer's vocabulary size and pad id
-    # text with an imported ONNX teacher: each sample's ids from the teacher's own tokenizer
+    # text whose teacher reads other tokens than the student (an imported teacher's tokenizer,
+    # or the larger vocabulary beside the student's own): each sample's ids in the teacher's
     teacher_x: np.ndarray | None = None
     teacher_vocab: Vocab | None = None
 
     def for_teacher(self) -> Split:
         """The split as the teacher reads it: the teacher's own token ids where prepare made
-        them (`teacher.tokenizer`), else this split."""
+        them, else this split."""
         if self.teacher_x is None:
             return self
         return dataclasses.replace(

@@ -69,7 +69,7 @@ def prepare_text(params: Params, root: Path) -> dict:
     check_split_counts({n: (None, ds.y[i]) for n, i in index.items()}, ds, where,
                        data.min_per_class)  # fmt: skip
     # 3. the tokenizers see the train split only: val and test stay unseen text
-    teacher_tok, tok = _tokenizers(params, root, [ds.texts[i] for i in index["train"]])
+    (teacher_tok, tok), sources = _tokenizers(params, root, [ds.texts[i] for i in index["train"]])
     vocab = Vocab(tok.get_vocab_size(), pad_id(tok, "the student's tokenizer"))
     teacher = None
     if teacher_tok is not tok:
@@ -94,7 +94,7 @@ def prepare_text(params: Params, root: Path) -> dict:
     report = data_report(str(path), raw.sha256, ds, len(raw.y) - len(ds.y), conflicts,
                          learnability, splits, entries)  # fmt: skip
     report["tokenizer"] = {
-        "source": data.tokenizer or "trained on the train split (WordPiece)",
+        "source": sources[1],
         "vocab_size": vocab.size,
         "pad_id": vocab.pad_id,
         "max_len": data.max_len,
@@ -102,7 +102,7 @@ def prepare_text(params: Params, root: Path) -> dict:
     }
     if teacher is not None:
         report["teacher_tokenizer"] = {
-            "source": params.teacher.tokenizer or data.tokenizer or "trained on the train split",
+            "source": sources[0],
             "vocab_size": teacher[1].size,
             "pad_id": teacher[1].pad_id,
         }
@@ -122,18 +122,26 @@ def prepare_text(params: Params, root: Path) -> dict:
     return report
 
 
-def _tokenizers(params: Params, root: Path, train: list[str]) -> tuple[Tokenizer, Tokenizer]:
-    """(the teacher's tokenizer, the student's), one object when they are one. The teacher
-    reads `teacher.tokenizer` (imported), `data.tokenizer` or a WordPiece of `data.vocab_size`;
-    the student the teacher's (`student_vocab: shared`) or a smaller WordPiece of its own."""
+def _tokenizers(
+    params: Params, root: Path, train: list[str]
+) -> tuple[tuple[Tokenizer, Tokenizer], tuple[str, str]]:
+    """(the teacher's tokenizer, the student's), one object when they are one, and where each
+    came from (for the data report). The teacher reads `teacher.tokenizer` (imported),
+    `data.tokenizer` or a WordPiece of `data.vocab_size`; the student the teacher's
+    (`student_vocab: shared`) or a smaller WordPiece of its own."""
     data, imported = params.data, params.teacher.tokenizer
-    if imported or data.tokenizer:
+    made = "trained on the train split (WordPiece)"
+    given = imported or data.tokenizer
+    if given:
         field = "teacher.tokenizer" if imported else "data.tokenizer"
-        teacher = load_tokenizer(resolve(imported or data.tokenizer or "", root), field)
+        teacher = load_tokenizer(resolve(given, root), field)
     else:
         teacher = train_wordpiece(train, data.vocab_size)
+    source = given or made
     if data.student_vocab == "shared":
-        return teacher, teacher
+        return (teacher, teacher), (source, source)
     student = train_wordpiece(train, min(data.student_vocab_size, data.vocab_size))
     # a corpus too small to fill either vocabulary gives the two the same tokens: one tokenizer
-    return (student, student) if student.to_str() == teacher.to_str() else (teacher, student)
+    if student.to_str() == teacher.to_str():
+        return (student, student), (made, made)
+    return (teacher, student), (source, made)

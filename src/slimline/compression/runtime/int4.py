@@ -116,11 +116,11 @@ def as_matmul(proto: Any, source: str | Path) -> dict[str, tuple[str, np.ndarray
 
 def _table(node: Any, attrs: dict, inits: dict) -> bool:
     """An embedding: a constant 2-D table read by row (axis 0) at indices computed in the
-    graph, whose width GatherBlockQuantized's blocks divide."""
+    graph (a width that is not a whole number of blocks is padded, as K is for MatMul)."""
     table = inits.get(node.input[0])
     return (
         table is not None and len(table.dims) == 2 and attrs.get("axis", 0) == 0
-        and node.input[1] not in inits and table.dims[1] % block_size(table.dims[1]) == 0
+        and node.input[1] not in inits
     )  # fmt: skip
 
 
@@ -154,6 +154,8 @@ class Int4Builder:
         self.ops = {n.name: n.op_type for n in self.proto.graph.node}
         self.weights = as_matmul(self.proto, fp32_path)
         self.blocks = {name: block_size(w.shape[0]) for name, (_, w) in self.weights.items()}
+        weighted = [n.name for n in self.proto.graph.node if n.op_type in ("MatMul", "Gather")]
+        self.untracked = [name for name in weighted if name not in self.blocks]
 
     def block_sizes(self, excluded: list[str]) -> dict[str, int]:
         return {n: b for n, b in self.blocks.items() if n not in excluded}
@@ -177,7 +179,9 @@ class Int4Builder:
                 quant_format=QuantFormat.QOperator, op_types_to_quantize=("MatMul", "Gather"),
                 quant_axes=QUANT_AXES, bits=4,
             )  # fmt: skip
-            others = [n for n, b in self.blocks.items() if b != size]
+            # the quantizer packs every MatMul and Gather it may: those of another block size,
+            # and any it may but `as_matmul` did not take, stay out of this pass
+            others = [n for n, b in self.blocks.items() if b != size] + self.untracked
             quantizer = MatMulNBitsQuantizer(
                 model, nodes_to_exclude=sorted(set(excluded) | set(others)), algo_config=config
             )

@@ -105,9 +105,9 @@ class TeacherSpec(ModelSpec):
     tokenizer: str | None = Field(
         default=None,
         description="`source: onnx` on text data (required there): the `tokenizer.json` the "
-        "teacher was trained with. Prepare tokenizes every text with it too, so the teacher "
-        "reads its own ids while the student reads `data.tokenizer`'s (or the vocabulary "
-        "trained on the train split).",
+        "teacher was trained with. Prepare tokenizes every text with it, so the teacher reads "
+        "its own ids while the student reads a vocabulary of its own (`data.student_vocab: "
+        "own`) or these same ids (`shared`).",
     )
     arch: Literal["mlp", "cnn", "resnet", "transformer", "textcnn", "boe"] = Field(
         default="resnet",
@@ -133,8 +133,8 @@ class TeacherSpec(ModelSpec):
             raise ValueError(f"teacher.path: an .onnx file for source 'onnx' (got {self.path!r})")
         if self.source == "train" and self.tokenizer is not None:
             raise ValueError(
-                "teacher.tokenizer: only for source 'onnx'; a trained teacher reads the "
-                f"student's tokens (got {self.tokenizer!r})"
+                "teacher.tokenizer: only for source 'onnx'; a teacher trained here reads "
+                f"data.tokenizer or the vocabulary prepare makes (got {self.tokenizer!r})"
             )
         if self.source == "train" and self.input != "prepared":
             raise ValueError(

@@ -144,7 +144,7 @@ class Params(Section):
         if text and onnx and self.teacher.tokenizer is None:
             raise ValueError(
                 "teacher.tokenizer: the tokenizer.json the ONNX teacher was trained with, for "
-                "text data (got None); the student may share it (data.tokenizer: the same file)"
+                "text data (got None); the student reads it too with data.student_vocab: shared"
             )
         if text and onnx and self.teacher.input != "prepared":
             raise ValueError(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from slimline.compression.data.dataset import SPLITS, Vocab
+from slimline.compression.data.dataset import SPLITS
 from slimline.compression.data.degenerate import check_classes, check_split_counts, label_conflicts
 from slimline.compression.data.learnability import probe
 from slimline.compression.data.report import data_report, digest_of, output_paths, split_entry
@@ -31,9 +31,9 @@ from slimline.compression.data.tokenizer import (
     TOKENIZER_FILE,
     encode,
     load_tokenizer,
-    pad_id,
     save_tokenizer,
     train_wordpiece,
+    vocab_of,
 )
 from slimline.core.atomic import atomic_paths
 from slimline.core.params.layouts import resolve
@@ -70,11 +70,10 @@ def prepare_text(params: Params, root: Path) -> dict:
                        data.min_per_class)  # fmt: skip
     # 3. the tokenizers see the train split only: val and test stay unseen text
     (teacher_tok, tok), sources = _tokenizers(params, root, [ds.texts[i] for i in index["train"]])
-    vocab = Vocab(tok.get_vocab_size(), pad_id(tok, "the student's tokenizer"))
+    vocab = vocab_of(tok, "the student's tokenizer")
     teacher = None
     if teacher_tok is not tok:
-        size = teacher_tok.get_vocab_size()
-        teacher = teacher_tok, Vocab(size, pad_id(teacher_tok, "the teacher's tokenizer"))
+        teacher = teacher_tok, vocab_of(teacher_tok, "the teacher's tokenizer")
     keys = ds.keys
     parts, teacher_ids = {}, {}
     for name, rows in index.items():

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from slimline.compression.data.dataset import DataError
+from slimline.compression.data.dataset import DataError, Vocab
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -120,6 +120,11 @@ def load_tokenizer(path: Path, field: str) -> Tokenizer:
         raise DataError(f"{where}: not a readable tokenizer.json ({first})") from None
     pad_id(tok, where)
     return tok
+
+
+def vocab_of(tok: Tokenizer, where: str) -> Vocab:
+    """What a model over `tok`'s ids is sized by: its vocabulary size and pad id."""
+    return Vocab(tok.get_vocab_size(), pad_id(tok, where))
 
 
 def pad_id(tok: Tokenizer, where: str) -> int:

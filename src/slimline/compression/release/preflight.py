@@ -31,8 +31,7 @@ def check_onnx_teacher(
 ) -> int:
     """The ONNX teacher's weight count, having checked the file and, where the data's sample
     shape is known exactly (not an image folder's channel count), run it on a zero batch."""
-    from slimline.compression.data.dataset import Vocab
-    from slimline.compression.data.tokenizer import encode, load_tokenizer, pad_id
+    from slimline.compression.data.tokenizer import encode, load_tokenizer, vocab_of
     from slimline.compression.models.onnx_teacher import inspect_teacher, load_checked, weight_count
     from slimline.core.params.layouts import resolve
 
@@ -41,10 +40,10 @@ def check_onnx_teacher(
         return weight_count(load_checked(path))
     (sample, classes), channels = shape, shape[0][0]
     stats = (np.zeros(channels, np.float32), np.ones(channels, np.float32), 1.0)
-    if params.data.source == "text":  # two sentences in the teacher's own tokens
-        stats = (np.zeros(1, np.float32), np.ones(1, np.float32), 1.0)
+    if params.data.source == "text":  # two sentences in the teacher's own tokens (ids are fed
+        # as they are: the statistics go unused)
         tok = load_tokenizer(resolve(params.teacher.tokenizer or "", root), "teacher.tokenizer")
-        vocab = Vocab(tok.get_vocab_size(), pad_id(tok, "teacher.tokenizer"))
+        vocab = vocab_of(tok, "teacher.tokenizer")
         probe, _ = encode(tok, ["a first probe text.", "and a second one"], sample[0])
         inspect = inspect_teacher(path, probe, classes, params.teacher.input, stats, vocab)
         return inspect[0].params

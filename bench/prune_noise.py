@@ -59,8 +59,9 @@ def trained(seed: int, workdir: Path) -> Path:
     return project
 
 
-def samples_lost(project: Path, recipe: str, shuffle: int) -> int:
-    """The teacher's test errors subtracted from the pruned model's, for one recipe and shuffle."""
+def samples_lost(project: Path, recipe: str, shuffle: int) -> tuple[int, int]:
+    """The teacher's test errors subtracted from the pruned model's, for one recipe and shuffle,
+    and the test split's size."""
     from slimline.compression.data.store import load_splits
     from slimline.compression.models.checkpoints import load_checkpoint
     from slimline.compression.models.teacher import load_teacher
@@ -82,7 +83,33 @@ def samples_lost(project: Path, recipe: str, shuffle: int) -> int:
     n = len(test.y)
     pruned_right = round(loss_and_accuracy(pruned, test)[1] * n)
     teacher_right = round(loss_and_accuracy(teacher, test)[1] * n)
-    return teacher_right - pruned_right
+    return teacher_right - pruned_right, n
+
+
+def page(runs: list[dict], seeds: list[int], shuffles: int) -> tuple[list[str], dict]:
+    """The markdown page and the summary by recipe; a run is over the drop gate when its loss,
+    as a fraction of the test split, exceeds params.yaml's `gates.max_accuracy_drop`."""
+    gate = yaml.safe_load((ROOT / "params.yaml").read_text())["gates"]["max_accuracy_drop"]
+    n = runs[0]["test_samples"]
+    lines = ["# Pruning's share of the drop, by recipe", "", f"CPU: {describe(cpu_info())}.", "",
+             f"Students of seeds {', '.join(map(str, seeds))} (native kernels); {shuffles} "
+             "fine-tune shuffles each; test samples the pruned FP32 model loses against the "
+             f"teacher (of {n}; 0.5 points is {n / 200:.1f}; the drop gate, {gate:.0%}, "
+             f"{gate * n:.1f}).", "",
+             *table_head(["recipe", "prune overrides", "mean", "sd", "max", "runs at most 1",
+                          "runs over the drop gate"])]  # fmt: skip
+    summary = {}
+    for recipe, overrides in RECIPES.items():
+        got = np.array([r["samples_lost"] for r in runs if r["recipe"] == recipe])
+        summary[recipe] = {"overrides": overrides, "mean": float(got.mean()),
+                           "sd": float(got.std(ddof=1)), "max": int(got.max()),
+                           "at_most_1": int((got <= 1).sum()),
+                           "over_gate": int((got / n > gate).sum()), "runs": len(got)}  # fmt: skip
+        s = summary[recipe]
+        lines.append(f"| {recipe} | {json.dumps(overrides)} | {s['mean']:.1f} | {s['sd']:.1f} | "
+                     f"{s['max']} | {s['at_most_1']} of {s['runs']} | "
+                     f"{s['over_gate']} of {s['runs']} |")  # fmt: skip
+    return lines, summary
 
 
 def main() -> None:
@@ -97,23 +124,9 @@ def main() -> None:
         with ProcessPoolExecutor(2) as pool:
             lost = list(pool.map(samples_lost, [projects[s] for s, _, _ in jobs],
                                  [r for _, r, _ in jobs], [k for _, _, k in jobs]))  # fmt: skip
-    runs = [{"seed": s, "recipe": r, "shuffle": k, "samples_lost": n}
-            for (s, r, k), n in zip(jobs, lost, strict=True)]  # fmt: skip
-    lines = ["# Pruning's share of the drop, by recipe", "", f"CPU: {describe(cpu_info())}.", "",
-             f"Students of seeds {', '.join(map(str, args.seeds))} (native kernels); "
-             f"{args.shuffles} fine-tune shuffles each; test samples the pruned FP32 model "
-             "loses against the teacher (of 360; 0.5 points is 1.8).", "",
-             *table_head(["recipe", "prune overrides", "mean", "sd", "max",
-                          "runs at most 1"])]  # fmt: skip
-    summary = {}
-    for recipe, overrides in RECIPES.items():
-        got = np.array([r["samples_lost"] for r in runs if r["recipe"] == recipe])
-        summary[recipe] = {"overrides": overrides, "mean": float(got.mean()),
-                           "sd": float(got.std(ddof=1)), "max": int(got.max()),
-                           "at_most_1": int((got <= 1).sum()), "runs": len(got)}  # fmt: skip
-        s = summary[recipe]
-        lines.append(f"| {recipe} | {json.dumps(overrides)} | {s['mean']:.1f} | {s['sd']:.1f} | "
-                     f"{s['max']} | {s['at_most_1']} of {s['runs']} |")  # fmt: skip
+    runs = [{"seed": s, "recipe": r, "shuffle": k, "samples_lost": got, "test_samples": n}
+            for (s, r, k), (got, n) in zip(jobs, lost, strict=True)]  # fmt: skip
+    lines, summary = page(runs, args.seeds, args.shuffles)
     publish("prune_noise", lines, {"cpu": cpu_info(), "summary": summary, "runs": runs})
 
 

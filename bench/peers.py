@@ -69,6 +69,10 @@ class TorchSession:
     def get_outputs(self) -> list[SimpleNamespace]:
         return [self._out]
 
+    def get_modelmeta(self) -> SimpleNamespace:
+        # onnx_io.feeds reads a text model's pad id here; a torch image model has none
+        return SimpleNamespace(custom_metadata_map={})
+
     def run(self, output_names: Any, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         with self._torch.inference_mode():
             return [self.model(self._torch.from_numpy(feed["input"])).numpy()]

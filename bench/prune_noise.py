@@ -14,7 +14,7 @@ shuffles' spread, apart from the students' difference.
 
     .venv/bin/python bench/prune_noise.py [--seeds 42 1234] [--shuffles 5]
 
-Takes about 15 min on 2 cores. Writes bench/results/prune_noise.{md,json}.
+Takes about 10 min on 2 cores. Writes bench/results/prune_noise.{md,json}.
 """
 
 from __future__ import annotations

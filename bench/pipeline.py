@@ -37,6 +37,13 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+def set_params(project: Path, **top_level: object) -> None:
+    """Rewrite the copy's params.yaml with these top-level keys (`seed`, `reproducible`, ...)."""
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text()) | top_level
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def timed(cmd: list[str], cwd: Path) -> float:
     env = {**os.environ, "CI": "true", "DVC_NO_ANALYTICS": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from pipeline import copy_project, timed
+from pipeline import copy_project, set_params, timed
 from published import publish, table_head
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,9 +55,7 @@ WORKERS = 2  # one single-threaded fine-tune per core of the 2-core machines thi
 def trained(seed: int, workdir: Path) -> Path:
     """A copy of the project with the seed's student distilled (native kernels)."""
     project = copy_project(workdir / f"seed{seed}")
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params |= {"seed": seed, "reproducible": False}
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(project, seed=seed, reproducible=False)
     timed(["dvc", "repro", "distill"], project)
     return project
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from pipeline import copy_project, timed
+from pipeline import copy_project, set_params, timed
 from published import publish, python, table_head
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,9 +64,7 @@ def output_hashes(project: Path) -> dict[str, str]:
 def one_run(seed: int, reproducible: bool, threads: int, qemu: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="slimline-robust-") as tmp:
         project = copy_project(Path(tmp))
-        params = yaml.safe_load((project / "params.yaml").read_text())
-        params |= {"seed": seed, "reproducible": reproducible, "threads": threads}
-        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        set_params(project, seed=seed, reproducible=reproducible, threads=threads)
         seconds = timed(["dvc", "repro"], project)
 
         def load(name: str) -> dict:

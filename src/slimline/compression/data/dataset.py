@@ -87,6 +87,7 @@ class Split:
     vocab: Vocab | None = None  # text: the tokenizer's vocabulary size and pad id
     # text whose teacher reads other tokens than the student (an imported teacher's tokenizer,
     # or the larger vocabulary beside the student's own): each sample's ids in the teacher's
+    # tokens, row for row with x
     teacher_x: np.ndarray | None = None
     teacher_vocab: Vocab | None = None
 

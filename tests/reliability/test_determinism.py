@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from slimline.core.cpu import cpu_info, describe
+from slimline.core.kernels import pinnable
 from tests.support.outputs import STAGES, outputs
 from tests.support.project import dvc_repro
 
@@ -68,6 +69,8 @@ def output_hashes(project: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_the_shared_run_gives_the_recorded_hashes_on_this_cpu(pipeline_once):
+    if not pinnable():  # an Arm machine, say: no pins apply, torch follows its CPU
+        pytest.skip("the recorded hashes hold where the kernels are pinned: x86-64 with AVX2")
     recorded = json.loads(RECORDED.read_text())
     want, got = recorded["hashes"], output_hashes(pipeline_once)
     differ = sorted(path for path in want.keys() | got.keys() if want.get(path) != got.get(path))

@@ -26,14 +26,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 from pipeline import copy_project, set_params, timed
 from published import publish, python, table_head
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from slimline.core.cpu import cpu_info, describe  # noqa: E402
+from tests.support.outputs import lock_output_hashes  # noqa: E402
 
 # the final model's top-1 predictions on the test split, in a process that may run under qemu
 PREDICT = """
@@ -52,13 +52,6 @@ def predictions(project: Path, qemu: bool) -> list[int]:
 # their outputs carry what differs by design: export's the params hash (which covers `seed`,
 # `threads`, `reproducible`), the benchmark's timings
 NOT_COMPARED = ("export", "benchmark")
-
-
-def output_hashes(project: Path) -> dict[str, str]:
-    """dvc.lock's hash of every output of prepare ... quantize and validate."""
-    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
-    return {o["path"]: o.get("md5", "") for name, s in lock.items() if name not in NOT_COMPARED
-            for o in s.get("outs", [])}  # fmt: skip
 
 
 def one_run(seed: int, reproducible: bool, threads: int, qemu: bool) -> dict:
@@ -89,7 +82,7 @@ def one_run(seed: int, reproducible: bool, threads: int, qemu: bool) -> dict:
             ),  # fmt: skip
             "gates_passed": gates["passed"],
             "failed_gates": [g["name"] for g in gates["gates"] if not g["passed"]],
-            "hashes": output_hashes(project),
+            "hashes": lock_output_hashes(project, NOT_COMPARED),
         }
         if qemu:
             row["haswell_same"] = bool(np.array_equal(predictions(project, qemu=True), native))

@@ -22,7 +22,7 @@ import yaml
 
 from slimline.core.cpu import cpu_info, describe
 from slimline.core.kernels import pinnable
-from tests.support.outputs import STAGES, outputs
+from tests.support.outputs import STAGES, lock_output_hashes, outputs
 from tests.support.project import dvc_repro
 
 RECORDED = Path(__file__).with_name("recorded_hashes.json")
@@ -56,23 +56,12 @@ def test_forced_rerun_reproduces_every_output_byte_for_byte(project):
     assert [s for s in STAGES if s != "benchmark" and locks[0][s] != locks[1][s]] == []
 
 
-def output_hashes(project: Path) -> dict[str, str]:
-    """Path -> DVC's MD5 for every output dvc.lock records, but the benchmark's timings."""
-    stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
-    return {
-        out["path"]: out["md5"]
-        for name in STAGES
-        if name != "benchmark"
-        for out in stages[name]["outs"]
-    }
-
-
 @pytest.mark.slow
 def test_the_shared_run_gives_the_recorded_hashes_on_this_cpu(pipeline_once):
     if not pinnable():  # an Arm machine, say: no pins apply, torch follows its CPU
         pytest.skip("the recorded hashes hold where the kernels are pinned: x86-64 with AVX2")
     recorded = json.loads(RECORDED.read_text())
-    want, got = recorded["hashes"], output_hashes(pipeline_once)
+    want, got = recorded["hashes"], lock_output_hashes(pipeline_once, ("benchmark",))
     differ = sorted(path for path in want.keys() | got.keys() if want.get(path) != got.get(path))
     # a change meant to move these outputs records them anew: the message prints the run's hashes
     assert not differ, (

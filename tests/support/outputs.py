@@ -27,6 +27,13 @@ def outputs(root: Path) -> dict[str, bytes]:
     return files | {"dvc.lock": (root / "dvc.lock").read_bytes()}
 
 
+def lock_output_hashes(root: Path, leave_out: tuple[str, ...]) -> dict[str, str]:
+    """Path -> the MD5 dvc.lock records for every output of every stage but `leave_out`'s."""
+    stages = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    return {out["path"]: out.get("md5", "") for name, stage in stages.items()
+            if name not in leave_out for out in stage.get("outs", [])}  # fmt: skip
+
+
 def visible(files: dict[str, bytes]) -> dict[str, bytes]:
     """The outputs themselves, without hidden temp files (`.name.XXXX`) of a killed writer."""
     return {k: v for k, v in files.items() if not Path(k).name.startswith(".")}

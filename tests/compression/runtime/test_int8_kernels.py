@@ -1,0 +1,135 @@
+"""onnxruntime's INT8 kernels on the CPU that runs the suite, against exact integer arithmetic.
+
+quantize.target rests on one claim per weight format (docs/quantization.md, the kernel table):
+uint8 weights (portable) and 7-bit int8 weights (native without VNNI) sum exactly on every
+x86-64 CPU, and 8-bit int8 weights only where VNNI or AMX sums u8 x s8 products in int32.
+These tests check the claim on whichever machine runs them, AVX2-only or VNNI, with the
+weight grids `choose` gives each format and the two ops a quantized student runs: the
+QGEMM behind MatMul / Gemm, and QLinearConv.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+from onnx import TensorProto, helper, numpy_helper
+
+from slimline.compression.runtime.int8_target import EXACT_SETS, choose
+from slimline.core.cpu import cpu_info, describe
+
+CPU = cpu_info()
+SETS = CPU["instruction_sets"]
+PORTABLE = choose("portable", CPU)
+SEVEN_BIT = choose("native", {"model": "AVX2 only", "instruction_sets": {"AVX2": True}})
+EIGHT_BIT = choose("native", {"model": "VNNI", "instruction_sets": {"AVX-512 VNNI": True}})
+# QLinearConv's output scale: a power of two, so that acc * scale is exact in float32 and
+# onnxruntime's round-to-nearest-even is np.rint's; 2**-17 keeps every sum here in uint8
+OUT_SCALE, OUT_ZERO = 2.0**-17, 128
+
+
+def weights(grid: tuple[int, int], shape: tuple[int, ...], rng) -> np.ndarray:
+    """Random weights on a format's grid whose first output row sits at the grid's top, so
+    that a pair of 255 x top products (64,770 for int8's 127) meets an int16 step if any."""
+    low, high = grid
+    dtype = np.uint8 if low == 0 else np.int8
+    w = rng.integers(low, high + 1, shape)
+    w[0] = high
+    return w.astype(dtype)
+
+
+def activations(shape: tuple[int, ...], rng) -> np.ndarray:
+    x = rng.integers(0, 256, shape)
+    x[0] = 255
+    return x.astype(np.uint8)
+
+
+def session(nodes, inputs, outputs, initializers) -> ort.InferenceSession:
+    graph = helper.make_graph(nodes, "kernel", inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])  # fmt: skip
+
+
+def matmul_integer(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """onnxruntime's int32 sums of uint8 `a` [M, K] times `w` [K, N] (MLAS QGEMM)."""
+    s = session(
+        [helper.make_node("MatMulInteger", ["a", "w"], ["y"])],
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, a.shape)],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+        [numpy_helper.from_array(w, "w")],
+    )
+    return s.run(None, {"a": a})[0]
+
+
+def qlinear_conv(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """onnxruntime's QLinearConv (3x3, no padding) with unit input scales, zero points 0."""
+    constants = {"one": np.array(1.0, np.float32), "zero": np.array(0, np.uint8),
+                 "w_zero": np.array(0, w.dtype), "y_scale": np.array(1 / OUT_SCALE, np.float32),
+                 "y_zero": np.array(OUT_ZERO, np.uint8), "w": w}  # fmt: skip
+    feeds = ["x", "one", "zero", "w", "one", "w_zero", "y_scale", "y_zero"]
+    s = session(
+        [helper.make_node("QLinearConv", feeds, ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, x.shape)],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+        [numpy_helper.from_array(v, k) for k, v in constants.items()],
+    )
+    return s.run(None, {"x": x})[0]
+
+
+def exact_conv(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """What QLinearConv computes with int64 sums: the reference every CPU should meet."""
+    patches = sliding_window_view(x.astype(np.int64), w.shape[2:], axis=(2, 3))
+    acc = np.einsum("ncyxij,ocij->noyx", patches, w.astype(np.int64))
+    return np.clip(np.rint(acc * OUT_SCALE) + OUT_ZERO, 0, 255).astype(np.uint8)
+
+
+def exact_everywhere(grid: tuple[int, int]) -> None:
+    """Both ops equal the exact integers on this CPU, for weights on `grid`."""
+    assert not exact_ops_differ(grid), f"{describe(CPU)}: weights on {grid} not summed exactly"
+
+
+def exact_ops_differ(grid: tuple[int, int]) -> list[str]:
+    """The ops (and batch sizes) whose result on this CPU is not the exact one."""
+    rng = np.random.default_rng(0)
+    differ = []
+    for m in (1, 16):  # batch 1 is the latency path
+        a, w = activations((m, 96), rng), weights(grid, (8, 96), rng).T.copy()
+        if not np.array_equal(matmul_integer(a, w), a.astype(np.int64) @ w.astype(np.int64)):
+            differ.append(f"MatMulInteger M={m}")
+    x, w = activations((2, 16, 6, 6), rng), weights(grid, (8, 16, 3, 3), rng)
+    if not np.array_equal(qlinear_conv(x, w), exact_conv(x, w)):
+        differ.append("QLinearConv")
+    return differ
+
+
+def test_the_grids_are_the_formats_quantize_writes():
+    # the grids below are the formats' own, so the kernel checks follow any change to them
+    assert (PORTABLE.weight_grid, SEVEN_BIT.weight_grid, EIGHT_BIT.weight_grid) == (
+        (0, 255), (-64, 64), (-127, 127))  # fmt: skip
+    assert EIGHT_BIT.requires and not PORTABLE.requires and not SEVEN_BIT.requires
+
+
+def test_portable_uint8_weights_sum_exactly_on_this_cpu():
+    exact_everywhere(PORTABLE.weight_grid)
+
+
+def test_seven_bit_int8_weights_sum_exactly_on_this_cpu():
+    # 255 x 64 x 2 = 32,640 fits the int16 pair sum of CPUs without VNNI
+    exact_everywhere(SEVEN_BIT.weight_grid)
+
+
+def test_eight_bit_int8_weights_are_exact_only_where_the_cpu_sums_in_int32():
+    if not isinstance(SETS, dict) or not SETS.get("AVX2"):
+        pytest.skip(f"{describe(CPU)}: the claim is about x86-64 CPUs with AVX2")
+    exact_cpu = any(SETS.get(s) for s in EXACT_SETS)
+    differ = exact_ops_differ(EIGHT_BIT.weight_grid)
+    if exact_cpu:  # VNNI or AMX: a native model made for this CPU is right here
+        assert not differ, f"{describe(CPU)} has {EXACT_SETS} yet {differ} saturated"
+    else:  # the int16 pair sums saturate: why native needs VNNI and portable is the default
+        assert "MatMulInteger M=16" in differ and "QLinearConv" in differ, (
+            f"{describe(CPU)} lacks {EXACT_SETS}, yet 8-bit weights summed exactly: {differ}"
+        )

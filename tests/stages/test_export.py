@@ -189,7 +189,7 @@ def test_gates_carry_intervals_and_bound_fails_what_the_estimate_passes(
     assert agreement["interval"][0] < 0.997 < agreement["interval"][1] == 1.0
     # a split this size cannot tell 0.997 from 1: it says so, and the size that would
     needed = agreement["undecidable"]["needed_samples"]
-    assert needed > n and f"about {needed:,} test samples would" in card
+    assert needed > n and f"about {needed:,} test samples would decide it" in card
     assert f"min_agreement: 1.0000 >= 0.9970 (95% CI {agreement['interval'][0]:.4f}" in card
     assert f"{n:,} test samples)" in card
     drop = {g["name"]: g for g in gates["gates"]}["max_accuracy_drop"]

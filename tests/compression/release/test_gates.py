@@ -117,7 +117,7 @@ def test_a_tiny_split_is_said_too_small_with_the_size_that_would_do():
     drop = report(gates)["gates"][1]
     needed = drop["undecidable"]["needed_samples"]
     assert drop["undecidable"]["width"] > 2 * 0.01 and needed > 30
-    assert f"about {needed:,} test samples would" in notes[1]
+    assert f"about {needed:,} test samples would decide it" in notes[1]
     assert "too small to decide it" in drop["undecidable"]["note"]
     # the size it names is about right: the same proportions on that many rows decide it
     k = -(-needed // 30)

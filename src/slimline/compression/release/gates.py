@@ -297,7 +297,7 @@ def undecidable_note(
     )
     if not needed:
         return what + " (a threshold that leaves no tolerance: no split size would do)"
-    return what + f"; about {needed:,} test samples would"
+    return what + f"; about {needed:,} test samples would decide it"
 
 
 def describe(

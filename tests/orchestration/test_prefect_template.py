@@ -25,6 +25,7 @@ def database(home: Path, rows: dict[str, list[str]]) -> Path:
     """A Prefect-like database: one text column per table, the given rows."""
     home.mkdir(parents=True, exist_ok=True)
     with closing(sqlite3.connect(home / "prefect.db")) as db, db:
+        db.execute("PRAGMA journal_mode=WAL")  # as Prefect keeps it
         for table, values in rows.items():
             db.execute(f'CREATE TABLE "{table}" (v TEXT)')
             db.executemany(f'INSERT INTO "{table}" VALUES (?)', [(v,) for v in values])
@@ -47,6 +48,7 @@ def test_a_migrated_database_becomes_the_template_new_projects_start_from(tmp_pa
     template = template_path()
     assert template.parent == cache / "slimline" and template.name.startswith("prefect-3.")
     assert [p.name for p in template.parent.iterdir()] == [template.name]  # no temp file left
+    assert template.read_bytes()[18:20] == b"\x01\x01"  # rollback journal: reads write nothing
 
     second = tmp_path / "second"
     second.mkdir()
@@ -54,6 +56,7 @@ def test_a_migrated_database_becomes_the_template_new_projects_start_from(tmp_pa
     assert rows(second / "prefect.db", "alembic_version") == ["head-rev"]
     assert rows(second / "prefect.db", "block_type") == ["json", "secret"]
     assert sorted(p.name for p in second.iterdir()) == ["prefect.db"]
+    assert [p.name for p in template.parent.iterdir()] == [template.name]
 
 
 def test_a_database_with_anything_of_a_run_is_never_kept(tmp_path):

@@ -72,12 +72,15 @@ class RunRecorded(Exception):
 
 
 def _backup(source: Path, dest: Path) -> None:
-    """SQLite's online backup: a consistent copy even while a server writes the source."""
+    """SQLite's online backup: a consistent copy even while a server writes the source. The
+    copy leaves Prefect's WAL mode, so that reading it writes no -wal / -shm file beside it
+    (Prefect turns WAL on again when it opens a project's copy)."""
     with (
         contextlib.closing(sqlite3.connect(source)) as src,
         contextlib.closing(sqlite3.connect(dest)) as dst,
     ):
         src.backup(dst)
+        dst.execute("PRAGMA journal_mode=DELETE")
 
 
 def _tables_with_rows(db: Path) -> set[str]:

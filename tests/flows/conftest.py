@@ -19,6 +19,7 @@ class FlowRun:
     project: Path
     result: CompletedProcess
     seconds: float
+    cache: Path  # its XDG_CACHE_HOME: the Prefect database template it kept
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +28,7 @@ def flow_project(tmp_path_factory) -> FlowRun:
     # would be a tie decided by timing noise
     project = make_project(tmp_path_factory.mktemp("flows") / "project", **TRAINED)
     commit(project)
+    cache = tmp_path_factory.mktemp("cache")
     start = time.monotonic()
-    result = slimline(project, "run")
-    return FlowRun(project, result, time.monotonic() - start)
+    result = slimline(project, "run", XDG_CACHE_HOME=str(cache))
+    return FlowRun(project, result, time.monotonic() - start, cache)

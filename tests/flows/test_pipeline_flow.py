@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import closing
 
 import pytest
 
@@ -40,6 +41,20 @@ def test_a_cold_run_runs_every_stage_records_it_and_promotes(flow_project):
     )
     assert sorted(c.info.run_name for c in children) == sorted(stages)
     assert {c.data.tags["slimline.stage.status"] for c in children} == {"ran"}
+
+
+def test_a_new_projects_first_run_keeps_its_prefect_database_for_the_next(flow_project):
+    # against the real Prefect, what the unit tests fake: its migrated database is kept
+    # before the run (schema version, block registry, no flow run) in rollback-journal mode
+    (template,) = (flow_project.cache / "slimline").glob("prefect-*.db")
+    assert template.read_bytes()[18:20] == b"\x01\x01"
+    with closing(sqlite3.connect(template)) as db:
+        count = lambda table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: E731
+        assert (count("alembic_version"), count("flow_run"), count("flow")) == (1, 0, 0)
+        assert count("block_type") > 0
+    project_db = sqlite3.connect(flow_project.project / ".prefect" / "prefect.db")
+    with closing(project_db):  # the project's own database went on to record the run
+        assert project_db.execute("SELECT count(*) FROM flow_run").fetchone()[0] >= 1
 
 
 def test_the_prefect_ui_gets_the_gates_and_benchmark_as_an_artifact(flow_project):

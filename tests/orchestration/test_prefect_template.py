@@ -1,6 +1,6 @@
 """A new project's Prefect database starts as a copy of a migrated one: only ever a copy of a
-database that holds nothing of a run, only for the default SQLite home, never over a
-project's own database."""
+migrated database that holds nothing of a run, written by one project, only for the default
+SQLite home, never over a project's own database."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from slimline.orchestration.prefect_template import keep, start_from_template, template_path
 
@@ -32,6 +33,11 @@ def database(home: Path, rows: dict[str, list[str]]) -> Path:
     return home / "prefect.db"
 
 
+def cache_files() -> list[str]:
+    """The cache folder's files but the writers' lock: no temp file, no -wal / -shm."""
+    return sorted(p.name for p in template_path().parent.iterdir() if p.suffix != ".lock")
+
+
 def rows(db: Path, table: str) -> list[str]:
     with closing(sqlite3.connect(db)) as conn:
         return [v for (v,) in conn.execute(f'SELECT v FROM "{table}"')]
@@ -47,7 +53,7 @@ def test_a_migrated_database_becomes_the_template_new_projects_start_from(tmp_pa
     keep(tmp_path / "first")
     template = template_path()
     assert template.parent == cache / "slimline" and template.name.startswith("prefect-3.")
-    assert [p.name for p in template.parent.iterdir()] == [template.name]  # no temp file left
+    assert cache_files() == [template.name]
     assert template.read_bytes()[18:20] == b"\x01\x01"  # rollback journal: reads write nothing
 
     second = tmp_path / "second"
@@ -56,14 +62,28 @@ def test_a_migrated_database_becomes_the_template_new_projects_start_from(tmp_pa
     assert rows(second / "prefect.db", "alembic_version") == ["head-rev"]
     assert rows(second / "prefect.db", "block_type") == ["json", "secret"]
     assert sorted(p.name for p in second.iterdir()) == ["prefect.db"]
-    assert [p.name for p in template.parent.iterdir()] == [template.name]
+    assert cache_files() == [template.name]
 
 
 def test_a_database_with_anything_of_a_run_is_never_kept(tmp_path):
     database(tmp_path / "ran", {**MIGRATED, "flow": ["slimline-pipeline"]})
     keep(tmp_path / "ran")
     assert not template_path().exists()
-    assert not list(template_path().parent.iterdir())  # its temp copy is gone too
+    assert cache_files() == []  # its temp copy is gone too
+    database(tmp_path / "unmigrated", {"block_type": ["json"]})  # no schema version
+    keep(tmp_path / "unmigrated")
+    assert not template_path().exists()
+
+
+def test_the_first_project_to_store_the_template_is_the_only_writer(tmp_path):
+    database(tmp_path / "a", MIGRATED)
+    database(tmp_path / "b", {**MIGRATED, "block_type": ["json", "secret", "webhook"]})
+    with FileLock(template_path().with_name(f"{template_path().name}.lock")):
+        keep(tmp_path / "a")  # another project is storing it: this one leaves it be
+    assert not template_path().exists()
+    keep(tmp_path / "a")
+    keep(tmp_path / "b")  # stored already: never rewritten under a reader
+    assert rows(template_path(), "block_type") == ["json", "secret"]
 
 
 def test_a_project_keeps_its_own_database(tmp_path):
@@ -84,12 +104,14 @@ def test_a_database_kept_elsewhere_is_left_alone(tmp_path, monkeypatch):
     keep(tmp_path / "project")  # no database in the home: nothing to keep, no error
 
 
-def test_an_unreadable_template_is_migrated_past_and_replaced(tmp_path):
+@pytest.mark.parametrize("content", [b"half a download", b""], ids=["garbage", "empty"])
+def test_a_template_that_is_not_a_migrated_database_is_replaced(tmp_path, content):
     template_path().parent.mkdir(parents=True)
-    template_path().write_bytes(b"half a download")
+    template_path().write_bytes(content)
     (tmp_path / "project").mkdir()
     assert start_from_template(tmp_path / "project")  # the server migrates, as with none
     assert list((tmp_path / "project").iterdir()) == []
+    assert not template_path().exists()
     database(tmp_path / "project", MIGRATED)
     keep(tmp_path / "project")
     assert rows(template_path(), "alembic_version") == ["head-rev"]

@@ -2,12 +2,13 @@
 
 The temporary server migrates a new SQLite database on its first start (Prefect's alembic
 history) and registers Prefect's block types in it: 17.6 s to healthy on a 2-core EPYC,
-against 5.2 s for a database that has both. So the first new project on a machine keeps a
-copy of its database as soon as its server answers, while only the migration and the block
-registry are in it (`keep` refuses anything more), and every later new project starts from
-that copy. One copy per Prefect version, in the user's cache (`$XDG_CACHE_HOME/slimline`,
-else `~/.cache/slimline`); deleting it costs the next new project the migration, nothing else.
-A database Prefect is told to keep elsewhere (its connection URL set) is left alone.
+against 6.7-7.2 s from a copy of a database that has both. So the first new project on a
+machine keeps a copy of its database once its server answers, before the flow's first run
+(`keep` takes only a database with Prefect's schema version and no row of a run), and every
+later new project starts from that copy. One copy per Prefect version, in the user's cache
+(`$XDG_CACHE_HOME/slimline`, else `~/.cache/slimline`); a copy that is not such a database
+is deleted and made anew, and deleting it costs the next new project the migration, nothing
+else. A database URL set in the environment for Prefect's server is left alone.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import sqlite3
 from importlib.metadata import version
 from pathlib import Path
 
+from filelock import FileLock
+
 from slimline.core.atomic import atomic_path
 
-# what a migrated, block-registered database holds before any flow has run
+# the tables a migrated, block-registered database fills before any flow has run
 PRISTINE = frozenset({"alembic_version", "block_type", "block_schema", "block_schema_reference"})
 CONNECTION_URLS = ("PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL")
 
@@ -32,43 +35,56 @@ def template_path() -> Path:
 
 def start_from_template(home: Path) -> bool:
     """Give a new project's Prefect home the template's database. True when the home's
-    database is new and there was no template to give: the server migrates it, and `keep`
-    should take its copy once the server answers."""
+    database is new and there was no usable template to give: the server migrates it, and
+    `keep` should take its copy once the server answers."""
     if any(os.environ.get(name) for name in CONNECTION_URLS):
         return False
     db = home / "prefect.db"
-    if db.exists():
-        return False
-    template = template_path()
-    if not template.exists():
-        return True
     try:
-        with atomic_path(db) as tmp:
-            _backup(template, tmp)
-    except (OSError, sqlite3.Error):  # an unreadable template: migrate, and keep a new one
+        if db.exists():
+            return False
+        template = template_path()
+        if not template.exists():
+            return True
+        try:
+            with atomic_path(db) as tmp:
+                _backup(template, tmp)
+                _check_template(tmp)
+        except (sqlite3.Error, NotATemplate):  # its fault: the next `keep` makes a new one
+            template.unlink(missing_ok=True)
+            return True
+    except OSError:  # an unreadable cache or home: the server migrates, as without one
         return True
     return False
 
 
 def keep(home: Path) -> None:
-    """Copy the home's database into the template when it holds nothing of a run (a
-    consistent snapshot, safe beside the server writing). Best effort: a cache."""
-    db = home / "prefect.db"
+    """Store the home's database as the template, unless another project stored one first
+    (one writer at a time, under a file lock) or it is not a migrated database without a run.
+    Best effort: a cache."""
+    db, template = home / "prefect.db", template_path()
     if not db.exists():  # Prefect was told to keep it elsewhere
         return
-    # racing projects each write a whole file
-    with (
-        contextlib.suppress(OSError, sqlite3.Error, RunRecorded),
-        atomic_path(template_path()) as tmp,
-    ):
-        _backup(db, tmp)
-        ran = _tables_with_rows(tmp) - PRISTINE
-        if ran:
-            raise RunRecorded(ran)
+    with contextlib.suppress(OSError, sqlite3.Error, NotATemplate):  # filelock.Timeout too
+        template.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(template.with_name(f"{template.name}.lock"), timeout=0):
+            if template.exists():
+                return
+            with atomic_path(template) as tmp:
+                _backup(db, tmp)
+                _check_template(tmp)
 
 
-class RunRecorded(Exception):
-    """The database holds rows of a run (these tables): not a template."""
+class NotATemplate(Exception):
+    """A database without Prefect's schema version, or with rows of a run."""
+
+
+def _check_template(db: Path) -> None:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        filled = {t for t in tables if conn.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone()}
+    if "alembic_version" not in filled or filled - PRISTINE:
+        raise NotATemplate(sorted(filled))
 
 
 def _backup(source: Path, dest: Path) -> None:
@@ -81,9 +97,3 @@ def _backup(source: Path, dest: Path) -> None:
     ):
         src.backup(dst)
         dst.execute("PRAGMA journal_mode=DELETE")
-
-
-def _tables_with_rows(db: Path) -> set[str]:
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {t for t in tables if conn.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone()}

@@ -47,9 +47,7 @@ def start_from_template(home: Path) -> bool:
         if not template.exists():
             return True
         try:
-            with atomic_path(db) as tmp:
-                _backup(template, tmp)
-                _check_template(tmp)
+            _copy_template(template, db)
         except (sqlite3.Error, NotATemplate):  # its fault: the next `keep` makes a new one
             template.unlink(missing_ok=True)
             return True
@@ -70,13 +68,18 @@ def keep(home: Path) -> None:
         with FileLock(template.with_name(f"{template.name}.lock"), timeout=0):
             if template.exists():
                 return
-            with atomic_path(template) as tmp:
-                _backup(db, tmp)
-                _check_template(tmp)
+            _copy_template(db, template)
 
 
 class NotATemplate(Exception):
     """A database without Prefect's schema version, or with rows of a run."""
+
+
+def _copy_template(source: Path, dest: Path) -> None:
+    """`source` copied to `dest` whole, or nothing there if it is not a template (raises)."""
+    with atomic_path(dest) as tmp:
+        _backup(source, tmp)
+        _check_template(tmp)
 
 
 def _check_template(db: Path) -> None:

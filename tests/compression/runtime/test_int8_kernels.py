@@ -12,12 +12,12 @@ check at a coarse resolution, and a zero-point probe that sees a single saturate
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from onnx import TensorProto, helper, numpy_helper
 
 from slimline.compression.runtime.int8_target import EXACT_SETS, choose
+from slimline.compression.runtime.onnx_io import session as onnx_session
 from slimline.core.cpu import cpu_info, describe
 
 CPU = cpu_info()
@@ -47,13 +47,11 @@ def activations(shape: tuple[int, ...], rng) -> np.ndarray:
     return x.astype(np.uint8)
 
 
-def session(nodes, inputs, outputs, initializers) -> ort.InferenceSession:
+def session(nodes, inputs, outputs, initializers):
+    """One op in a model, run as slimline runs every model (one thread, sequential)."""
     graph = helper.make_graph(nodes, "kernel", inputs, outputs, initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])  # fmt: skip
+    return onnx_session(model.SerializeToString(), name=f"{nodes[0].op_type} kernel check")
 
 
 def matmul_integer(a: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -61,7 +59,7 @@ def matmul_integer(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     s = session(
         [helper.make_node("MatMulInteger", ["a", "w"], ["y"])],
         [helper.make_tensor_value_info("a", TensorProto.UINT8, a.shape)],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, (len(a), w.shape[1]))],
         [numpy_helper.from_array(w, "w")],
     )
     return s.run(None, {"a": a})[0]
@@ -76,10 +74,14 @@ def qlinear_conv(x: np.ndarray, w: np.ndarray, x_zero: int, multiplier: float) -
     s = session(
         [helper.make_node("QLinearConv", feeds, ["y"])],
         [helper.make_tensor_value_info("x", TensorProto.UINT8, x.shape)],
-        [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, conv_shape(x, w))],
         [numpy_helper.from_array(v, k) for k, v in constants.items()],
     )
     return s.run(None, {"x": x})[0]
+
+
+def conv_shape(x: np.ndarray, w: np.ndarray) -> tuple[int, ...]:
+    return (len(x), len(w), x.shape[2] - w.shape[2] + 1, x.shape[3] - w.shape[3] + 1)
 
 
 def exact_conv(x: np.ndarray, w: np.ndarray) -> np.ndarray:
